@@ -1,0 +1,64 @@
+"""Entry point `tuitune`: no sub-command opens the TUI; every step also has a headless sub-command.
+
+Sub-commands are imported lazily (only the one being run), so `tuitune --help` and the TUI start fast.
+No heavy import (torch, transformers, vllm) may happen at module level anywhere on this path.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import click
+
+# name -> "module:attribute" of a click command; each module is imported only when its command runs.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("tuitune.commands.data:init", "Create a project (tuitune.db, runs/, exports/) in --project."),
+    "task": ("tuitune.commands.data:task", "Show or set the task: name, description, system prompt, tags."),
+    "import": ("tuitune.commands.data:import_", "Import Alpaca/ShareGPT/OpenAI JSONL/CSV into the project."),
+    "export": ("tuitune.commands.data:export", "Export kept samples as Alpaca/ShareGPT/OpenAI/DPO."),
+    "stats": ("tuitune.commands.data:stats", "Counts by status and origin."),
+    "dedup": ("tuitune.commands.data:dedup", "Remove exact duplicate samples (keeps the oldest)."),
+    "models": ("tuitune.commands.models:models", "List base models; prepare the embedded one; add local ones."),
+    "doctor": ("tuitune.commands.doctor:doctor", "Check Python, torch/CUDA, vLLM, the embedded model, disk."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attr = COMMANDS[name][0].split(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Short help from the table above, so `--help` imports no command module.
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, COMMANDS[name][1]) for name in sorted(COMMANDS)])
+
+
+@click.group(cls=LazyGroup, invoke_without_command=True,
+             context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--project", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Project folder (default: the current directory).")
+@click.version_option(package_name="tuitune")
+@click.pass_context
+def main(ctx: click.Context, project: Path | None) -> None:
+    """tuitune: from a handful of examples to a fine-tuned small model, in the terminal.
+
+    With no command, opens the app on the project in the current folder (or --project).
+    """
+    from tuitune.settings import load_settings
+
+    ctx.obj = load_settings(project=project.resolve() if project else None)
+    if ctx.invoked_subcommand is None:
+        from tuitune.tui.app import make_app
+
+        make_app(ctx.obj).run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Click sub-commands of `tuitune`, one module per area. Shared helpers live in `common.py`."""

@@ -1,0 +1,126 @@
+"""Project and data sub-commands: init, task, import, export, stats, dedup."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from tuitune.commands.common import fail, open_store, settings
+
+AS_CHOICES = {"seeds": ("seed", "accepted"), "accepted": ("import", "accepted"), "pending": ("import", "pending")}
+
+
+@click.command()
+@click.option("--name", help="Short name of the task.")
+@click.option("--description", help="What the tuned model should do.")
+@click.option("--system", "system_prompt", help="System prompt used in training and chat.")
+@click.pass_context
+def init(ctx, name, description, system_prompt):
+    """Create a project in --project (default: current folder). Safe to run again."""
+    project = settings(ctx).project
+    store = open_store(ctx, create=True)
+    for sub in ("runs", "exports"):
+        (project / sub).mkdir(exist_ok=True)
+    if any(v is not None for v in (name, description, system_prompt)):
+        store.set_task(name=name, description=description, system_prompt=system_prompt)
+    click.echo(f"Project ready in {project} ({store.path.name}, runs/, exports/).")
+
+
+@click.command()
+@click.option("--name")
+@click.option("--description")
+@click.option("--system", "system_prompt")
+@click.option("--tag", "tags", multiple=True, help="Tag such as en-zh or medical (repeatable; replaces the list).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def task(ctx, name, description, system_prompt, tags, as_json):
+    """Show the task, or set any of its fields."""
+    store = open_store(ctx)
+    t = store.set_task(name=name, description=description, system_prompt=system_prompt,
+                       tags=list(tags) if tags else None)
+    if as_json:
+        click.echo(json.dumps(t.__dict__, ensure_ascii=False))
+    else:
+        for k, v in t.__dict__.items():
+            click.echo(f"{k:14} {v}")
+
+
+@click.command(name="import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["auto", "alpaca", "sharegpt", "openai", "csv"]), default="auto",
+              show_default=True)
+@click.option("--as", "as_", type=click.Choice(list(AS_CHOICES)), default="accepted", show_default=True,
+              help="seeds: examples for synthesis; accepted: ready for training; pending: to review first.")
+@click.option("--skip-invalid", is_flag=True, help="Import the valid records and report the skipped ones.")
+@click.pass_context
+def import_(ctx, file, fmt, as_, skip_invalid):
+    """Import FILE into the project. A file with errors imports nothing unless --skip-invalid."""
+    from tuitune.core.formats import FormatError, read_file
+
+    store = open_store(ctx, create=True)
+    try:
+        parsed = read_file(file, fmt, skip_invalid=skip_invalid)
+    except FormatError as e:
+        fail(str(e), code=2)
+    origin, status = AS_CHOICES[as_]
+    existing = store.existing_keys()
+    samples = [s.with_(origin=origin, status=status) for s in parsed.samples]
+    n = store.add_samples(samples)
+    already = sum(1 for s in samples if s.key() in existing)
+    click.echo(f"Imported {n} records from {file} ({parsed.format}) as {as_}.")
+    if parsed.duplicates or already:
+        click.echo(f"Duplicates kept: {parsed.duplicates} repeat earlier records of this file, {already} were "
+                   f"already in the project. Remove them with `tuitune dedup`.")
+    if parsed.skipped_records:
+        click.echo(f"Skipped {parsed.skipped_records} invalid records:", err=True)
+        for issue in parsed.issues[:20]:
+            click.echo(f"  {issue}", err=True)
+
+
+@click.command()
+@click.option("--format", "fmt", type=click.Choice(["alpaca", "sharegpt", "openai", "dpo"]), default="alpaca",
+              show_default=True)
+@click.option("--output", "-o", type=click.Path(path_type=Path), required=True,
+              help="Output file; with --test-size, a folder (train/test files + dataset_info.json).")
+@click.option("--test-size", type=float, default=0.0, show_default=True,
+              help="Held-out share (0.1 = 10%) or count (>= 1) for a test split.")
+@click.option("--seed", type=int, default=42, show_default=True, help="Seed of the train/test shuffle.")
+@click.option("--no-seeds", is_flag=True, help="Leave seed examples out (accepted samples only).")
+@click.option("--name", default="tuitune", show_default=True, help="Dataset name in dataset_info.json.")
+@click.pass_context
+def export(ctx, fmt, output, test_size, seed, no_seeds, name):
+    """Export seeds + accepted samples (written atomically) and a LLaMA-Factory dataset_info.json entry."""
+    from tuitune.core.export import ExportError, export as do_export
+
+    store = open_store(ctx)
+    try:
+        res = do_export(store, fmt, output, test_size=test_size, seed=seed, include_seeds=not no_seeds, name=name)
+    except ExportError as e:
+        fail(str(e))
+    for part, path in res.files.items():
+        click.echo(f"{part}: {res.counts[part]} records -> {path}")
+    click.echo(f"dataset_info.json: {res.dataset_info}")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object (for scripts).")
+@click.pass_context
+def stats(ctx, as_json):
+    """Counts of samples by status and by origin."""
+    st = open_store(ctx).stats()
+    if as_json:
+        click.echo(json.dumps(st))
+        return
+    click.echo(f"samples: {st['total']}   rounds: {st['rounds']}   exact duplicates: {st['duplicates']}")
+    click.echo("by status: " + ", ".join(f"{k} {v}" for k, v in sorted(st["by_status"].items())) or "-")
+    click.echo("by origin: " + ", ".join(f"{k} {v}" for k, v in sorted(st["by_origin"].items())) or "-")
+
+
+@click.command()
+@click.pass_context
+def dedup(ctx):
+    """Remove exact (normalised) duplicate samples, keeping the oldest of each."""
+    n = open_store(ctx).remove_duplicates()
+    click.echo(f"Removed {n} duplicates.")

@@ -1,0 +1,91 @@
+"""The Sample record: one training example plus its review state."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+Status = Literal["pending", "accepted", "rejected", "edited"]
+Origin = Literal["seed", "synth", "import", "chat"]
+STATUSES: tuple[str, ...] = ("pending", "accepted", "rejected", "edited")
+ORIGINS: tuple[str, ...] = ("seed", "synth", "import", "chat")
+# Statuses that count as "kept" for training and export.
+KEPT_STATUSES: tuple[str, ...] = ("accepted", "edited")
+TEXT_FIELDS: tuple[str, ...] = ("instruction", "input", "output", "system")
+
+
+@dataclass
+class Sample:
+    """One example in Alpaca shape (instruction, input, output, system, history) plus review state."""
+
+    instruction: str
+    output: str
+    input: str = ""
+    system: str = ""
+    history: list[tuple[str, str]] = field(default_factory=list)
+    status: Status = "pending"
+    rating: int | None = None
+    reason: str = ""
+    origin: Origin = "import"
+    round_id: int | None = None
+    original: dict | None = None  # the text before the first edit (kept for preference pairs)
+    id: int | None = None
+    created_at: str = ""
+    updated_at: str = ""
+
+    def with_(self, **changes) -> Sample:
+        return replace(self, **changes)
+
+    # ---- formats -------------------------------------------------------------------------------
+    def user_content(self) -> str:
+        """The user turn as LLaMA-Factory builds it: instruction, then input on a new line."""
+        return f"{self.instruction}\n{self.input}" if self.input else self.instruction
+
+    def to_alpaca(self) -> dict:
+        rec = {"instruction": self.instruction, "input": self.input, "output": self.output}
+        if self.system:
+            rec["system"] = self.system
+        if self.history:
+            rec["history"] = [[q, a] for q, a in self.history]
+        return rec
+
+    def to_messages(self, *, include_system: bool = True) -> list[dict]:
+        msgs: list[dict] = []
+        if self.system and include_system:
+            msgs.append({"role": "system", "content": self.system})
+        for q, a in self.history:
+            msgs += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+        msgs += [{"role": "user", "content": self.user_content()}, {"role": "assistant", "content": self.output}]
+        return msgs
+
+    def to_openai(self) -> dict:
+        return {"messages": self.to_messages()}
+
+    def to_sharegpt(self) -> dict:
+        names = {"user": "human", "assistant": "gpt"}
+        conv = [{"from": names[m["role"]], "value": m["content"]} for m in self.to_messages(include_system=False)]
+        rec: dict = {"conversations": conv}
+        if self.system:
+            rec["system"] = self.system
+        return rec
+
+    def key(self) -> str:
+        """Normalised content hash used for exact-duplicate detection."""
+        parts = [normalise(self.instruction), normalise(self.input), normalise(self.output)]
+        parts += [normalise(q) + "\x1f" + normalise(a) for q, a in self.history]
+        return hashlib.sha1("\x1e".join(parts).encode()).hexdigest()
+
+    def prompt_key(self) -> str:
+        """Hash of the prompt side only (instruction + input): same question, any answer."""
+        return hashlib.sha1((normalise(self.instruction) + "\x1e" + normalise(self.input)).encode()).hexdigest()
+
+
+_WS = re.compile(r"\s+")
+
+
+def normalise(text: str) -> str:
+    """Case-, width- and whitespace-insensitive form of a text (NFKC folds full-width CJK punctuation)."""
+    return _WS.sub(" ", unicodedata.normalize("NFKC", text)).strip().casefold()

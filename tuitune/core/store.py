@@ -1,0 +1,300 @@
+"""The project's SQLite database (WAL, foreign keys on, versioned schema).
+
+Every write that a user would call "saved" is its own committed transaction, so killing the process
+never loses committed work and never leaves a half-applied import (imports run in one transaction).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from tuitune.core.samples import KEPT_STATUSES, Sample
+
+DB_NAME = "tuitune.db"
+
+# Each entry upgrades the schema by one version (PRAGMA user_version). Append, never edit.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE task (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        name TEXT NOT NULL DEFAULT '',
+        description TEXT NOT NULL DEFAULT '',
+        system_prompt TEXT NOT NULL DEFAULT '',
+        tags TEXT NOT NULL DEFAULT '[]',           -- JSON list: language pair, domain, ...
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE rounds (
+        id INTEGER PRIMARY KEY,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        status TEXT NOT NULL DEFAULT 'running',     -- running / finished / failed
+        requested INTEGER NOT NULL DEFAULT 0,
+        params TEXT NOT NULL DEFAULT '{}',          -- JSON: teacher, temperature, mode, ...
+        counters TEXT NOT NULL DEFAULT '{}',        -- JSON: requested, returned, unparseable, ...
+        prompt TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE samples (
+        id INTEGER PRIMARY KEY,
+        instruction TEXT NOT NULL,
+        input TEXT NOT NULL DEFAULT '',
+        output TEXT NOT NULL,
+        system TEXT NOT NULL DEFAULT '',
+        history TEXT NOT NULL DEFAULT '[]',         -- JSON [[user, assistant], ...]
+        status TEXT NOT NULL DEFAULT 'pending'
+            CHECK (status IN ('pending', 'accepted', 'rejected', 'edited')),
+        rating INTEGER CHECK (rating IS NULL OR rating BETWEEN 1 AND 5),
+        reason TEXT NOT NULL DEFAULT '',
+        origin TEXT NOT NULL CHECK (origin IN ('seed', 'synth', 'import', 'chat')),
+        round_id INTEGER REFERENCES rounds(id) ON DELETE SET NULL,
+        original TEXT,                              -- JSON of the text before the first edit
+        key TEXT NOT NULL,                          -- normalised content hash (exact duplicates)
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX samples_status ON samples(status);
+    CREATE INDEX samples_origin ON samples(origin);
+    CREATE INDEX samples_round ON samples(round_id);
+    CREATE INDEX samples_key ON samples(key);
+    CREATE VIEW seeds AS SELECT * FROM samples WHERE origin = 'seed';
+    CREATE TABLE reviews (
+        id INTEGER PRIMARY KEY,
+        sample_id INTEGER NOT NULL REFERENCES samples(id) ON DELETE CASCADE,
+        action TEXT NOT NULL,                       -- accept / reject / edit / rate / reset
+        reason TEXT NOT NULL DEFAULT '',
+        before TEXT NOT NULL DEFAULT '{}',          -- JSON of the fields it changed, for undo
+        after TEXT NOT NULL DEFAULT '{}',
+        at TEXT NOT NULL
+    );
+    CREATE INDEX reviews_sample ON reviews(sample_id);
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        created_at TEXT NOT NULL,
+        method TEXT NOT NULL,
+        base_model TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'created',
+        config TEXT NOT NULL DEFAULT '{}'
+    );
+    """,
+]
+
+SAMPLE_COLUMNS = ("id, instruction, input, output, system, history, status, rating, reason, origin, round_id, "
+                  "original, created_at, updated_at")
+
+
+class StoreError(Exception):
+    """A problem with the project database, with what to do about it."""
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class Task:
+    name: str = ""
+    description: str = ""
+    system_prompt: str = ""
+    tags: list[str] = field(default_factory=list)
+
+
+def _row_to_sample(row: sqlite3.Row | tuple) -> Sample:
+    (id_, instruction, input_, output, system, history, status, rating, reason, origin, round_id, original,
+     created_at, updated_at) = tuple(row)
+    return Sample(
+        id=id_, instruction=instruction, input=input_, output=output, system=system,
+        history=[tuple(p) for p in json.loads(history)], status=status, rating=rating, reason=reason,
+        origin=origin, round_id=round_id, original=json.loads(original) if original else None,
+        created_at=created_at, updated_at=updated_at,
+    )
+
+
+class Store:
+    """A project's database. Open with `Store.open(project_dir)` (creates it) or `Store(path)`."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self._migrate()
+
+    @classmethod
+    def open(cls, project: Path | str, *, create: bool = True) -> Store:
+        project = Path(project)
+        db = project / DB_NAME
+        if not db.exists() and not create:
+            raise StoreError(f"No tuitune project in {project} (no {DB_NAME}). Run `tuitune init` there first.")
+        project.mkdir(parents=True, exist_ok=True)
+        return cls(db)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---- schema -------------------------------------------------------------------------------
+    @property
+    def schema_version(self) -> int:
+        return self.conn.execute("PRAGMA user_version").fetchone()[0]
+
+    def _migrate(self) -> None:
+        version = self.schema_version
+        if version > len(MIGRATIONS):
+            raise StoreError(f"{self.path} was written by a newer tuitune (schema {version}); upgrade tuitune.")
+        for target, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            with self.transaction():
+                for stmt in script.split(";"):
+                    if stmt.strip():
+                        self.conn.execute(stmt)
+                self.conn.execute(f"PRAGMA user_version = {target}")
+        if version == 0:
+            with self.transaction():
+                self.conn.execute("INSERT OR IGNORE INTO task (id, updated_at) VALUES (1, ?)", (now(),))
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic unit: all of it is committed, or none of it (also when the process is killed)."""
+        if self.conn.in_transaction:  # nested: join the outer one
+            yield self.conn
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # ---- task ---------------------------------------------------------------------------------
+    def get_task(self) -> Task:
+        row = self.conn.execute("SELECT name, description, system_prompt, tags FROM task WHERE id = 1").fetchone()
+        return Task(row[0], row[1], row[2], json.loads(row[3]))
+
+    def set_task(self, **fields) -> Task:
+        task = self.get_task()
+        for k, v in fields.items():
+            if v is not None:
+                setattr(task, k, v)
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE task SET name=?, description=?, system_prompt=?, tags=?, updated_at=? WHERE id=1",
+                (task.name, task.description, task.system_prompt, json.dumps(task.tags, ensure_ascii=False), now()))
+        return task
+
+    # ---- samples ------------------------------------------------------------------------------
+    def _insert(self, s: Sample, at: str) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO samples (instruction, input, output, system, history, status, rating, reason, origin, "
+            "round_id, original, key, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (s.instruction, s.input, s.output, s.system, json.dumps([list(p) for p in s.history], ensure_ascii=False),
+             s.status, s.rating, s.reason, s.origin, s.round_id,
+             json.dumps(s.original, ensure_ascii=False) if s.original else None, s.key(), at, at))
+        return cur.lastrowid
+
+    def add_sample(self, sample: Sample) -> Sample:
+        """Insert one sample and commit it at once."""
+        at = now()
+        with self.transaction():
+            sid = self._insert(sample, at)
+        return sample.with_(id=sid, created_at=at, updated_at=at)
+
+    def add_samples(self, samples: Iterable[Sample]) -> int:
+        """Insert many samples in ONE transaction: all are stored, or (on any error or kill) none."""
+        at = now()
+        n = 0
+        with self.transaction():
+            for s in samples:
+                self._insert(s, at)
+                n += 1
+        return n
+
+    def get_sample(self, sample_id: int) -> Sample:
+        row = self.conn.execute(f"SELECT {SAMPLE_COLUMNS} FROM samples WHERE id = ?", (sample_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"No sample with id {sample_id}.")
+        return _row_to_sample(row)
+
+    def update_sample(self, sample: Sample) -> None:
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE samples SET instruction=?, input=?, output=?, system=?, history=?, status=?, rating=?, "
+                "reason=?, original=?, key=?, updated_at=? WHERE id=?",
+                (sample.instruction, sample.input, sample.output, sample.system,
+                 json.dumps([list(p) for p in sample.history], ensure_ascii=False), sample.status, sample.rating,
+                 sample.reason, json.dumps(sample.original, ensure_ascii=False) if sample.original else None,
+                 sample.key(), now(), sample.id))
+
+    def samples(self, *, status: str | Iterable[str] | None = None, origin: str | Iterable[str] | None = None,
+                round_id: int | None = None, limit: int | None = None, offset: int = 0) -> list[Sample]:
+        where, args = self._filters(status=status, origin=origin, round_id=round_id)
+        sql = f"SELECT {SAMPLE_COLUMNS} FROM samples{where} ORDER BY id"
+        if limit is not None:
+            sql += " LIMIT ? OFFSET ?"
+            args += [limit, offset]
+        return [_row_to_sample(r) for r in self.conn.execute(sql, args)]
+
+    def count(self, *, status=None, origin=None, round_id=None) -> int:
+        where, args = self._filters(status=status, origin=origin, round_id=round_id)
+        return self.conn.execute(f"SELECT COUNT(*) FROM samples{where}", args).fetchone()[0]
+
+    @staticmethod
+    def _filters(*, status, origin, round_id) -> tuple[str, list]:
+        clauses, args = [], []
+        for col, val in (("status", status), ("origin", origin)):
+            if val is None:
+                continue
+            vals = [val] if isinstance(val, str) else list(val)
+            clauses.append(f"{col} IN ({','.join('?' * len(vals))})")
+            args += vals
+        if round_id is not None:
+            clauses.append("round_id = ?")
+            args.append(round_id)
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+    def training_samples(self, *, include_seeds: bool = True) -> list[Sample]:
+        """What training and export use by default: seeds + accepted (and edited) samples."""
+        sql = f"SELECT {SAMPLE_COLUMNS} FROM samples WHERE status IN ({','.join('?' * len(KEPT_STATUSES))})"
+        args: list = list(KEPT_STATUSES)
+        if include_seeds:
+            sql += " OR origin = 'seed'"
+        return [_row_to_sample(r) for r in self.conn.execute(sql + " ORDER BY id", args)]
+
+    def existing_keys(self) -> set[str]:
+        return {r[0] for r in self.conn.execute("SELECT key FROM samples")}
+
+    def stats(self) -> dict:
+        by_status = dict(self.conn.execute("SELECT status, COUNT(*) FROM samples GROUP BY status").fetchall())
+        by_origin = dict(self.conn.execute("SELECT origin, COUNT(*) FROM samples GROUP BY origin").fetchall())
+        total = sum(by_status.values())
+        dupes = self.conn.execute(
+            "SELECT COALESCE(SUM(c - 1), 0) FROM (SELECT COUNT(*) c FROM samples GROUP BY key HAVING c > 1)"
+        ).fetchone()[0]
+        rounds = self.conn.execute("SELECT COUNT(*) FROM rounds").fetchone()[0]
+        return {"total": total, "by_status": by_status, "by_origin": by_origin, "duplicates": dupes,
+                "rounds": rounds}
+
+    def remove_duplicates(self) -> int:
+        """Delete exact (normalised) duplicates, keeping the oldest of each group. Returns how many went."""
+        with self.transaction():
+            cur = self.conn.execute(
+                "DELETE FROM samples WHERE id NOT IN (SELECT MIN(id) FROM samples GROUP BY key)")
+        return cur.rowcount
+
+    # ---- reviews ------------------------------------------------------------------------------
+    def log_review(self, sample_id: int, action: str, *, reason: str = "", before: dict | None = None,
+                   after: dict | None = None) -> None:
+        self.conn.execute(
+            "INSERT INTO reviews (sample_id, action, reason, before, after, at) VALUES (?,?,?,?,?,?)",
+            (sample_id, action, reason, json.dumps(before or {}, ensure_ascii=False),
+             json.dumps(after or {}, ensure_ascii=False), now()))

