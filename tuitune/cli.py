@@ -21,6 +21,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dedup": ("tuitune.commands.data:dedup", "Remove exact duplicate samples (keeps the oldest)."),
     "models": ("tuitune.commands.models:models", "List base models; prepare the embedded one; add local ones."),
     "doctor": ("tuitune.commands.doctor:doctor", "Check Python, torch/CUDA, vLLM, the embedded model, disk."),
+    "synth": ("tuitune.commands.synth:synth", "Generate a round of new samples with the teacher LLM."),
+    "review": ("tuitune.commands.synth:review", "Accept / reject / edit / rate pending samples (headless)."),
+    "lessons": ("tuitune.commands.synth:lessons", "Show the lessons learned from review for the next round."),
+    "train": ("tuitune.commands.train:train", "Launch a background training run (LoRA/QLoRA/DoRA/full/DPO/...)."),
+    "runs": ("tuitune.commands.train:runs", "List training runs; watch or stop one."),
+    "merge": ("tuitune.commands.train:merge", "Merge a run's adapter into a full model folder."),
+    "serve": ("tuitune.commands.serve:serve", "Serve base and tuned models with vLLM (OpenAI-compatible)."),
+    "chat": ("tuitune.commands.serve:chat", "Chat with a served model in the terminal."),
+    "eval": ("tuitune.commands.serve:eval_", "Evaluate a run on the held-out split (BLEU, chrF, ROUGE-L)."),
 }
 
 
