@@ -1,0 +1,117 @@
+"""Review actions the TUI and the CLI call: accept, reject (with a reason), edit, rate, undo; and the lessons
+that review teaches the next synthesis round. Each action is one committed transaction logged in `reviews`
+with the fields it changed, so it can be undone and so edits become preference pairs."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+from tuitune.core.samples import TEXT_FIELDS, Sample, normalise
+from tuitune.core.store import Store, StoreError
+
+# Quick picks offered when rejecting; free text is always allowed too.
+COMMON_REASONS = (
+    "wrong or made-up facts",
+    "does not follow the task",
+    "wrong language",
+    "too short / incomplete",
+    "too long / rambling",
+    "repeats an existing example",
+    "bad formatting",
+)
+
+
+class ReviewError(StoreError):
+    """An invalid review action (bad rating, empty reason, nothing to undo)."""
+
+
+def _state(s: Sample) -> dict:
+    return {"instruction": s.instruction, "input": s.input, "output": s.output, "system": s.system,
+            "status": s.status, "rating": s.rating, "reason": s.reason, "original": s.original}
+
+
+def _apply(store: Store, sample_id: int, action: str, reason: str = "", **changes) -> Sample:
+    with store.transaction():
+        before = store.get_sample(sample_id)
+        after = before.with_(**changes)
+        store.update_sample(after)
+        store.log_review(sample_id, action, reason=reason, before=_state(before), after=_state(after))
+    return after
+
+
+def accept(store: Store, sample_id: int, *, rating: int | None = None) -> Sample:
+    s = store.get_sample(sample_id)
+    status = "edited" if s.original else "accepted"
+    return _apply(store, sample_id, "accept", status=status, reason="",
+                  **({"rating": _check_rating(rating)} if rating is not None else {}))
+
+
+def reject(store: Store, sample_id: int, reason: str) -> Sample:
+    if not reason.strip():
+        raise ReviewError("Say why you reject it: the reason becomes a lesson for the next round.")
+    return _apply(store, sample_id, "reject", reason=reason.strip(), status="rejected")
+
+
+def edit(store: Store, sample_id: int, **fields: str) -> Sample:
+    """Change text fields; the first edit keeps the original text (for preference pairs). Status -> edited."""
+    bad = set(fields) - set(TEXT_FIELDS)
+    if bad:
+        raise ReviewError(f"cannot edit {', '.join(sorted(bad))}; editable fields: {', '.join(TEXT_FIELDS)}")
+    s = store.get_sample(sample_id)
+    if not (fields.get("instruction", s.instruction).strip() and fields.get("output", s.output).strip()):
+        raise ReviewError("instruction and output must not be empty")
+    if all(getattr(s, k) == v for k, v in fields.items()):
+        return s
+    original = s.original or {k: getattr(s, k) for k in TEXT_FIELDS}
+    return _apply(store, sample_id, "edit", status="edited", reason="", original=original, **fields)
+
+
+def rate(store: Store, sample_id: int, rating: int | None) -> Sample:
+    return _apply(store, sample_id, "rate", rating=_check_rating(rating) if rating is not None else None)
+
+
+def _check_rating(rating: int) -> int:
+    if not isinstance(rating, int) or not 1 <= rating <= 5:
+        raise ReviewError(f"rating must be 1-5, got {rating!r}")
+    return rating
+
+
+def undo(store: Store) -> Sample | None:
+    """Revert the most recent review action (any sample). Returns the restored sample, or None."""
+    with store.transaction():
+        row = store.conn.execute("SELECT id, sample_id, before FROM reviews ORDER BY id DESC LIMIT 1").fetchone()
+        if row is None:
+            return None
+        review_id, sample_id, before = row
+        state = json.loads(before)
+        restored = store.get_sample(sample_id).with_(**state)
+        store.update_sample(restored)
+        store.conn.execute("DELETE FROM reviews WHERE id = ?", (review_id,))
+    return restored
+
+
+def lessons(store: Store, *, limit: int = 12) -> list[str]:
+    """What review taught, for the next round's prompt: rejection reasons (most frequent first, with counts)
+    and a few corrections (before -> after of edited answers)."""
+    reasons = Counter()
+    display: dict[str, str] = {}
+    for (reason,) in store.conn.execute("SELECT reason FROM samples WHERE status = 'rejected' AND reason != ''"):
+        key = normalise(reason)
+        reasons[key] += 1
+        display.setdefault(key, reason.strip())
+    out = [f"{display[k]} ({n} sample{'s' if n > 1 else ''} rejected for this)" if n > 1 else display[k]
+           for k, n in reasons.most_common(limit)]
+    for s in store.samples(status="edited", limit=max(0, limit - len(out))):
+        if not s.original:
+            continue
+        changed = [k for k in TEXT_FIELDS if (s.original.get(k) or "") != getattr(s, k)]
+        if changed:
+            k = changed[-1]
+            out.append(f"The reviewer corrected the {k}: {_clip(s.original.get(k) or '')!r} -> {_clip(getattr(s, k))!r}")
+    return out[:limit]
+
+
+def _clip(text: str, n: int = 120) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
