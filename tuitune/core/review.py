@@ -31,12 +31,12 @@ def _state(s: Sample) -> dict:
             "status": s.status, "rating": s.rating, "reason": s.reason, "original": s.original}
 
 
-def _apply(store: Store, sample_id: int, action: str, reason: str = "", **changes) -> Sample:
+def _apply(store: Store, sample_id: int, action: str, note: str = "", **changes) -> Sample:
     with store.transaction():
         before = store.get_sample(sample_id)
         after = before.with_(**changes)
         store.update_sample(after)
-        store.log_review(sample_id, action, reason=reason, before=_state(before), after=_state(after))
+        store.log_review(sample_id, action, reason=note, before=_state(before), after=_state(after))
     return after
 
 
@@ -50,7 +50,7 @@ def accept(store: Store, sample_id: int, *, rating: int | None = None) -> Sample
 def reject(store: Store, sample_id: int, reason: str) -> Sample:
     if not reason.strip():
         raise ReviewError("Say why you reject it: the reason becomes a lesson for the next round.")
-    return _apply(store, sample_id, "reject", reason=reason.strip(), status="rejected")
+    return _apply(store, sample_id, "reject", note=reason.strip(), reason=reason.strip(), status="rejected")
 
 
 def edit(store: Store, sample_id: int, **fields: str) -> Sample:

@@ -264,10 +264,9 @@ class Store:
 
     def training_samples(self, *, include_seeds: bool = True) -> list[Sample]:
         """What training and export use by default: seeds + accepted (and edited) samples."""
-        sql = f"SELECT {SAMPLE_COLUMNS} FROM samples WHERE status IN ({','.join('?' * len(KEPT_STATUSES))})"
+        sql = f"SELECT {SAMPLE_COLUMNS} FROM samples WHERE (status IN ({','.join('?' * len(KEPT_STATUSES))})"
         args: list = list(KEPT_STATUSES)
-        if include_seeds:
-            sql += " OR origin = 'seed'"
+        sql += " OR origin = 'seed')" if include_seeds else ") AND origin != 'seed'"
         return [_row_to_sample(r) for r in self.conn.execute(sql + " ORDER BY id", args)]
 
     def existing_keys(self) -> set[str]:
