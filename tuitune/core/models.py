@@ -82,6 +82,7 @@ def prepare_embedded(models_dir: Path, progress: Progress | None = None, *, forc
         tmp = models_dir / f".{EMBEDDED_NAME}.tmp-{os.getpid()}"
         t0 = time.monotonic()
         try:
+            tmp.mkdir()
             _convert_gguf(embedded_gguf(), tmp, progress)
             atomic.write_json(tmp / READY_MARKER, {"name": EMBEDDED_NAME, "source": f"{EMBEDDED_PACKAGE}/"
                                                    f"{EMBEDDED_GGUF}", "seconds": round(time.monotonic() - t0, 1)})
