@@ -20,6 +20,7 @@ fine-tune, DoRA adapters which vLLM cannot load) get a server each, if the memor
 from __future__ import annotations
 
 import atexit
+import contextlib
 import importlib.util
 import json
 import os
@@ -165,10 +166,8 @@ _atexit_registered = False
 
 def _stop_all() -> None:
     for server in list(_LIVE):
-        try:
+        with contextlib.suppress(Exception):  # best effort at interpreter exit; the guard is the backstop
             server.stop()
-        except Exception:  # noqa: BLE001 - best effort at interpreter exit; the guard is the backstop
-            pass
 
 
 def _register_atexit() -> None:
@@ -389,7 +388,7 @@ class VLLMServer:
         self.stop()
         self.start(timeout)
 
-    def __enter__(self) -> VLLMServer:
+    def __enter__(self) -> VLLMServer:  # noqa: PYI034
         self.start()
         return self
 
@@ -467,7 +466,7 @@ class ServerGroup:
     def alive(self) -> bool:
         return all(s.alive() for s in self.servers)
 
-    def __enter__(self) -> ServerGroup:
+    def __enter__(self) -> ServerGroup:  # noqa: PYI034
         self.start()
         return self
 
@@ -527,7 +526,7 @@ def _guard(parent_pid: int, cmd: list[str]) -> int:
     """Run `cmd` in this process group; end the group when asked (SIGTERM/SIGINT) or when the parent dies."""
     stop = threading.Event()
 
-    def on_signal(signum, frame):  # noqa: ARG001
+    def on_signal(signum, frame):
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)

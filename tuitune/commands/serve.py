@@ -1,0 +1,382 @@
+"""`tuitune serve`, `tuitune chat`, `tuitune eval`: serve models with vLLM, chat with them, evaluate a run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import click
+
+from tuitune.commands.common import fail, open_store, settings
+
+# ---- resolving MODEL | RUN_ID ------------------------------------------------------------------------
+
+def resolve_spec(ctx: click.Context, arg: str, *, merged: bool = False):
+    """A ModelSpec for a registered model name, a model folder, or a training run id (runs/<id>/).
+
+    A run is served as its LoRA adapter on top of its base (shares the base's server) when it has one that
+    vLLM can load; otherwise (full fine-tune, DoRA, or --merged) as its merged model folder."""
+    from tuitune.core.models import ModelError, resolve
+    from tuitune.core.serving import ModelSpec, ServingError, lora_rank
+
+    s = settings(ctx)
+    run_dir = s.project / "runs" / arg
+    if run_dir.is_dir() and not (run_dir / "config.json").exists():
+        adapter, full = run_dir / "adapter", run_dir / "merged"
+        if not merged and (adapter / "adapter_config.json").exists():
+            try:
+                lora_rank(adapter)
+                base_path, base_name = _run_base(run_dir)
+                return ModelSpec(arg, adapter, base=base_path, base_name=base_name)
+            except (ServingError, ModelError, OSError):
+                pass  # fall back to the merged folder below
+        if (full / "config.json").exists():
+            return ModelSpec(arg, full)
+        fail(f"run {arg} has no merged model or servable adapter yet; wait for it to finish "
+             f"(`tuitune runs`) or merge it (`tuitune merge {arg}`)")
+    try:
+        path = resolve(s.models_dir, arg)
+    except ModelError as e:
+        fail(str(e))
+    return ModelSpec(arg if "/" not in arg and not Path(arg).exists() else path.name, path)
+
+
+def _run_base(run_dir: Path) -> tuple[Path, str]:
+    from tuitune.core.training.config import TrainConfig
+
+    cfg = TrainConfig.load(run_dir / "config.yaml")
+    return Path(cfg.base_path), cfg.base
+
+
+def _default_specs(ctx, models: tuple[str, ...], merged: bool):
+    s = settings(ctx)
+    return [resolve_spec(ctx, m, merged=merged) for m in (models or (s.base_model,))]
+
+
+def _log_dir(ctx) -> Path:
+    return settings(ctx).project / "logs"
+
+
+def _start_group(ctx, specs, port: int | None, timeout: float | None):
+    """Plan and start the servers with a progress line on stderr; exits with a readable error on failure."""
+    from tuitune.core.serving import ServingError, VLLMUnavailable, plan
+
+    try:
+        group = plan(specs, _log_dir(ctx), settings(ctx))
+    except ServingError as e:
+        fail(str(e))
+    if port and group.servers:
+        group.servers[0].requested_port = port
+    names = ", ".join(group.model_names)
+    click.echo(f"starting vLLM for {names} (about a minute on CPU) ...", err=True)
+    try:
+        group.start(timeout)
+    except VLLMUnavailable:
+        raise
+    except ServingError as e:
+        fail(str(e))
+    for srv in group.servers:
+        for note in srv.notes:
+            click.echo(f"note: {note}", err=True)
+    return group
+
+
+# ---- serve -----------------------------------------------------------------------------------------
+
+@click.command()
+@click.argument("models", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Once ready, print one JSON line (base_url, api_key, models, pid).")
+@click.option("--port", type=int, help="Preferred port (another free one is used if it is taken).")
+@click.option("--merged", is_flag=True, help="Serve runs as their merged model instead of base + LoRA adapter.")
+@click.option("--timeout", type=float, help="Seconds to wait for readiness (default TUITUNE_VLLM_STARTUP_TIMEOUT).")
+@click.pass_context
+def serve(ctx, models, as_json, port, merged, timeout):
+    """Serve MODEL names, model folders or RUN_IDs with vLLM until Ctrl-C / SIGTERM.
+
+    Runs with a LoRA adapter share one server with their base model (--enable-lora). With no argument the
+    base model is served. Prints the base URL, API key and served model names once ready."""
+    from tuitune.core.serving import VLLMUnavailable
+
+    specs = _default_specs(ctx, models, merged)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    group = None
+    try:
+        try:
+            group = _start_group(ctx, specs, port, timeout)
+        except VLLMUnavailable as e:
+            fail(f"{e}\n`tuitune chat MODEL` works without vLLM (it uses the transformers engine in-process).", 2)
+        servers = [{"base_url": s.base_url, "api_key": s.api_key, "models": s.model_names, "vllm_pid": s.pid,
+                    "log": str(s.log_path)} for s in group.servers]
+        first = group.servers[0]
+        if as_json:
+            click.echo(json.dumps({"base_url": first.base_url, "api_key": first.api_key, "models": group.model_names,
+                                   "pid": os.getpid(), "engine": "vllm", "servers": servers}))
+        else:
+            for s in servers:
+                click.echo(f"engine   vllm\nbase_url {s['base_url']}\napi_key  {s['api_key']}\n"
+                           f"models   {', '.join(s['models'])}\nlog      {s['log']}")
+            click.echo(f"pid      {os.getpid()}  (Ctrl-C or SIGTERM stops the servers)")
+        sys.stdout.flush()
+        while not stop.wait(1.0):
+            dead = [s for s in group.servers if not s.alive()]
+            if dead:
+                from tuitune.core.serving import tail
+
+                fail(f"vLLM for {dead[0].name} stopped unexpectedly. Log {dead[0].log_path}:\n{tail(dead[0].log_path)}")
+    finally:
+        if group is not None:
+            group.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    click.echo("stopped", err=True)
+
+
+# ---- chat ----------------------------------------------------------------------------------------
+
+def _backends_for(ctx, models, *, url, api_key, engine, merged, timeout):
+    """(backends, group or None): connect to --url, or start vLLM, or fall back to transformers."""
+    from tuitune.core.chat import OpenAIBackend, TransformersBackend
+    from tuitune.core.serving import Endpoint, VLLMUnavailable
+
+    if url:
+        if not models:
+            fail("with --url, name the served model(s): tuitune chat --url URL MODEL")
+        key = api_key or os.environ.get("OPENAI_API_KEY", "none")
+        return [OpenAIBackend(Endpoint(url, key, m, "remote")) for m in models], None
+    specs = _default_specs(ctx, models, merged)
+    if engine != "transformers":
+        try:
+            group = _start_group(ctx, specs, None, timeout)
+            return [OpenAIBackend(group.endpoint(sp.name), _server_of(group, sp.name)) for sp in specs], group
+        except VLLMUnavailable as e:
+            if engine == "vllm":
+                fail(str(e))
+            click.echo(f"{e}\nusing the transformers engine for chat (slower).", err=True)
+    backends = []
+    for sp in specs:
+        path = sp.path
+        if sp.base is not None:  # an adapter: chat with the run's merged model instead
+            path = sp.path.parent / "merged"
+            if not (path / "config.json").exists():
+                fail(f"run {sp.name} has no merged model for the transformers engine; run `tuitune merge {sp.name}`")
+        backends.append(TransformersBackend(path, sp.name))
+    return backends, None
+
+
+def _server_of(group, name):
+    return next(s for s in group.servers if name in s.model_names)
+
+
+@click.command()
+@click.argument("models", nargs=-1)
+@click.option("--url", help="Use an already running OpenAI-compatible server (e.g. from `tuitune serve`).")
+@click.option("--api-key", help="API key for --url (default: $OPENAI_API_KEY).")
+@click.option("--engine", type=click.Choice(["auto", "vllm", "transformers"]), default="auto", show_default=True,
+              help="auto: vLLM, or transformers only where vLLM cannot run.")
+@click.option("--system", "system_prompt", help="System prompt (default: the task's).")
+@click.option("--temperature", type=float, default=0.7, show_default=True)
+@click.option("--max-tokens", type=int, default=512, show_default=True)
+@click.option("--prompt", "one_prompt", help="Ask one question, print the answer(s) and exit.")
+@click.option("--merged", is_flag=True, help="Use runs' merged models instead of base + LoRA adapter.")
+@click.option("--timeout", type=float)
+@click.pass_context
+def chat(ctx, models, url, api_key, engine, system_prompt, temperature, max_tokens, one_prompt, merged, timeout):
+    """Chat with MODEL / RUN_ID in the terminal (several: side by side).
+
+    Commands: /regen  /save [corrected answer]  /seed [corrected answer]  /system TEXT  /clear  /restart  /quit"""
+    from tuitune.core.chat import GenParams
+
+    params = GenParams(temperature=temperature, max_tokens=max_tokens)
+    system = system_prompt
+    if system is None:
+        from tuitune.core.store import DB_NAME
+
+        system = ""
+        if (settings(ctx).project / DB_NAME).exists():
+            store = open_store(ctx)
+            system = store.get_task().system_prompt
+            store.close()
+    backends, group = _backends_for(ctx, models, url=url, api_key=api_key, engine=engine, merged=merged,
+                                    timeout=timeout)
+    try:
+        click.echo(f"engine: {backends[0].engine}; models: {', '.join(b.name for b in backends)}", err=True)
+        asyncio.run(_chat_loop(ctx, backends, system, params, one_prompt))
+    finally:
+        if group is not None:
+            group.stop()
+
+
+async def _chat_loop(ctx, backends, system, params, one_prompt):
+    from tuitune.core.chat import ChatError, ChatSession, EngineDied, compare_collect
+
+    sessions = [ChatSession(b, system=system, params=params) for b in backends]
+
+    async def ask(prompt: str, regen: bool = False) -> None:
+        if len(sessions) == 1:
+            s = sessions[0]
+            stream = s.regenerate() if regen else s.send(prompt)
+            loop = asyncio.get_running_loop()
+            loop.add_signal_handler(signal.SIGINT, s.stop)
+            try:
+                async for delta in stream:
+                    click.echo(delta, nl=False)
+                click.echo()
+            finally:
+                loop.remove_signal_handler(signal.SIGINT)
+            return
+        answers = await compare_collect(backends, prompt, system=system, params=params,
+                                        history=sessions[0].history)
+        for s in sessions:
+            s.history.append((prompt, answers[s.backend.name]))
+            click.echo(click.style(f"[{s.backend.name}] ", bold=True) + answers[s.backend.name])
+
+    async def guarded(prompt: str, regen: bool = False) -> None:
+        try:
+            await ask(prompt, regen)
+        except EngineDied as e:
+            click.echo(f"\nerror: {e}\ntype /restart to restart the server, then ask again.", err=True)
+        except ChatError as e:
+            click.echo(f"\nerror: {e}", err=True)
+
+    if one_prompt is not None:
+        await guarded(one_prompt)
+        return
+    while True:
+        try:
+            line = await asyncio.to_thread(input, "> ")
+        except (EOFError, KeyboardInterrupt):
+            click.echo()
+            return
+        line = line.strip()
+        if not line:
+            continue
+        if line in ("/quit", "/exit"):
+            return
+        if line == "/regen":
+            await guarded("", regen=True)
+        elif line == "/clear":
+            for s in sessions:
+                s.clear()
+        elif line.startswith("/system"):
+            for s in sessions:
+                s.system = line[len("/system"):].strip()
+        elif line == "/restart":
+            for b in backends:
+                if hasattr(b, "restart"):
+                    click.echo(f"restarting {b.name} ...", err=True)
+                    try:
+                        await b.restart()
+                    except Exception as e:  # noqa: BLE001 - shown to the user
+                        click.echo(f"error: {e}", err=True)
+        elif line.startswith(("/save", "/seed")):
+            _save(ctx, sessions[0], line, as_seed=line.startswith("/seed"))
+        else:
+            await guarded(line)
+
+
+def _save(ctx, session, line: str, *, as_seed: bool) -> None:
+    from tuitune.core.chat import ChatError, save_exchange
+
+    if not session.history:
+        click.echo("nothing to save yet", err=True)
+        return
+    prompt, answer = session.history[-1]
+    corrected = line[5:].strip() or None
+    store = open_store(ctx)
+    try:
+        s = save_exchange(store, prompt, answer, corrected, as_seed=as_seed, system=session.system,
+                          history=session.history[:-1])
+        click.echo(f"saved as {'seed' if as_seed else 'sample'} #{s.id} ({s.status})", err=True)
+    except ChatError as e:
+        click.echo(f"error: {e}", err=True)
+    finally:
+        store.close()
+
+
+# ---- eval ----------------------------------------------------------------------------------------
+
+@click.command(name="eval")
+@click.argument("run_id")
+@click.option("--no-base", is_flag=True, help="Evaluate only the tuned model, not the base beside it.")
+@click.option("--data", "data_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Evaluate on this chat JSONL ({'messages': [...]}) instead of the run's held-out split.")
+@click.option("--limit", type=int, help="Use at most N examples.")
+@click.option("--max-tokens", type=int, default=256, show_default=True)
+@click.option("--judge", is_flag=True, help="Also grade answers 1-5 with the teacher (prompts/judge.md).")
+@click.option("--merged", is_flag=True, help="Serve the run's merged model instead of base + adapter.")
+@click.option("--engine", type=click.Choice(["auto", "vllm", "transformers"]), default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--timeout", type=float)
+@click.pass_context
+def eval_(ctx, run_id, no_base, data_file, limit, max_tokens, judge, merged, engine, as_json, timeout):
+    """Evaluate RUN_ID on its held-out split: BLEU, chrF (sacrebleu) and ROUGE-L, base vs tuned.
+
+    The report is saved as runs/RUN_ID/eval/report.json and report.md."""
+    from tuitune.core.chat import GenParams
+    from tuitune.core.evaluate import EvalError, evaluate, held_out_items, items_from_records, save_report
+
+    s = settings(ctx)
+    run_dir = s.project / "runs" / run_id
+    if not run_dir.is_dir():
+        fail(f"no run {run_id} in {s.project / 'runs'} (see `tuitune runs`)")
+    try:
+        if data_file:
+            from tuitune.core.training.data import read_records
+
+            items = items_from_records(read_records(data_file))
+        else:
+            items = held_out_items(run_dir)
+    except EvalError as e:
+        fail(str(e))
+    items = items[:limit] if limit else items
+    resolve_spec(ctx, run_id, merged=merged)  # fails early with a clear message if the run has no model yet
+    models = (run_id,) if no_base else (_base_name(run_dir), run_id)
+    backends, group = _backends_for(ctx, models, url=None, api_key=None, engine=engine, merged=merged,
+                                    timeout=timeout)
+    judge_backend = _judge_backend(s, backends) if judge else None
+    task = ""
+    from tuitune.core.store import DB_NAME
+
+    if (s.project / DB_NAME).exists():
+        store = open_store(ctx)
+        task = store.get_task().description
+        store.close()
+    try:
+        report = asyncio.run(evaluate(items, backends, run_id=run_id, judge_backend=judge_backend, task=task,
+                                      params=GenParams(temperature=0.0, max_tokens=max_tokens, seed=0),
+                                      progress=lambda msg: click.echo(msg + " ...", err=True)))
+    except (EvalError, Exception) as e:  # noqa: BLE001 - shown with what to do
+        fail(f"evaluation failed: {e}")
+    finally:
+        if group is not None:
+            group.stop()
+    jpath, mpath = save_report(report, run_dir)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), ensure_ascii=False))
+    else:
+        click.echo(report.to_markdown())
+        click.echo(f"\nsaved {jpath} and {mpath}", err=True)
+
+
+def _base_name(run_dir: Path) -> str:
+    from tuitune.core.training.config import TrainConfig
+
+    return TrainConfig.load(run_dir / "config.yaml").base
+
+
+def _judge_backend(s, backends):
+    from tuitune.core.chat import OpenAIBackend
+    from tuitune.core.serving import Endpoint
+
+    if s.teacher_base_url:
+        key = os.environ.get(s.teacher_api_key_env, "none")
+        return OpenAIBackend(Endpoint(s.teacher_base_url, key, s.teacher_model or "default", "remote"))
+    click.echo("no teacher endpoint set (TUITUNE_TEACHER_BASE_URL): judging with the base model, whose grades "
+               "mean little for a 135M model", err=True)
+    return backends[0]
