@@ -1,0 +1,109 @@
+"""Merge a run's adapter into a full model folder (safetensors + tokenizer + chat template) and the
+post-train checks run on it.
+
+The merged folder is written beside its final place and renamed in when complete, so `runs/<id>/merged/`
+either does not exist or is a whole model that vLLM and transformers load.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+TEMPLATE_FILE = "chat_template.jinja"  # the template used in training, saved in the run folder
+
+
+class MergeError(Exception):
+    """The adapter cannot be merged, with what to do about it."""
+
+
+def merge_adapter(base_path: Path | str, adapter_dir: Path | str, out_dir: Path | str,
+                  chat_template: str | None = None) -> Path:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
+    if not (adapter_dir / "adapter_config.json").exists():
+        raise MergeError(f"{adapter_dir} holds no adapter (adapter_config.json). Has the run finished? "
+                         f"Resume it with `tuitune train --resume ID`.")
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        # Merge into an unquantized copy of the base (also for QLoRA): the result is a plain model.
+        from transformers import AutoConfig
+
+        dtype = getattr(AutoConfig.from_pretrained(base_path), "dtype", None) or torch.float32
+        if isinstance(dtype, str):
+            dtype = getattr(torch, dtype)
+        base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
+        merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
+        merged = merged.to(dtype)
+        merged.save_pretrained(tmp, safe_serialization=True)
+        tok = AutoTokenizer.from_pretrained(adapter_dir if (adapter_dir / "tokenizer_config.json").exists()
+                                            else base_path)
+        if chat_template:
+            tok.chat_template = chat_template
+        tok.save_pretrained(tmp)
+        if merged.generation_config is not None and tok.eos_token_id is not None:
+            merged.generation_config.eos_token_id = tok.eos_token_id
+            merged.generation_config.save_pretrained(tmp)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def merge_run(run_dir: Path | str) -> Path:
+    """Merge runs/<id>/adapter into runs/<id>/merged (for full fine-tuning the model is already there)."""
+    from tuitune.core.training.config import TrainConfig
+
+    run_dir = Path(run_dir)
+    cfg = TrainConfig.load(run_dir / "config.yaml")
+    merged = run_dir / "merged"
+    if cfg.peft_kind == "none":
+        if (merged / "config.json").exists():
+            return merged
+        raise MergeError(f"{run_dir.name} is a full fine-tuning run and has no model in merged/ yet; it "
+                         f"has not finished. Resume it with `tuitune train --resume {run_dir.name}`.")
+    template = run_dir / TEMPLATE_FILE
+    return merge_adapter(cfg.base_path, run_dir / "adapter", merged,
+                         template.read_text(encoding="utf-8") if template.exists() else None)
+
+
+def check_template(model_dir: Path | str, expected: str) -> dict:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    return {"check": "chat_template", "passed": tok.chat_template == expected,
+            "details": "the merged folder's chat template is the one used in training"
+            if tok.chat_template == expected else "the merged folder's chat template differs from training's"}
+
+
+def check_stops(model_dir: Path | str, prompts: list[list[dict]], max_new_tokens: int) -> dict:
+    """Greedy-generate each prompt with transformers; passed when every answer ends with EOS in budget."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    model.eval()
+    eos = model.generation_config.eos_token_id
+    eos_ids = set(eos if isinstance(eos, list) else [eos]) | {tok.eos_token_id}
+    results = []
+    for msgs in prompts:
+        enc = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        with torch.no_grad():
+            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                 pad_token_id=tok.pad_token_id or tok.eos_token_id)
+        new = out[0, enc["input_ids"].shape[1]:].tolist()
+        stopped = bool(new) and new[-1] in eos_ids
+        results.append({"stopped": stopped, "tokens": len(new),
+                        "answer": tok.decode(new, skip_special_tokens=True)[:200]})
+    passed = bool(results) and all(r["stopped"] for r in results)
+    return {"check": "stops", "passed": passed, "max_new_tokens": max_new_tokens, "results": results,
+            "details": f"{sum(r['stopped'] for r in results)}/{len(results)} answers ended with EOS within "
+                       f"{max_new_tokens} tokens"}

@@ -1,0 +1,105 @@
+"""Presets: fill the unset (None) config values from the dataset and the hardware.
+
+Aimed at the common small-data complaint ("my 50 examples were not learned"): few records get more epochs, a
+LoRA rank that can hold them, a learning rate that actually moves a small adapter, and max_length from the
+longest record instead of a fixed 1024/2048. Every value is only a default; the config file overrides it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from tuitune.core.training.config import TrainConfig
+
+# Peak learning rates: (adapter, full fine-tuning)
+LEARNING_RATES: dict[str, tuple[float, float]] = {
+    "sft": (2e-4, 2e-5),
+    "dpo": (5e-5, 5e-7),
+    "kto": (5e-5, 5e-7),
+    "orpo": (5e-5, 8e-6),
+    "pretrain": (1e-4, 1e-5),
+}
+# Tokens per batch the preset aims at: CPU is slow, GPU wants larger batches.
+BATCH_TOKENS = {"cpu": 4096, "cuda": 16384}
+
+
+@dataclass
+class Hardware:
+    cuda: bool
+    gpus: int
+    bf16: bool
+
+    @property
+    def kind(self) -> str:
+        return "cuda" if self.cuda else "cpu"
+
+
+def detect_hardware(device: str = "auto") -> Hardware:
+    import torch
+
+    cuda = torch.cuda.is_available() and device != "cpu"
+    return Hardware(cuda=cuda, gpus=torch.cuda.device_count() if cuda else 0,
+                    bf16=bool(cuda and torch.cuda.is_bf16_supported()))
+
+
+def epochs_for(n: int) -> float:
+    if n <= 20:
+        return 15.0
+    if n <= 50:
+        return 10.0
+    if n <= 200:
+        return 5.0
+    if n <= 1000:
+        return 3.0
+    return 2.0
+
+
+def rank_for(n: int) -> int:
+    return 16 if n <= 1000 else 32
+
+
+def round_length(longest: int) -> int:
+    """Longest record rounded up to a multiple of 64 (at least 64)."""
+    return max(64, int(math.ceil(longest / 64) * 64))
+
+
+def apply(cfg: TrainConfig, lengths: list[int], hw: Hardware) -> TrainConfig:
+    """A copy of cfg with every None filled. `lengths` are token lengths of the training records."""
+    n = len(lengths)
+    family = "sft" if cfg.method in ("lora", "qlora", "dora", "full") else cfg.method
+    adapter_lr, full_lr = LEARNING_RATES[family]
+    mean = sum(lengths) / max(1, n)
+    changes: dict = {}
+    if cfg.max_length is None:
+        changes["max_length"] = round_length(max(lengths, default=64))
+    if cfg.epochs is None:
+        changes["epochs"] = 1.0 if cfg.method == "pretrain" and n > 1000 else epochs_for(n)
+    if cfg.learning_rate is None:
+        changes["learning_rate"] = full_lr if cfg.peft_kind == "none" else adapter_lr
+    if cfg.lora_r is None:
+        changes["lora_r"] = rank_for(n)
+    if cfg.lora_alpha is None:
+        changes["lora_alpha"] = 2 * changes.get("lora_r", cfg.lora_r)
+    if cfg.batch_size is None:
+        bs = int(BATCH_TOKENS[hw.kind] // max(1.0, mean))
+        if cfg.method in ("dpo", "orpo", "kto"):
+            bs //= 2  # chosen + rejected
+        changes["batch_size"] = max(1, min(16, bs, n))
+    if cfg.bf16 is None:
+        changes["bf16"] = hw.bf16
+    if cfg.gradient_checkpointing is None:
+        changes["gradient_checkpointing"] = hw.cuda
+    if cfg.holdout is None:
+        changes["holdout"] = 0  # decided by the caller before lengths are known; see jobs.prepare
+    out = cfg.updated(**changes)
+    if out.save_steps is None:
+        out = out.updated(save_steps=max(1, total_steps(out, n) // 10))
+    return out
+
+
+def total_steps(cfg: TrainConfig, n: int) -> int:
+    if cfg.max_steps and cfg.max_steps > 0:
+        return cfg.max_steps
+    per_epoch = max(1, math.ceil(n / ((cfg.batch_size or 1) * cfg.grad_accum)))
+    return max(1, int(math.ceil(per_epoch * (cfg.epochs or 1))))

@@ -1,0 +1,290 @@
+"""The training worker: `python -m tuitune.core.training.worker RUN_DIR` (launched detached by jobs.launch).
+
+Reads runs/<id>/config.yaml and data.jsonl, trains with TRL (SFTTrainer, DPOTrainer, KTOTrainer, ORPOTrainer)
+and PEFT, writes events.jsonl as it goes, checkpoints into runs/<id>/checkpoints/, resumes from the last one if
+present, saves the adapter to runs/<id>/adapter/, merges it into runs/<id>/merged/ and runs the post-train
+checks. SIGTERM/SIGINT = stop: save a checkpoint at the end of the current step, then exit with `stopped`.
+
+Several GPUs: run it under `accelerate launch -m tuitune.core.training.worker RUN_DIR` (or
+`torchrun --nproc_per_node N -m tuitune.core.training.worker RUN_DIR`); only rank 0 writes events and merges.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from tuitune.core.training.config import PREFERENCE_METHODS, TrainConfig
+from tuitune.core.training.events import EventWriter
+from tuitune.core.training.merge import TEMPLATE_FILE
+
+OOM_HINT = ("Out of memory. Lower batch_size (and raise grad_accum to keep the effective batch), lower "
+            "max_length, or use --method qlora (4-bit base) or a smaller base model.")
+
+
+class StopFlag:
+    def __init__(self):
+        self.requested = False
+
+    def install(self) -> None:
+        def handler(signum, frame):
+            self.requested = True
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+
+def last_checkpoint(run_dir: Path) -> Path | None:
+    ckpts = [p for p in (run_dir / "checkpoints").glob("checkpoint-*")
+             if p.is_dir() and p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").exists()]
+    return max(ckpts, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def is_oom(exc: BaseException) -> bool:
+    import torch
+
+    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    msg = str(exc).lower()
+    return "out of memory" in msg or "can't allocate memory" in msg or "cannot allocate memory" in msg
+
+
+# ---- model ----------------------------------------------------------------------------------------
+
+def load_model(cfg: TrainConfig, cuda: bool):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kw: dict = {"dtype": torch.bfloat16 if (cuda and cfg.bf16) else torch.float32}
+    if cfg.peft_kind == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        kw["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=kw["dtype"])
+        kw["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))} if cuda else {"": "cpu"}
+    model = AutoModelForCausalLM.from_pretrained(cfg.base_path, **kw)
+    model.config.use_cache = False
+    if cfg.peft_kind == "none":
+        return model
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if cfg.peft_kind == "qlora":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=bool(cfg.gradient_checkpointing))
+    lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=cfg.target_modules, use_dora=cfg.peft_kind == "dora", task_type="CAUSAL_LM")
+    return get_peft_model(model, lora)
+
+
+def common_args(cfg: TrainConfig, run_dir: Path, cuda: bool) -> dict:
+    return dict(
+        output_dir=str(run_dir / "checkpoints"), per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
+        num_train_epochs=cfg.epochs, max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler, warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay,
+        logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=2,
+        report_to=["tensorboard"], use_cpu=not cuda, bf16=bool(cfg.bf16), fp16=cfg.fp16,
+        gradient_checkpointing=bool(cfg.gradient_checkpointing), seed=cfg.seed, dataloader_num_workers=0,
+        disable_tqdm=True, include_num_input_tokens_seen="non_padding", eval_strategy="no",
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
+    )
+
+
+def build_trainer(cfg: TrainConfig, run_dir: Path, records: list[dict], held: list[dict], tok, cuda: bool):
+    from tuitune.core.training import data
+
+    model = load_model(cfg, cuda)
+    args = common_args(cfg, run_dir, cuda)
+    template = tok.chat_template
+    if cfg.method in PREFERENCE_METHODS:
+        from datasets import Dataset
+
+        rows = data.kto_rows(records) if cfg.method == "kto" else records
+        held_rows = (data.kto_rows(held) if cfg.method == "kto" else held) or None
+        if cfg.method == "dpo":
+            from trl import DPOConfig as Cfg, DPOTrainer as Trainer
+        elif cfg.method == "kto":
+            from trl import KTOConfig as Cfg, KTOTrainer as Trainer
+        else:
+            from trl.experimental.orpo import ORPOConfig as Cfg, ORPOTrainer as Trainer
+        args["train_sampling_strategy"] = "random"  # these trainers tokenize pairs themselves
+        targs = Cfg(**args, max_length=cfg.max_length, beta=cfg.beta)
+        return Trainer(model=model, args=targs, train_dataset=Dataset.from_list(rows),
+                       eval_dataset=Dataset.from_list(held_rows) if held_rows else None, processing_class=tok)
+    from trl import SFTConfig, SFTTrainer
+
+    if cfg.method == "pretrain":
+        train_tok = data.tokenize_pretrain(tok, records, cfg.max_length)
+        eval_tok = None
+    else:
+        train_tok = data.tokenize_sft(tok, records, template)
+        eval_tok = data.tokenize_sft(tok, held, template) if held else None
+    targs = SFTConfig(**args, max_length=cfg.max_length, packing=False, padding_free=cfg.padding_free,
+                      length_column_name="length", dataset_num_proc=None)
+    return SFTTrainer(model=model, args=targs, train_dataset=train_tok.to_dataset(),
+                      eval_dataset=eval_tok.to_dataset() if eval_tok else None, processing_class=tok)
+
+
+def make_callback(events: EventWriter, stop: StopFlag, t_start: float):
+    from transformers import TrainerCallback
+
+    class EventsCallback(TrainerCallback):
+        def __init__(self):
+            self.last_time = time.monotonic()
+            self.last_tokens = 0
+            self.first_step = None
+            self.step_times: list[float] = []
+
+        def on_train_begin(self, args, state, control, **kw):
+            self.last_time = time.monotonic()
+            self.last_tokens = state.num_input_tokens_seen
+            self.first_step = state.global_step
+
+        def on_step_end(self, args, state, control, **kw):
+            if stop.requested:
+                control.should_save = True
+                control.should_training_stop = True
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            logs = logs or {}
+            if "loss" not in logs:
+                return
+            now = time.monotonic()
+            dt = max(1e-6, now - self.last_time)
+            tokens = state.num_input_tokens_seen - self.last_tokens
+            steps_done = state.global_step - (self.first_step or 0)
+            per_step = (now - t_start) / max(1, steps_done)
+            events.emit("step", step=state.global_step, max_steps=state.max_steps, epoch=round(state.epoch or 0, 4),
+                        loss=logs.get("loss"), lr=logs.get("learning_rate"), grad_norm=logs.get("grad_norm"),
+                        tokens=state.num_input_tokens_seen, tokens_per_second=round(tokens / dt, 2),
+                        eta_seconds=round(per_step * max(0, state.max_steps - state.global_step), 1))
+            self.last_time, self.last_tokens = now, state.num_input_tokens_seen
+
+        def on_save(self, args, state, control, **kw):
+            events.emit("checkpoint", step=state.global_step,
+                        path=str(Path(args.output_dir) / f"checkpoint-{state.global_step}"))
+
+        def on_evaluate(self, args, state, control, metrics=None, **kw):
+            events.emit("eval", step=state.global_step, **{k: v for k, v in (metrics or {}).items()})
+
+    return EventsCallback()
+
+
+def run(run_dir: Path) -> int:
+    run_dir = Path(run_dir).resolve()
+    main = is_main_process()
+    events = EventWriter(run_dir, enabled=main)
+    stop = StopFlag()
+    stop.install()
+    try:
+        return _run(run_dir, events, stop, main)
+    except BaseException as e:  # the run must end with an event whatever happened
+        if isinstance(e, SystemExit):
+            raise
+        oom = is_oom(e)
+        traceback.print_exc()
+        events.emit("failed", error=f"{type(e).__name__}: {e}", kind="oom" if oom else "error",
+                    hint=OOM_HINT if oom else "See worker.log in the run folder for the traceback.")
+        return 1
+
+
+def _run(run_dir: Path, events: EventWriter, stop: StopFlag, main: bool) -> int:
+    from tuitune.core.training import data
+    from tuitune.core.training.presets import detect_hardware
+
+    cfg = TrainConfig.load(run_dir / "config.yaml")
+    hw = detect_hardware(cfg.device)
+    if cfg.num_threads:
+        import torch
+
+        torch.set_num_threads(cfg.num_threads)
+    os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(run_dir / "tensorboard"))
+    resume_from = last_checkpoint(run_dir)
+    events.emit("resumed" if resume_from else "started", pid=os.getpid(), method=cfg.method, base=cfg.base,
+                device=hw.kind, gpus=hw.gpus, checkpoint=str(resume_from) if resume_from else None)
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(cfg.base_path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    template_file = run_dir / TEMPLATE_FILE
+    if tok.chat_template and main and not template_file.exists():
+        template_file.write_text(tok.chat_template, encoding="utf-8")
+    records = data.read_records(cfg.data)
+    train, held = data.split_holdout(records, cfg.holdout or 0, cfg.seed)
+    trainer = build_trainer(cfg, run_dir, train, held, tok, hw.cuda)
+    t_start = time.monotonic()
+    trainer.add_callback(make_callback(events, stop, t_start))
+    if stop.requested:
+        events.emit("stopped", step=0, checkpoint=None, reason="stop requested before training started")
+        return 0
+    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    step = trainer.state.global_step
+    if stop.requested and step < trainer.state.max_steps:
+        ck = last_checkpoint(run_dir)
+        events.emit("stopped", step=step, checkpoint=str(ck) if ck else None,
+                    reason="stop requested; continue with `tuitune train --resume " + run_dir.name + "`")
+        return 0
+    if held:
+        trainer.evaluate()
+    if not main:
+        return 0
+    if cfg.peft_kind == "none":
+        trainer.save_model(str(run_dir / "merged"))
+        tok.save_pretrained(run_dir / "merged")
+    else:
+        trainer.model.save_pretrained(run_dir / "adapter")
+        tok.save_pretrained(run_dir / "adapter")
+    del trainer
+    metrics = {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))}
+    if cfg.merge:
+        _merge_and_check(cfg, run_dir, events, records, held)
+    events.emit("done", step=step, metrics=metrics,
+                adapter=str(run_dir / "adapter") if cfg.peft_kind != "none" else None,
+                merged=str(run_dir / "merged") if (run_dir / "merged" / "config.json").exists() else None)
+    return 0
+
+
+def _merge_and_check(cfg: TrainConfig, run_dir: Path, events: EventWriter, records: list[dict],
+                     held: list[dict]) -> None:
+    from tuitune.core.training.merge import check_stops, check_template, merge_run
+
+    t0 = time.monotonic()
+    merged = merge_run(run_dir)
+    events.emit("merged", path=str(merged), seconds=round(time.monotonic() - t0, 1))
+    template_file = run_dir / TEMPLATE_FILE
+    if template_file.exists():
+        events.emit("check", **check_template(merged, template_file.read_text(encoding="utf-8")))
+    if cfg.check_prompts <= 0 or cfg.method == "pretrain":
+        return
+    source = held or records
+    prompts = []
+    for r in source[: cfg.check_prompts]:
+        msgs = r["prompt"] if "prompt" in r else r["messages"]
+        if msgs and msgs[-1]["role"] == "assistant":
+            msgs = msgs[:-1]
+        prompts.append(msgs)
+    budget = cfg.check_max_new_tokens or cfg.max_length
+    res = check_stops(merged, prompts, budget)
+    res["held_out"] = bool(held)
+    events.emit("check", **res)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m tuitune.core.training.worker RUN_DIR", file=sys.stderr)
+        return 2
+    return run(Path(argv[0]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
