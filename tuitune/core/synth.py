@@ -1,0 +1,572 @@
+"""Synthesis rounds: the teacher writes new samples from the task, rotating examples (seeds + accepted
+samples), the lessons from review and optional topics; many requests in flight (bounded); every sample is
+parsed, filtered (length), deduplicated (exact + near, against everything in the project) and committed to
+the database at once, together with the round's counters.
+
+Resume: a round that did not finish (process killed, cancelled, teacher down) is picked up by the next run,
+which asks only for what is missing; what was stored is never asked for or stored again.
+
+Two modes: "samples" (the teacher writes instruction + input + output) and "inputs" (the teacher writes only
+requests; a second pass has the teacher, or another model, answer each one).
+
+The engine is async and reports typed events (RoundStarted, SampleStored, SampleDropped, RequestFailed,
+RoundFinished) to a callback or as an async iterator, so the TUI can drive, observe and cancel it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tuitune.core import prompts, rounds
+from tuitune.core.dedup import DEFAULT_THRESHOLD, DedupIndex
+from tuitune.core.samples import KEPT_STATUSES, Sample
+from tuitune.core.store import Store
+from tuitune.core.teacher import Teacher, TeacherError, Unparseable, extract_json, items_of
+
+MODES = ("samples", "inputs")
+
+
+class SynthError(Exception):
+    """A round that cannot start or cannot go on, with what to do next."""
+
+
+@dataclass
+class RoundParams:
+    """What a round asks for and how. Saved with the round (without any key)."""
+
+    n: int = 20  # samples wanted in this round
+    mode: str = "samples"  # "samples" or "inputs" (teacher writes requests; a second pass answers them)
+    per_request: int = 4  # samples asked for in one teacher request
+    concurrency: int = 4  # requests in flight at most
+    temperature: float = 0.9
+    max_tokens: int = 1024  # per generation request
+    answer_max_tokens: int = 512  # per answer in "inputs" mode
+    examples: int = 4  # examples shown per request (rotated through seeds + accepted)
+    topics: list[str] = field(default_factory=list)  # optional; request i gets topics[i % len]
+    threshold: float = DEFAULT_THRESHOLD  # near-duplicate similarity (0-1] above which a sample is dropped
+    min_chars: int = 2  # instruction and output shorter than this are dropped
+    max_chars: int = 4000  # any field longer than this is dropped
+    max_requests: int | None = None  # generation requests per run; default 3 x what is needed + concurrency
+    max_consecutive_failures: int | None = None  # default 2 x concurrency + 2; then the round fails (resumable)
+    use_lessons: bool = True
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.n < 1:
+            raise SynthError("--n must be at least 1")
+        if self.mode not in MODES:
+            raise SynthError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.per_request < 1 or self.concurrency < 1:
+            raise SynthError("per-request and concurrency must be at least 1")
+        if not 0 < self.threshold <= 1:
+            raise SynthError(f"the near-duplicate threshold must be in (0, 1], got {self.threshold}")
+
+
+COUNTER_NAMES = ("requested", "requests", "responses", "failed_requests", "cancelled_requests", "unparseable",
+                 "truncated", "returned", "invalid", "too_short", "too_long", "duplicates", "near_duplicates",
+                 "surplus", "answer_requests", "answer_failed", "stored", "sessions")
+
+
+@dataclass
+class Counters:
+    """Honest accounting. Invariants (checked by tests):
+    requests = responses + failed_requests + cancelled_requests;
+    returned = stored_this_run + invalid + too_short + too_long + duplicates + surplus + answer_failed
+    (summed over sessions for a resumed round). near_duplicates is the part of duplicates that was not exact."""
+
+    requested: int = 0
+    requests: int = 0
+    responses: int = 0
+    failed_requests: int = 0
+    cancelled_requests: int = 0
+    unparseable: int = 0  # responses with no usable JSON
+    truncated: int = 0  # responses cut off (max_tokens) whose complete items were kept
+    returned: int = 0  # records found in the responses
+    invalid: int = 0  # records without instruction/output
+    too_short: int = 0
+    too_long: int = 0
+    duplicates: int = 0
+    near_duplicates: int = 0
+    surplus: int = 0  # good records beyond what the round needed
+    answer_requests: int = 0
+    answer_failed: int = 0
+    stored: int = 0
+    sessions: int = 0
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Counters:
+        return cls(**{k: int(v) for k, v in d.items() if k in COUNTER_NAMES})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---- events -------------------------------------------------------------------------------------------
+
+@dataclass
+class RoundStarted:
+    round_id: int
+    requested: int
+    already_stored: int
+    resumed: bool
+    prompt: str
+
+
+@dataclass
+class SampleStored:
+    sample: Sample
+    counters: Counters
+
+
+@dataclass
+class SampleDropped:
+    reason: str  # invalid / too_short / too_long / duplicate / near_duplicate / surplus / answer_failed
+    instruction: str
+    counters: Counters
+
+
+@dataclass
+class RequestFailed:
+    error: str
+    counters: Counters
+
+
+@dataclass
+class RoundFinished:
+    round_id: int
+    status: str  # finished / incomplete / failed / cancelled
+    counters: Counters
+    message: str = ""
+
+
+Event = RoundStarted | SampleStored | SampleDropped | RequestFailed | RoundFinished
+
+
+# ---- schemas --------------------------------------------------------------------------------------------
+
+def samples_schema(k: int, max_chars: int, *, constrained: bool) -> dict:
+    return _schema("samples", ("instruction", "input", "output"), k, max_chars, constrained)
+
+
+def inputs_schema(k: int, max_chars: int, *, constrained: bool) -> dict:
+    return _schema("inputs", ("instruction", "input"), k, max_chars, constrained)
+
+
+def _schema(key: str, fields: tuple[str, ...], k: int, max_chars: int, constrained: bool) -> dict:
+    props = {}
+    for f in fields:
+        prop: dict = {"type": "string"}
+        if constrained:  # length bounds keep a weak model from rambling until max_tokens
+            prop["maxLength"] = max_chars
+            if f != "input":
+                prop["minLength"] = 2
+        props[f] = prop
+    items = {"type": "object", "properties": props, "required": list(fields), "additionalProperties": False}
+    arr: dict = {"type": "array", "items": items}
+    if constrained:
+        arr.update(minItems=k, maxItems=k)
+    return {"type": "object", "properties": {key: arr}, "required": [key], "additionalProperties": False}
+
+
+TOPICS_SCHEMA = {"type": "object", "properties": {"topics": {"type": "array", "items": {"type": "string"}}},
+                 "required": ["topics"], "additionalProperties": False}
+
+
+# ---- prompts ---------------------------------------------------------------------------------------------
+
+def _example(s: Sample) -> dict:
+    return {"instruction": s.instruction, "input": s.input, "output": s.output}
+
+
+def _get_lessons(store: Store) -> list[str]:
+    from tuitune.core.review import lessons
+
+    return list(lessons(store))
+
+
+@dataclass
+class PromptContext:
+    task_description: str
+    system_prompt: str
+    pool: list[Sample]
+    lessons: list[str]
+    language_rule: str
+    project: Path | None = None
+
+    def examples_for(self, i: int, k: int) -> list[Sample]:
+        """Request i's examples: a window of k over the (shuffled) pool, moving by k each request."""
+        if not self.pool:
+            return []
+        k = min(k, len(self.pool))
+        start = (i * k) % len(self.pool)
+        return [self.pool[(start + j) % len(self.pool)] for j in range(k)]
+
+
+def build_context(store: Store, params: RoundParams, *, project: Path | None = None,
+                  shuffle_seed: int = 0) -> PromptContext:
+    task = store.get_task()
+    seeds = store.samples(origin="seed")
+    kept = [s for s in store.samples(status=KEPT_STATUSES) if s.origin != "seed"]
+    pool = seeds + kept
+    random.Random(shuffle_seed).shuffle(pool)
+    lessons = _get_lessons(store) if params.use_lessons else []
+    texts = [task.description, task.system_prompt] + [s.user_content() + s.output for s in pool[:20]]
+    return PromptContext(task.description, task.system_prompt, pool, lessons, prompts.language_rule(texts), project)
+
+
+def generation_messages(ctx: PromptContext, params: RoundParams, i: int, k: int) -> list[dict]:
+    topic = params.topics[i % len(params.topics)] if params.topics else ""
+    common = dict(task_description=ctx.task_description, system_prompt=ctx.system_prompt,
+                  examples=[_example(s) for s in ctx.examples_for(i, params.examples)], lessons=ctx.lessons,
+                  topic=topic, n=k, language_rule=ctx.language_rule)
+    system = prompts.render("synth_system.md.j2", project=ctx.project, **common)
+    template = "synth_samples.md.j2" if params.mode == "samples" else "synth_inputs.md.j2"
+    user = prompts.render(template, project=ctx.project, **common)
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def answer_messages(ctx: PromptContext, params: RoundParams, sample: Sample, i: int) -> list[dict]:
+    examples = [{"user": s.user_content(), "output": s.output} for s in ctx.examples_for(i, min(params.examples, 2))]
+    system = prompts.render("synth_answer_system.md.j2", project=ctx.project, system_prompt=ctx.system_prompt,
+                            task_description=ctx.task_description, examples=examples, lessons=ctx.lessons,
+                            language_rule=ctx.language_rule)
+    msgs = [{"role": "system", "content": system}]
+    for q, a in sample.history:
+        msgs += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+    return msgs + [{"role": "user", "content": sample.user_content()}]
+
+
+def messages_text(messages: list[dict]) -> str:
+    return "\n\n".join(f"[{m['role']}]\n{m['content'].rstrip()}" for m in messages) + "\n"
+
+
+# ---- the engine ------------------------------------------------------------------------------------------
+
+def _text(item: dict, *names: str) -> str:
+    for n in names:
+        v = item.get(n)
+        if isinstance(v, str | int | float) and not isinstance(v, bool):
+            return str(v).strip()
+    return ""
+
+
+class SynthRound:
+    """One synthesis round (new or resumed). `await run()` -> RoundFinished; or `async for ev in events()`.
+    `cancel()` stops it; what was stored stays, and the next run resumes the rest."""
+
+    def __init__(self, store: Store, teacher: Teacher, params: RoundParams, *, answerer: Teacher | None = None,
+                 project: Path | None = None, on_event: Callable[[Event], None] | None = None,
+                 resume: bool = True, teacher_info: dict | None = None):
+        params.validate()
+        self.store = store
+        self.teacher = teacher
+        self.answerer = answerer or teacher
+        self.params = params
+        self.project = project
+        self.on_event = on_event
+        self.resume = resume
+        self.teacher_info = teacher_info or teacher.config.public()
+        self.counters = Counters()
+        self.round: rounds.Round | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._cancelled = False
+        self._fatal: str = ""
+        self._listeners: list[asyncio.Queue] = []
+
+    # -- events --
+    def _emit(self, ev: Event) -> None:
+        if self.on_event:
+            self.on_event(ev)
+        for q in self._listeners:
+            q.put_nowait(ev)
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Run the round, yielding its events as they happen (RoundFinished last)."""
+        q: asyncio.Queue = asyncio.Queue()
+        self._listeners.append(q)
+        runner = asyncio.ensure_future(self.run())
+        try:
+            while True:
+                ev = await q.get()
+                yield ev
+                if isinstance(ev, RoundFinished):
+                    break
+            await runner
+        finally:
+            if not runner.done():
+                self.cancel()
+                await asyncio.gather(runner, return_exceptions=True)
+            self._listeners.remove(q)
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        for t in self._tasks:
+            t.cancel()
+
+    # -- setup --
+    def _open_round(self) -> tuple[rounds.Round, bool]:
+        if self.resume:
+            old = rounds.unfinished_round(self.store)
+            if old is not None and rounds.stored_in_round(self.store, old.id) < old.requested:
+                return old, True
+            if old is not None:  # everything was stored; only the finish was lost
+                rounds.finish_round(self.store, old.id, old.counters)
+        params = {**asdict(self.params), "teacher": self.teacher_info,
+                  "answerer": self.answerer.config.public() if self.answerer is not self.teacher else None}
+        return rounds.start_round(self.store, self.params.n, params), False
+
+    async def run(self) -> RoundFinished:
+        self.round, resumed = self._open_round()
+        rid = self.round.id
+        self.counters = Counters.from_dict(self.round.counters) if resumed else Counters()
+        self.counters.requested = self.round.requested
+        self.counters.sessions += 1
+        already = rounds.stored_in_round(self.store, rid)
+        self.counters.stored = already
+        self.need = self.round.requested
+        self.ctx = build_context(self.store, self.params, project=self.project, shuffle_seed=rid * 1000 +
+                                 self.counters.sessions + self.params.seed)
+        if not self.ctx.pool and not self.ctx.task_description:
+            rounds.finish_round(self.store, rid, self.counters.to_dict(), "failed")
+            raise SynthError("no seeds and no task description: add seed examples (`tuitune import FILE --as "
+                             "seeds`) or describe the task (`tuitune task --description ...`)")
+        self.task_system = self.ctx.system_prompt
+        self.index = DedupIndex(self.params.threshold)
+        for s in self.store.samples():
+            self.index.add(s)
+        prompt = messages_text(generation_messages(self.ctx, self.params, 0, self.params.per_request))
+        rounds.update_round(self.store, rid, prompt=prompt, counters=self.counters.to_dict(), status="running")
+        self._emit(RoundStarted(rid, self.need, already, resumed, prompt))
+
+        missing = self.need - already
+        self.claimed = already  # stored + inputs being answered
+        self.reserved = 0  # samples asked for in requests in flight
+        self.requests_this_run = 0
+        self.max_requests = self.params.max_requests or (
+            3 * math.ceil(max(missing, 1) / self.params.per_request) + self.params.concurrency)
+        self.max_failures = self.params.max_consecutive_failures or 2 * self.params.concurrency + 2
+        self.consecutive_failures = 0
+        self.last_error = ""
+        self.sem = asyncio.Semaphore(self.params.concurrency)
+        self.cond = asyncio.Condition()
+        status, message = "finished", ""
+        if missing > 0:
+            self._tasks = [asyncio.ensure_future(self._worker()) for _ in range(self.params.concurrency)]
+            try:
+                await asyncio.gather(*self._tasks)
+            except asyncio.CancelledError:
+                external = not self._cancelled  # cancelled from outside (e.g. the TUI's worker), not cancel()
+                self._cancelled = True
+                for t in self._tasks:
+                    t.cancel()
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+                if external:
+                    stored = rounds.stored_in_round(self.store, rid)
+                    self.counters.stored = stored
+                    rounds.finish_round(self.store, rid, self.counters.to_dict(), "cancelled")
+                    raise
+            except TeacherError as e:
+                self._fatal = str(e)
+                for t in self._tasks:
+                    t.cancel()
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+        stored = rounds.stored_in_round(self.store, rid)
+        self.counters.stored = stored
+        if self._cancelled:
+            status, message = "cancelled", f"cancelled with {stored} of {self.need} stored; run again to resume"
+        elif self._fatal:
+            status, message = "failed", self._fatal
+        elif self.consecutive_failures >= self.max_failures:
+            status = "failed"
+            message = (f"{self.consecutive_failures} requests in a row failed (last: {self.last_error}); "
+                       f"{stored} of {self.need} stored. Check the teacher endpoint, then run again to resume.")
+        elif stored < self.need:
+            status = "incomplete"
+            message = (f"stopped after {self.requests_this_run} requests with {stored} of {self.need} stored "
+                       f"(the teacher's replies were failing, unparseable or repeating). Run again to resume, "
+                       f"or try a stronger teacher / higher temperature / topics.")
+        rounds.finish_round(self.store, rid, self.counters.to_dict(), status)
+        ev = RoundFinished(rid, status, self.counters, message)
+        self._emit(ev)
+        return ev
+
+    # -- workers --
+    def _done(self) -> bool:
+        return (self._cancelled or bool(self._fatal) or self.claimed >= self.need
+                or self.requests_this_run >= self.max_requests or self.consecutive_failures >= self.max_failures)
+
+    async def _worker(self) -> None:
+        while True:
+            async with self.cond:
+                while True:
+                    if self._done():
+                        self.cond.notify_all()
+                        return
+                    room = self.need - self.claimed - self.reserved
+                    if room > 0:
+                        break
+                    await self.cond.wait()  # enough asked for: wait for requests in flight
+                k = min(self.params.per_request, room)
+                self.reserved += k
+                i = self.counters.requests
+                self.counters.requests += 1
+                self.requests_this_run += 1
+            try:
+                await self._generate(i, k)
+            finally:
+                async with self.cond:
+                    self.reserved -= k
+                    self.cond.notify_all()
+
+    async def _call(self, teacher: Teacher, messages: list[dict], **kw):
+        """One HTTP request (the client retries it); None after a failure, which is counted and reported."""
+        import openai
+
+        try:
+            async with self.sem:
+                reply = await teacher.complete(messages, temperature=self.params.temperature, **kw)
+        except asyncio.CancelledError:
+            self.counters.cancelled_requests += 1
+            raise
+        except openai.APIError as e:  # 429/5xx/timeouts/resets that survived the retries, bad bodies
+            self.counters.failed_requests += 1
+            self.consecutive_failures += 1
+            self.last_error = f"{type(e).__name__}: {e}"
+            self._emit(RequestFailed(f"{type(e).__name__}: {e}", self.counters))
+            return None
+        except TeacherError as e:  # misconfiguration: stop the round
+            self.counters.failed_requests += 1
+            self._emit(RequestFailed(str(e), self.counters))
+            raise
+        self.counters.responses += 1
+        self.consecutive_failures = 0
+        return reply
+
+    async def _generate(self, i: int, k: int) -> None:
+        samples_mode = self.params.mode == "samples"
+        constrained = self.teacher.config.supports_json_schema is True
+        # Bound each string so that k records fit in max_tokens (CJK text can take a token per character).
+        n_fields = 3 if samples_mode else 2
+        field_chars = max(16, min(self.params.max_chars, self.params.max_tokens // (k * n_fields)))
+        schema = (samples_schema if samples_mode else inputs_schema)(k, field_chars, constrained=constrained)
+        reply = await self._call(self.teacher, generation_messages(self.ctx, self.params, i, k),
+                                 max_tokens=self.params.max_tokens, schema=schema,
+                                 schema_name="samples" if samples_mode else "inputs")
+        if reply is None:
+            self._save_counters()
+            return
+        try:
+            value, truncated = extract_json(reply.text)
+        except Unparseable:
+            self.counters.unparseable += 1
+            self._save_counters()
+            return
+        if truncated or reply.finish_reason == "length":
+            self.counters.truncated += 1
+        items = items_of(value, "samples" if samples_mode else "inputs")
+        self.counters.returned += len(items)
+        to_answer = []
+        for item in items:
+            sample = self._check(item, needs_output=samples_mode)
+            if sample is None:
+                continue
+            if samples_mode:
+                self._store(sample)
+            else:
+                self.claimed += 1
+                to_answer.append(sample)
+        self._save_counters()
+        if to_answer:
+            await asyncio.gather(*(self._answer(s, i) for s in to_answer))
+
+    def _drop(self, reason: str, instruction: str) -> None:
+        setattr(self.counters, reason, getattr(self.counters, reason) + 1)
+        self._emit(SampleDropped(reason, instruction, self.counters))
+
+    def _check(self, item, *, needs_output: bool) -> Sample | None:
+        if not isinstance(item, dict):
+            self._drop("invalid", str(item)[:80])
+            return None
+        instruction = _text(item, "instruction", "question", "prompt", "query")
+        input_ = _text(item, "input", "context")
+        output = _text(item, "output", "answer", "response") if needs_output else ""
+        if not instruction or (needs_output and not output):
+            self._drop("invalid", instruction)
+            return None
+        fields = [instruction, output] if needs_output else [instruction]
+        if any(len(f) < self.params.min_chars for f in fields):
+            self._drop("too_short", instruction)
+            return None
+        if any(len(f) > self.params.max_chars for f in (instruction, input_, output)):
+            self._drop("too_long", instruction)
+            return None
+        sample = Sample(instruction=instruction, input=input_, output=output, system=self.task_system,
+                        origin="synth", status="pending", round_id=self.round.id)
+        match = self.index.check(sample)
+        if match is not None:
+            if match.kind == "near":
+                self.counters.near_duplicates += 1
+            self._drop("duplicates", instruction)
+            return None
+        if self.claimed >= self.need:
+            self._drop("surplus", instruction)
+            return None
+        self.index.add(sample, ident=f"round{self.round.id}")
+        return sample
+
+    def _store(self, sample: Sample) -> None:
+        """Commit the sample and the counters in one transaction (a kill keeps both or neither)."""
+        with self.store.transaction():
+            stored = self.store.add_sample(sample)
+            self.counters.stored += 1
+            rounds.update_round(self.store, self.round.id, counters=self.counters.to_dict())
+        if self.params.mode == "samples":
+            self.claimed += 1
+        self._emit(SampleStored(stored, self.counters))
+
+    def _save_counters(self) -> None:
+        rounds.update_round(self.store, self.round.id, counters=self.counters.to_dict())
+
+    async def _answer(self, sample: Sample, i: int) -> None:
+        self.counters.answer_requests += 1
+        try:
+            reply = await self._call(self.answerer, answer_messages(self.ctx, self.params, sample, i),
+                                     max_tokens=self.params.answer_max_tokens)
+        except asyncio.CancelledError:
+            self.claimed -= 1
+            raise
+        text = (reply.text if reply else "").strip()
+        if reply is None or len(text) < self.params.min_chars or len(text) > self.params.max_chars:
+            self.claimed -= 1
+            self._drop("answer_failed", sample.instruction)
+            self._save_counters()
+            return
+        self._store(sample.with_(output=text))
+
+
+async def run_round(store: Store, teacher: Teacher, params: RoundParams, **kw) -> RoundFinished:
+    return await SynthRound(store, teacher, params, **kw).run()
+
+
+async def propose_topics(store: Store, teacher: Teacher, n: int = 8, *, temperature: float = 0.7,
+                         project: Path | None = None) -> list[str]:
+    """Ask the teacher for n topics/sub-topics the data should cover (the user can edit them before a round)."""
+    ctx = build_context(store, RoundParams(), project=project)
+    common = dict(task_description=ctx.task_description, examples=[_example(s) for s in ctx.examples_for(0, 4)],
+                  n=n, language_rule=ctx.language_rule, system_prompt=ctx.system_prompt, lessons=[], topic="")
+    msgs = [{"role": "system", "content": prompts.render("synth_system.md.j2", project=project, **common)},
+            {"role": "user", "content": prompts.render("synth_topics.md.j2", project=project, **common)}]
+    reply = await teacher.complete(msgs, temperature=temperature, max_tokens=400, schema=TOPICS_SCHEMA,
+                                   schema_name="topics")
+    try:
+        value, _ = extract_json(reply.text)
+    except Unparseable as e:
+        raise SynthError(f"the teacher's topic list could not be parsed ({e}); try again or write topics "
+                         f"yourself (--topics)") from None
+    topics = [str(t).strip() for t in items_of(value, "topics") if isinstance(t, str | int) and str(t).strip()]
+    return list(dict.fromkeys(topics))[:n]

@@ -1,0 +1,282 @@
+"""Teacher endpoints: any OpenAI-compatible chat API (OpenAI, DeepSeek, Qwen/DashScope, a remote vLLM, Ollama,
+LM Studio) through the `openai` async client, and the embedded default (the embedded model served by vLLM).
+
+Named teachers live in `<home>/teachers.yaml`:
+
+    teachers:
+      deepseek:
+        base_url: https://api.deepseek.com/v1
+        model: deepseek-chat
+        api_key_env: DEEPSEEK_API_KEY     # the NAME of the variable; the key itself is never stored
+        supports_json_schema: false       # true / false / auto (try it once, fall back to plain text)
+
+Retries (429, 5xx, timeouts, dropped connections) are the openai client's own, with exponential backoff and
+`Retry-After` honoured. Replies are parsed as JSON leniently (code fences, prose around it, a truncated array
+keeps its complete items).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tuitune.settings import Settings
+
+TEACHERS_FILE = "teachers.yaml"
+EMBEDDED = "embedded"
+EMBEDDED_HINT = ("The embedded teacher is a 135M-parameter model: it works offline but writes weak data. "
+                 "A stronger teacher (any OpenAI-compatible endpoint, e.g. a hosted model or a bigger local "
+                 "one) gives much better samples; add it to teachers.yaml and pass --teacher NAME.")
+
+
+class TeacherError(Exception):
+    """A teacher that cannot be configured or reached, with what to do next."""
+
+
+@dataclass
+class TeacherConfig:
+    """How to reach one OpenAI-compatible chat endpoint."""
+
+    name: str
+    base_url: str = ""  # empty for the embedded teacher (its server is started for the round)
+    model: str = ""
+    api_key_env: str = ""  # name of the environment variable holding the key ("" = no key needed)
+    supports_json_schema: bool | str = "auto"  # True / False / "auto"
+    timeout: float = 120.0  # seconds per request attempt
+    max_retries: int = 4
+    api_key: str | None = field(default=None, repr=False, compare=False)  # runtime only, never saved
+
+    @property
+    def embedded(self) -> bool:
+        return self.name == EMBEDDED and not self.base_url
+
+    def public(self) -> dict:
+        """What may be written to the database and logs (never the key)."""
+        d = asdict(self)
+        d.pop("api_key")
+        return d
+
+    def resolve_key(self) -> str:
+        if self.api_key:
+            return self.api_key
+        if not self.api_key_env:
+            return "none"  # local servers (Ollama, LM Studio, vLLM without --api-key) accept any key
+        key = os.environ.get(self.api_key_env, "")
+        if not key:
+            raise TeacherError(f"teacher {self.name!r} takes its API key from the environment variable "
+                               f"{self.api_key_env}, which is not set; export {self.api_key_env}=... and try again")
+        return key
+
+
+def teachers_path(settings: Settings) -> Path:
+    return settings.home / TEACHERS_FILE
+
+
+def load_teachers(settings: Settings) -> dict[str, TeacherConfig]:
+    """The named teachers: the built-in `embedded`, the settings' default endpoint (if TUITUNE_TEACHER_BASE_URL
+    is set, as `default`), and the ones in teachers.yaml."""
+    import yaml
+
+    out = {EMBEDDED: TeacherConfig(EMBEDDED, timeout=600.0, supports_json_schema=True, max_retries=2)}
+    if settings.teacher_base_url:
+        out["default"] = TeacherConfig("default", settings.teacher_base_url, settings.teacher_model,
+                                       settings.teacher_api_key_env)
+    path = teachers_path(settings)
+    if not path.exists():
+        return out
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise TeacherError(f"{path} is not valid YAML ({e}); fix or delete it") from None
+    entries = data.get("teachers", data) if isinstance(data, dict) else None
+    if not isinstance(entries, dict):
+        raise TeacherError(f"{path} must map teacher names to settings (see `tuitune synth --help`)")
+    known = set(TeacherConfig.__dataclass_fields__) - {"name", "api_key"}
+    for name, cfg in entries.items():
+        if not isinstance(cfg, dict) or not cfg.get("base_url") or not cfg.get("model"):
+            raise TeacherError(f"{path}: teacher {name!r} needs at least base_url and model")
+        if "api_key" in cfg:
+            raise TeacherError(f"{path}: teacher {name!r} has an api_key; store the key in an environment variable "
+                               f"and put its name in api_key_env instead")
+        unknown = set(cfg) - known
+        if unknown:
+            raise TeacherError(f"{path}: teacher {name!r} has unknown fields {sorted(unknown)}; known: {sorted(known)}")
+        out[str(name)] = TeacherConfig(str(name), **cfg)
+    return out
+
+
+def save_teacher(settings: Settings, config: TeacherConfig) -> Path:
+    """Add or replace a named teacher in teachers.yaml (without any key)."""
+    import yaml
+
+    from tuitune.core import atomic
+
+    if config.name == EMBEDDED:
+        raise TeacherError(f"{EMBEDDED!r} is the built-in teacher's name; pick another")
+    path = teachers_path(settings)
+    data = {}
+    if path.exists():
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data.setdefault("teachers", {})
+    entry = config.public()
+    entry.pop("name")
+    data["teachers"][config.name] = entry
+    atomic.write_text(path, yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
+    return path
+
+
+def get_teacher(settings: Settings, name: str | None = None) -> TeacherConfig:
+    teachers = load_teachers(settings)
+    name = name or ("default" if "default" in teachers else EMBEDDED)
+    if name not in teachers:
+        raise TeacherError(f"no teacher named {name!r}; known: {', '.join(sorted(teachers))}. Add it to "
+                           f"{teachers_path(settings)}")
+    return teachers[name]
+
+
+# ---- the client ------------------------------------------------------------------------------------
+
+@dataclass
+class Reply:
+    text: str
+    finish_reason: str | None
+    completion_tokens: int = 0
+    structured: bool = False  # the endpoint was asked for JSON-schema output
+
+
+class Teacher:
+    """An async chat client for one endpoint. `complete()` retries (openai client) and returns a Reply."""
+
+    def __init__(self, config: TeacherConfig):
+        if not config.base_url or not config.model:
+            raise TeacherError(f"teacher {config.name!r} has no base_url/model; start the embedded server with "
+                               f"`open_teacher()` or configure the endpoint")
+        from openai import AsyncOpenAI
+
+        self.config = config
+        self.client = AsyncOpenAI(base_url=config.base_url, api_key=config.resolve_key(),
+                                  max_retries=config.max_retries, timeout=config.timeout)
+        self.json_schema = config.supports_json_schema  # "auto" becomes True/False after the first answer
+
+    async def complete(self, messages: list[dict], *, temperature: float = 0.8, max_tokens: int = 1024,
+                       schema: dict | None = None, schema_name: str = "reply") -> Reply:
+        import openai
+
+        kwargs: dict[str, Any] = {}
+        structured = schema is not None and self.json_schema is not False
+        if structured:
+            kwargs["response_format"] = {"type": "json_schema",
+                                         "json_schema": {"name": schema_name, "schema": schema, "strict": True}}
+        try:
+            resp = await self.client.chat.completions.create(
+                model=self.config.model, messages=messages, temperature=temperature, max_tokens=max_tokens,
+                **kwargs)
+        except openai.BadRequestError as e:
+            if structured and self.json_schema == "auto":
+                self.json_schema = False  # this endpoint does not take JSON schema: plain text from now on
+                return await self.complete(messages, temperature=temperature, max_tokens=max_tokens)
+            raise TeacherError(f"teacher {self.config.name!r} refused the request: {e}") from None
+        except openai.AuthenticationError:
+            raise TeacherError(f"teacher {self.config.name!r} rejected the API key; check the variable "
+                               f"{self.config.api_key_env or '(none set)'}") from None
+        except openai.NotFoundError as e:
+            raise TeacherError(f"teacher {self.config.name!r}: {e}. Is the model name {self.config.model!r} "
+                               f"right for {self.config.base_url}?") from None
+        if structured and self.json_schema == "auto":
+            self.json_schema = True
+        if not resp.choices:
+            return Reply("", None, structured=structured)
+        choice = resp.choices[0]
+        tokens = resp.usage.completion_tokens if resp.usage else 0
+        return Reply(choice.message.content or "", choice.finish_reason, tokens or 0, structured)
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+@contextlib.contextmanager
+def open_teacher(config: TeacherConfig, *, settings: Settings, log_path: Path) -> Iterator[TeacherConfig]:
+    """A usable config: for the embedded teacher, start a vLLM server on the embedded model for the duration
+    (logs to `log_path`) and yield a config pointing at it; other teachers are yielded as they are."""
+    if not config.embedded:
+        yield config
+        return
+    from tuitune.core.models import EMBEDDED_NAME, prepare_embedded
+    from tuitune.core.serving import VLLMServer
+
+    model = prepare_embedded(settings.models_dir)
+    with VLLMServer(model, name=EMBEDDED_NAME, log_path=log_path, settings=settings) as server:
+        yield TeacherConfig(EMBEDDED, server.base_url, EMBEDDED_NAME, "", supports_json_schema=True,
+                            timeout=config.timeout, max_retries=config.max_retries, api_key=server.api_key)
+
+
+# ---- lenient JSON parsing ----------------------------------------------------------------------------
+
+_FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.S)
+
+
+class Unparseable(ValueError):
+    """No JSON value could be found in a reply."""
+
+
+def extract_json(text: str) -> tuple[Any, bool]:
+    """The JSON value in a reply: whole text, inside a code fence, or the first {...}/[...] with prose around
+    it. A truncated array (max_tokens hit) yields its complete items. Returns (value, truncated)."""
+    text = text.strip().lstrip("\ufeff")
+    candidates = [text] + [m.group(1).strip() for m in _FENCE.finditer(text)]
+    for cand in candidates:
+        try:
+            return json.loads(cand), False
+        except json.JSONDecodeError:
+            pass
+    dec = json.JSONDecoder()
+    for i, ch in enumerate(text):
+        if ch in "{[":
+            try:
+                value, _ = dec.raw_decode(text, i)
+                return value, False
+            except json.JSONDecodeError:
+                continue
+    salvaged = _salvage_items(text)
+    if salvaged:
+        return salvaged, True
+    raise Unparseable(f"no JSON found in the reply ({len(text)} chars: {text[:80]!r})")
+
+
+def _salvage_items(text: str) -> list:
+    """Complete objects of the first array in a truncated reply: `{"samples": [{...}, {...}, {"instr`."""
+    start = text.find("[")
+    if start < 0:
+        return []
+    dec = json.JSONDecoder()
+    items, i = [], start + 1
+    while True:
+        while i < len(text) and text[i] in " \t\r\n,":
+            i += 1
+        if i >= len(text) or text[i] != "{":
+            return items
+        try:
+            value, i = dec.raw_decode(text, i)
+        except json.JSONDecodeError:
+            return items
+        items.append(value)
+
+
+def items_of(value: Any, key: str) -> list:
+    """The list of records in a parsed reply: {key: [...]}, any single list value, a bare list, or one object."""
+    if isinstance(value, list):
+        return value
+    if isinstance(value, dict):
+        if isinstance(value.get(key), list):
+            return value[key]
+        lists = [v for v in value.values() if isinstance(v, list)]
+        if len(lists) == 1:
+            return lists[0]
+        return [value]
+    return []
