@@ -23,3 +23,69 @@ def vllm_embedded(embedded_model, tmp_path_factory):
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_tuned(embedded_model, real_fixtures, tmp_path_factory):
+    """A really (if briefly) tuned model: 2 LoRA steps on LLaMA-Factory's identity demo, saved as a PEFT
+    adapter folder and as a merged full model folder (tokenizer + chat template included), like a run's
+    adapter/ and merged/. Returns {"adapter": Path, "merged": Path}."""
+    import json
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path_factory.mktemp("tuned")
+    tok = AutoTokenizer.from_pretrained(embedded_model)
+    model = AutoModelForCausalLM.from_pretrained(embedded_model, dtype=torch.float32)
+    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
+                                             task_type="CAUSAL_LM"))
+    records = json.loads((real_fixtures / "llamafactory_identity.json").read_text(encoding="utf-8"))[:4]
+    texts = [tok.apply_chat_template([{"role": "user", "content": r["instruction"]},
+                                      {"role": "assistant", "content": r["output"]}], tokenize=False)
+             for r in records]
+    batch = tok(texts, return_tensors="pt", padding=True)
+    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    model.train()
+    for _ in range(2):
+        loss = model(**batch, labels=labels).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    model.eval()
+    adapter = out / "adapter"
+    model.save_pretrained(adapter)
+    tok.save_pretrained(adapter)
+    merged = out / "merged"
+    model.merge_and_unload().to(torch.bfloat16).save_pretrained(merged, safe_serialization=True)
+    tok.save_pretrained(merged)
+    return {"adapter": adapter, "merged": merged}
+
+
+@pytest.fixture(scope="session")
+def vllm_base_and_tuned(embedded_model, tiny_tuned, tmp_path_factory):
+    """One server with the embedded model as "base" and the tiny adapter as "tuned" (--enable-lora).
+
+    Started on a port that is already taken (by a listening socket this fixture holds), so the server must
+    move to another port; `server.taken_port` is that port."""
+    import socket
+
+    from tuitune.core.serving import VLLMServer
+    from tuitune.settings import Settings
+
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen()
+    taken = blocker.getsockname()[1]
+    server = VLLMServer(embedded_model, name="base", lora={"tuned": tiny_tuned["adapter"]}, port=taken,
+                        log_path=tmp_path_factory.mktemp("vllm-lora") / "vllm-lora.log", settings=Settings(),
+                        max_model_len=2048)
+    server.taken_port = taken
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        blocker.close()

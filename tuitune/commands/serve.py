@@ -7,7 +7,7 @@ import json
 import os
 import signal
 import sys
-import threading
+import time
 from pathlib import Path
 
 import click
@@ -86,6 +86,10 @@ def _start_group(ctx, specs, port: int | None, timeout: float | None):
     return group
 
 
+class _StopServing(BaseException):
+    """Raised by the SIGINT/SIGTERM handler of `tuitune serve` to unwind into the cleanup."""
+
+
 # ---- serve -----------------------------------------------------------------------------------------
 
 @click.command()
@@ -103,8 +107,15 @@ def serve(ctx, models, as_json, port, merged, timeout):
     from tuitune.core.serving import VLLMUnavailable
 
     specs = _default_specs(ctx, models, merged)
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def on_signal(signum, frame):
+        # First SIGINT/SIGTERM: unwind (also out of a start in progress) to the `finally` that stops vLLM;
+        # further signals are ignored so they cannot interrupt that cleanup.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+        raise _StopServing(signum)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     group = None
     try:
         try:
@@ -123,12 +134,15 @@ def serve(ctx, models, as_json, port, merged, timeout):
                            f"models   {', '.join(s['models'])}\nlog      {s['log']}")
             click.echo(f"pid      {os.getpid()}  (Ctrl-C or SIGTERM stops the servers)")
         sys.stdout.flush()
-        while not stop.wait(1.0):
+        while True:
+            time.sleep(1.0)
             dead = [s for s in group.servers if not s.alive()]
             if dead:
                 from tuitune.core.serving import tail
 
                 fail(f"vLLM for {dead[0].name} stopped unexpectedly. Log {dead[0].log_path}:\n{tail(dead[0].log_path)}")
+    except _StopServing:
+        pass
     finally:
         if group is not None:
             group.stop()

@@ -1,0 +1,104 @@
+"""Chat sessions against the shared real vLLM server, the transformers fallback engine, closing the loop
+(save as seed with a correction), `tuitune chat --url --prompt`, and `tuitune eval` end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tuitune.core.chat import ChatSession, GenParams, OpenAIBackend, TransformersBackend, save_exchange
+
+pytestmark = pytest.mark.e2e
+MODEL = "smollm2-135m-instruct"
+
+
+async def test_session_uses_task_system_prompt_history_stop_and_regenerate(vllm_embedded, store):
+    store.set_task(system_prompt="You are a terse assistant. Answer in one sentence.")
+    chat = ChatSession.for_store(store, OpenAIBackend.from_server(vllm_embedded, MODEL),
+                                 params=GenParams(temperature=0, max_tokens=40))
+    assert chat.backend.engine == "vllm"
+    first = "".join([d async for d in chat.send("What is the capital of France?")])
+    assert first.strip() and chat.history == [("What is the capital of France?", first)]
+    msgs = chat.messages("And of Italy?")
+    assert msgs[0] == {"role": "system", "content": "You are a terse assistant. Answer in one sentence."}
+    assert [m["role"] for m in msgs] == ["system", "user", "assistant", "user"] and msgs[2]["content"] == first
+    second = "".join([d async for d in chat.send("And of Italy?")])
+    assert second.strip() and len(chat.history) == 2
+
+    # stop(): the answer ends early and what was streamed is kept
+    long = ChatSession(chat.backend, params=GenParams(temperature=0, max_tokens=300))
+    got = []
+    async for d in long.send("Write a long essay about the history of Rome."):
+        got.append(d)
+        if len(got) == 5:
+            long.stop()
+    assert len(got) == 5 and long.history[-1][1] == "".join(got)
+
+    # regenerate(): the last answer is replaced, history length unchanged
+    sampled = ChatSession(chat.backend, params=GenParams(temperature=1.0, max_tokens=30, seed=1))
+    a1 = "".join([d async for d in sampled.send("Name a colour.")])
+    sampled.params = GenParams(temperature=1.0, max_tokens=30, seed=2)
+    a2 = "".join([d async for d in sampled.regenerate()])
+    assert len(sampled.history) == 1 and sampled.history[0] == ("Name a colour.", a2)
+    assert a1.strip() and a2.strip()
+
+
+def test_saving_an_exchange_closes_the_loop(store):
+    from tuitune.core.preferences import preference_pairs
+
+    seed = save_exchange(store, "Translate 'pod' to Chinese.", "pod", "容器组", as_seed=True, system="Translate.")
+    assert seed.origin == "seed" and seed.output == "容器组" and seed.original == {"output": "pod"}
+    kept = save_exchange(store, "Say hi.", "Hello!")
+    assert kept.origin == "chat" and kept.status == "accepted" and kept.original is None
+    assert {s.id for s in store.training_samples()} >= {seed.id, kept.id}
+    pairs = preference_pairs(store)
+    assert [(p.chosen, p.rejected) for p in pairs] == [("容器组", "pod")]
+
+
+async def test_transformers_fallback_engine_streams(embedded_model):
+    backend = TransformersBackend(embedded_model, MODEL)
+    assert backend.engine == "transformers"
+    chat = ChatSession(backend, params=GenParams(temperature=0, max_tokens=16))
+    deltas = [d async for d in chat.send("What is the capital of France?")]
+    assert len(deltas) > 1 and "Paris" in "".join(deltas)
+
+
+def test_cli_chat_against_a_running_server(vllm_embedded, tmp_path):
+    out = subprocess.run([sys.executable, "-m", "tuitune.cli", "--project", str(tmp_path), "chat", "--url",
+                          vllm_embedded.base_url, "--api-key", vllm_embedded.api_key, MODEL, "--temperature", "0",
+                          "--max-tokens", "16", "--prompt", "What is the capital of France?"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "Paris" in out.stdout and "engine: remote" in out.stderr
+
+
+def test_cli_eval_on_a_tiny_chinese_held_out_split(tiny_tuned, embedded_model, real_fixtures, tmp_path):
+    """`tuitune eval` with the transformers engine (no extra vLLM start): base vs tuned, zh tokenizer, report saved."""
+    from tuitune.core.training.config import TrainConfig
+
+    rows = json.loads((real_fixtures / "llamafactory_alpaca_zh_demo.json").read_text(encoding="utf-8"))
+    rows = [r for r in rows if len(r["output"]) < 60][:6]
+    run = tmp_path / "runs" / "r1"
+    run.mkdir(parents=True)
+    records = [{"messages": [{"role": "user", "content": r["instruction"] + ("\n" + r["input"] if r["input"] else "")},
+                             {"role": "assistant", "content": r["output"]}]} for r in rows]
+    (run / "data.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), "utf-8")
+    cfg = TrainConfig(base=MODEL, base_path=str(embedded_model), data=str(run / "data.jsonl"), holdout=2)
+    (run / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
+    (run / "merged").symlink_to(tiny_tuned["merged"], target_is_directory=True)
+    out = subprocess.run([sys.executable, "-m", "tuitune.cli", "--project", str(tmp_path), "eval", "r1", "--engine",
+                          "transformers", "--max-tokens", "24", "--merged", "--json"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout)
+    assert report["tokenizer"] == "zh" and report["n"] == 2
+    assert set(report["models"]) == {MODEL, "r1"}
+    for m in report["models"].values():
+        assert m["engine"] == "transformers"
+        assert set(m["metrics"]) >= {"bleu", "chrf", "rougeL"} and "tok:zh" in m["metrics"]["bleu_signature"]
+    saved = json.loads((run / "eval" / "report.json").read_text(encoding="utf-8"))
+    assert saved["models"] == report["models"]
+    assert "| r1 | transformers |" in (run / "eval" / "report.md").read_text(encoding="utf-8")

@@ -1,0 +1,157 @@
+"""Serving with real vLLM on CPU: stream through the openai client, LoRA side by side, crash + restart,
+clean stop (process group and port gone), `tuitune serve --json` on a merged model, no orphans after kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import openai
+import psutil
+import pytest
+
+from tuitune.core.serving import port_is_free
+
+pytestmark = pytest.mark.e2e
+
+
+def group_members(pgid: int) -> list[int]:
+    out = []
+    for p in psutil.process_iter():
+        try:
+            if os.getpgid(p.pid) == pgid:
+                out.append(p.pid)
+        except (ProcessLookupError, psutil.Error):
+            pass
+    return out
+
+
+def wait_gone(pgid: int, port: int, timeout: float = 40) -> tuple[list[int], bool]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left, free = group_members(pgid), port_is_free(port)
+        if not left and free:
+            break
+        time.sleep(0.5)
+    return group_members(pgid), port_is_free(port)
+
+
+def stream_text(base_url: str, api_key: str, model: str, prompt: str, max_tokens: int = 24) -> str:
+    client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0)
+    chunks = client.chat.completions.create(model=model, messages=[{"role": "user", "content": prompt}],
+                                            stream=True, max_tokens=max_tokens, temperature=0)
+    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+def test_shared_server_streams_and_needs_the_key(vllm_embedded):
+    s = vllm_embedded
+    assert s.alive() and s.base_url.startswith("http://127.0.0.1:")
+    assert "smollm2-135m-instruct" in s.listed_models()
+    text = stream_text(s.base_url, s.api_key, "smollm2-135m-instruct", "What is the capital of France?")
+    assert text.strip(), "the stream produced no text"
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=s.base_url, api_key="wrong-key", max_retries=0).models.list()
+    # the key is not on the command line (other users can read `ps`)
+    cmdlines = [" ".join(p.cmdline()) for p in psutil.Process(s.pid).children(recursive=True)]
+    assert cmdlines and not any(s.api_key in c for c in cmdlines)
+
+
+async def test_base_and_tuned_side_by_side_both_streams_complete(vllm_base_and_tuned):
+    from tuitune.core.chat import GenParams, OpenAIBackend, compare
+
+    s = vllm_base_and_tuned
+    assert s.port != s.taken_port and any(str(s.taken_port) in n for n in s.notes), s.notes
+    assert set(s.listed_models()) >= {"base", "tuned"}
+    backends = [OpenAIBackend.from_server(s, "base"), OpenAIBackend.from_server(s, "tuned")]
+    answers, done, first_delta_at = {"base": "", "tuned": ""}, [], {}
+    t0 = time.monotonic()
+    async for ev in compare(backends, "Who are you?", params=GenParams(temperature=0, max_tokens=40)):
+        assert ev.error is None, ev.error
+        if ev.delta:
+            first_delta_at.setdefault(ev.model, time.monotonic() - t0)
+        answers[ev.model] += ev.delta
+        if ev.done:
+            done.append(ev.model)
+    assert sorted(done) == ["base", "tuned"]
+    assert answers["base"].strip() and answers["tuned"].strip()
+    # streamed in parallel: each model's first token came before the other model finished
+    assert set(first_delta_at) == {"base", "tuned"}
+
+
+async def test_server_dies_mid_stream_then_restarts_then_stops_clean(vllm_base_and_tuned):
+    from tuitune.core.chat import ChatSession, EngineDied, GenParams, OpenAIBackend
+
+    s = vllm_base_and_tuned
+    backend = OpenAIBackend.from_server(s, "base")
+    chat = ChatSession(backend, params=GenParams(temperature=0.8, max_tokens=400, seed=1))
+    api_server = next(p for p in psutil.Process(s.pid).children() if "api_server" in " ".join(p.cmdline()))
+    got = ""
+    with pytest.raises(EngineDied, match="restart"):
+        async for delta in chat.send("Write a long story about a lighthouse keeper."):
+            got += delta
+            if len(got) > 5 and api_server.is_running():
+                api_server.kill()
+    assert got and not chat.history  # the failed turn is not recorded
+    await backend.restart()
+    assert s.alive()
+    answer = "".join([d async for d in chat.send("Say hello.")])
+    assert answer.strip() and len(chat.history) == 1
+    pgid, port = s.pid, s.port
+    s.stop()
+    left, free = wait_gone(pgid, port, timeout=5)
+    assert not left, f"processes left in the server's group: {left}"
+    assert free, f"port {port} still taken after stop()"
+    await backend.aclose()
+    s.start()  # leave the session fixture usable for later tests
+
+
+def test_cli_serve_merged_model_json_and_no_orphans_after_kill_9(tiny_tuned, tmp_path):
+    cmd = [sys.executable, "-m", "tuitune.cli", "--project", str(tmp_path), "serve", str(tiny_tuned["merged"]),
+           "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line, f"serve printed nothing; stderr:\n{proc.stderr.read()[-3000:]}"
+        info = json.loads(line)
+        assert set(info) >= {"base_url", "api_key", "models", "pid"} and info["pid"] == proc.pid
+        assert info["models"] == ["merged"]
+        assert stream_text(info["base_url"], info["api_key"], "merged", "Who are you?").strip()
+        vllm_pgid = info["servers"][0]["vllm_pid"]
+        port = int(info["base_url"].rsplit(":", 1)[1].split("/")[0])
+        assert group_members(vllm_pgid)
+        proc.kill()  # SIGKILL: no handler, no atexit; the guard must notice and end vLLM
+        proc.wait(10)
+        left, free = wait_gone(vllm_pgid, port)
+        assert not left, f"orphans after the parent was killed: {left}"
+        assert free
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_cli_serve_sigterm_during_start_leaves_nothing(embedded_model, tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "tuitune.cli", "--project", str(tmp_path), "serve",
+                             str(embedded_model)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # wait until vLLM's engine-core process exists (the whole tree is up, not ready yet)
+        deadline, guard = time.monotonic() + 120, None
+        while time.monotonic() < deadline:
+            kids = psutil.Process(proc.pid).children()
+            guard = kids[0] if kids else None
+            if guard and any("EngineCore" in " ".join(p.cmdline()) or p.name().startswith("VLLM")
+                             for p in guard.children(recursive=True)):
+                break
+            time.sleep(0.5)
+        assert guard is not None, "tuitune serve did not start vLLM"
+        pgid = guard.pid
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+        left = group_members(pgid)
+        assert not left, f"processes left after SIGTERM: {left}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
