@@ -75,7 +75,7 @@ COUNTER_NAMES = ("requested", "requests", "responses", "failed_requests", "cance
 @dataclass
 class Counters:
     """Honest accounting. Invariants (checked by tests):
-    requests = responses + failed_requests + cancelled_requests;
+    requests (generation + answer requests) = responses + failed_requests + cancelled_requests;
     returned = stored_this_run + invalid + too_short + too_long + duplicates + surplus + answer_failed
     (summed over sessions for a resumed round). near_duplicates is the part of duplicates that was not exact."""
 
@@ -534,6 +534,7 @@ class SynthRound:
 
     async def _answer(self, sample: Sample, i: int) -> None:
         self.counters.answer_requests += 1
+        self.counters.requests += 1
         try:
             reply = await self._call(self.answerer, answer_messages(self.ctx, self.params, sample, i),
                                      max_tokens=self.params.answer_max_tokens)
@@ -541,9 +542,11 @@ class SynthRound:
             self.claimed -= 1
             raise
         text = (reply.text if reply else "").strip()
-        if reply is None or len(text) < self.params.min_chars or len(text) > self.params.max_chars:
+        reason = ("answer_failed" if reply is None else "too_short" if len(text) < self.params.min_chars
+                  else "too_long" if len(text) > self.params.max_chars else "")
+        if reason:
             self.claimed -= 1
-            self._drop("answer_failed", sample.instruction)
+            self._drop(reason, sample.instruction)
             self._save_counters()
             return
         self._store(sample.with_(output=text))

@@ -1,0 +1,371 @@
+"""Synthesis and review sub-commands: synth, review, lessons."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import click
+
+from tuitune.commands.common import fail, open_store, progress_bar, settings
+
+LOCK_NAME = ".synth.lock"
+
+
+def _teacher_config(ctx, teacher, base_url, model, api_key_env, json_schema, timeout):
+    from tuitune.core.teacher import TeacherConfig, TeacherError, get_teacher
+
+    try:
+        if base_url:
+            if not model:
+                fail("--base-url needs --model (the model name as the endpoint knows it)")
+            cfg = TeacherConfig(teacher or "cli", base_url, model, api_key_env or "")
+        else:
+            cfg = get_teacher(settings(ctx), teacher)
+    except TeacherError as e:
+        fail(str(e))
+    if json_schema != "config":
+        cfg.supports_json_schema = {"auto": "auto", "on": True, "off": False}[json_schema]
+    if timeout:
+        cfg.timeout = timeout
+    return cfg
+
+
+def _print_counters(c, status: str, message: str) -> None:
+    click.echo(f"round {status}: stored {c.stored}/{c.requested}  requests {c.requests} (failed {c.failed_requests})  "
+               f"returned {c.returned}  unparseable {c.unparseable}  duplicates {c.duplicates} "
+               f"(near {c.near_duplicates})  too short {c.too_short}  too long {c.too_long}  invalid {c.invalid}"
+               + (f"  answers failed {c.answer_failed}" if c.answer_requests else ""))
+    if message:
+        click.echo(message, err=status != "finished")
+
+
+@click.command()
+@click.option("--n", "n", type=int, default=20, show_default=True, help="Samples to generate.")
+@click.option("--teacher", help="Named teacher from teachers.yaml in the tuitune home (default: `default` if "
+              "TUITUNE_TEACHER_BASE_URL is set, else `embedded`, the local model served by vLLM).")
+@click.option("--base-url", help="Use this OpenAI-compatible endpoint instead of a named teacher.")
+@click.option("--model", help="Model name at --base-url.")
+@click.option("--api-key-env", help="Name of the environment variable holding the key for --base-url.")
+@click.option("--json-schema", type=click.Choice(["config", "auto", "on", "off"]), default="config",
+              show_default=True, help="Ask for JSON-schema output (auto: try, fall back to parsing text).")
+@click.option("--mode", type=click.Choice(["samples", "inputs"]), default="samples", show_default=True,
+              help="samples: teacher writes whole samples; inputs: it writes requests, then answers each one.")
+@click.option("--answer-teacher", help="In --mode inputs, the named teacher that answers (default: the teacher).")
+@click.option("--round-size", type=int, help="Split --n into rounds of at most this many (each its own round).")
+@click.option("--per-request", type=int, default=4, show_default=True, help="Samples asked for per request.")
+@click.option("--concurrency", type=int, default=4, show_default=True, help="Requests in flight at most.")
+@click.option("--temperature", type=float, default=0.9, show_default=True)
+@click.option("--max-tokens", type=int, default=1024, show_default=True, help="Per generation request.")
+@click.option("--answer-max-tokens", type=int, default=512, show_default=True, help="Per answer (--mode inputs).")
+@click.option("--examples", type=int, default=4, show_default=True, help="Examples shown per request (rotated).")
+@click.option("--topic", "topics", multiple=True, help="A topic to cover (repeatable; requests rotate over them).")
+@click.option("--topics-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Topics, one per line (e.g. edited output of --propose-topics).")
+@click.option("--propose-topics", type=int, metavar="K", help="Print K topics proposed by the teacher and exit.")
+@click.option("--threshold", type=float, default=0.8, show_default=True,
+              help="Near-duplicate similarity (0-1] above which a new sample is dropped.")
+@click.option("--min-chars", type=int, default=2, show_default=True)
+@click.option("--max-chars", type=int, default=4000, show_default=True)
+@click.option("--timeout", type=float, help="Seconds per request attempt (retried on timeout).")
+@click.option("--no-lessons", is_flag=True, help="Leave the lessons from review out of the prompt.")
+@click.option("--fresh", is_flag=True, help="Do not resume an unfinished round: abandon it and start a new one.")
+@click.option("--list-teachers", is_flag=True, help="List the configured teachers and exit.")
+@click.option("--rounds", "list_rounds", is_flag=True, help="List the rounds with their counters and exit.")
+@click.option("--json", "as_json", is_flag=True, help="Print the final counters as JSON.")
+@click.pass_context
+def synth(ctx, n, teacher, base_url, model, api_key_env, json_schema, mode, answer_teacher, round_size, per_request,
+          concurrency, temperature, max_tokens, answer_max_tokens, examples, topics, topics_file, propose_topics,
+          threshold, min_chars, max_chars, timeout, no_lessons, fresh, list_teachers, list_rounds, as_json):
+    """Generate new samples with the teacher LLM; they are stored as pending, for `tuitune review`.
+
+    An unfinished round (killed, cancelled, teacher down) is resumed: only the missing samples are asked for.
+    """
+    from filelock import FileLock, Timeout
+
+    from tuitune.core import rounds as rounds_mod
+    from tuitune.core.synth import RoundParams, SynthError
+    from tuitune.core.teacher import EMBEDDED_HINT, TeacherError, load_teachers, open_teacher
+
+    st = settings(ctx)
+    if list_teachers:
+        try:
+            for name, cfg in load_teachers(st).items():
+                where = cfg.base_url or "local vLLM on the embedded model, started for the round"
+                key = f"key from ${cfg.api_key_env}" if cfg.api_key_env else "no key"
+                click.echo(f"{name:12} {cfg.model or '-':28} {where}  ({key}, json schema: {cfg.supports_json_schema})")
+        except TeacherError as e:
+            fail(str(e))
+        return
+    store = open_store(ctx)
+    if list_rounds:
+        for r in rounds_mod.list_rounds(store):
+            c = r.counters
+            click.echo(f"round {r.id:3} {r.status:10} stored {store.count(round_id=r.id)}/{r.requested}  "
+                       f"started {r.started_at[:19]}  " + " ".join(f"{k}={v}" for k, v in c.items() if v))
+        return
+    topic_list = list(topics)
+    if topics_file:
+        topic_list += [t.strip() for t in topics_file.read_text(encoding="utf-8").splitlines() if t.strip()]
+    params = RoundParams(n=n, mode=mode, per_request=per_request, concurrency=concurrency, temperature=temperature,
+                         max_tokens=max_tokens, answer_max_tokens=answer_max_tokens, examples=examples,
+                         topics=topic_list, threshold=threshold, min_chars=min_chars, max_chars=max_chars,
+                         use_lessons=not no_lessons)
+    try:
+        params.validate()
+    except SynthError as e:
+        fail(str(e), code=2)
+    cfg = _teacher_config(ctx, teacher, base_url, model, api_key_env, json_schema, timeout)
+    answer_cfg = _teacher_config(ctx, answer_teacher, None, None, None, json_schema, timeout) if answer_teacher \
+        else None
+    lock = FileLock(str(st.project / LOCK_NAME))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        fail(f"another `tuitune synth` is running in {st.project}; wait for it or stop it first")
+    try:
+        old = rounds_mod.unfinished_round(store)
+        if old is not None and fresh:
+            rounds_mod.update_round(store, old.id, status="abandoned")
+            click.echo(f"Abandoned unfinished round {old.id} ({store.count(round_id=old.id)}/{old.requested} "
+                       f"stored; those samples stay).")
+            old = None
+        if old is not None and not propose_topics:
+            click.echo(f"Resuming round {old.id}: {store.count(round_id=old.id)} of {old.requested} already stored "
+                       f"(--n is ignored; use --fresh to start a new round instead).")
+        log_path = st.project / "logs" / "teacher-vllm.log"
+        if cfg.embedded or (answer_cfg and answer_cfg.embedded):
+            click.echo(EMBEDDED_HINT, err=True)
+            click.echo(f"Starting the embedded teacher (vLLM on the embedded model; log {log_path}) ...", err=True)
+        try:
+            with open_teacher(cfg, settings=st, log_path=log_path) as live:
+                if answer_cfg is None or answer_cfg.name == cfg.name:
+                    live_answer = None
+                    code = _run(store, st, live, None, params, propose_topics, old, round_size, as_json)
+                else:
+                    with open_teacher(answer_cfg, settings=st, log_path=log_path) as live_answer:
+                        code = _run(store, st, live, live_answer, params, propose_topics, old, round_size, as_json)
+        except TeacherError as e:
+            fail(str(e))
+        except Exception as e:  # serving errors carry their own advice (log tail, what to do)
+            from tuitune.core.serving import ServingError
+
+            if isinstance(e, ServingError):
+                fail(str(e))
+            raise
+    finally:
+        lock.release()
+    if code:
+        raise SystemExit(code)
+
+
+def _run(store, st, cfg, answer_cfg, params, propose_topics, resumed, round_size, as_json) -> int:
+    from tuitune.core.synth import RoundFinished, SampleStored, SynthError, SynthRound, propose_topics as propose
+    from tuitune.core.teacher import Teacher, TeacherError
+
+    async def main() -> int:
+        teacher = Teacher(cfg)
+        answerer = Teacher(answer_cfg) if answer_cfg else None
+        try:
+            if propose_topics:
+                for t in await propose(store, teacher, propose_topics, project=st.project):
+                    click.echo(t)
+                return 0
+            sizes = [None] if resumed else _split(params.n, round_size)
+            worst = 0
+            for size in sizes:
+                p = params if size is None else type(params)(**{**params.__dict__, "n": size})
+                with progress_bar("synth", total=float(p.n)) as update:
+                    def on_event(ev, update=update):
+                        if isinstance(ev, SampleStored):
+                            c = ev.counters
+                            update(f"round {ev.sample.round_id}: {c.stored}/{c.requested} stored, "
+                                   f"{c.duplicates} dup, {c.unparseable} unparseable, {c.failed_requests} failed",
+                                   float(c.stored))
+                    eng = SynthRound(store, teacher, p, answerer=answerer, project=st.project, on_event=on_event)
+                    fin: RoundFinished = await eng.run()
+                    update(None, float(fin.counters.stored))
+                _print_counters(fin.counters, fin.status, fin.message)
+                if as_json:
+                    click.echo(json.dumps({"round": fin.round_id, "status": fin.status, **fin.counters.to_dict()}))
+                if fin.status != "finished":
+                    worst = 3
+                    break
+            click.echo("Review the new samples with `tuitune review` (or in the app).")
+            return worst
+        except (SynthError, TeacherError) as e:
+            fail(str(e))
+        finally:
+            await teacher.close()
+            if answerer:
+                await answerer.close()
+        return 1
+
+    try:
+        return asyncio.run(main())
+    except KeyboardInterrupt:
+        click.echo("Cancelled; what was stored is kept. Run `tuitune synth` again to resume the round.", err=True)
+        return 130
+
+
+def _split(n: int, size: int | None) -> list[int]:
+    if not size or size >= n:
+        return [n]
+    return [size] * (n // size) + ([n % size] if n % size else [])
+
+
+# ---- review ---------------------------------------------------------------------------------------------
+
+def _show(s) -> None:
+    click.echo(click.style(f"#{s.id}", bold=True) + f"  [{s.status}] origin {s.origin}"
+               + (f", round {s.round_id}" if s.round_id else "") + (f", rating {s.rating}" if s.rating else ""))
+    click.echo(click.style("instruction: ", fg="cyan") + s.instruction)
+    if s.input:
+        click.echo(click.style("input:       ", fg="cyan") + s.input)
+    click.echo(click.style("output:      ", fg="green") + s.output)
+    if s.reason:
+        click.echo(click.style("reason:      ", fg="red") + s.reason)
+
+
+@click.command()
+@click.option("--round", "round_id", type=int, help="Only samples of this round.")
+@click.option("--status", default="pending", show_default=True,
+              type=click.Choice(["pending", "accepted", "rejected", "edited", "all"]), help="Which samples to list/loop over.")
+@click.option("--list", "list_", is_flag=True, help="List the samples and exit.")
+@click.option("--json", "as_json", is_flag=True, help="With --list: one JSON object per line.")
+@click.option("--accept", "accept_ids", type=int, multiple=True, help="Accept sample ID (repeatable).")
+@click.option("--reject", "reject_ids", type=int, multiple=True, help="Reject sample ID (repeatable; needs --reason).")
+@click.option("--reason", help="Why --reject: it becomes a lesson for the next round.")
+@click.option("--edit", "edit_id", type=int, help="Edit sample ID with --instruction/--input/--output.")
+@click.option("--instruction")
+@click.option("--input", "input_")
+@click.option("--output")
+@click.option("--rate", "rates", type=(int, int), multiple=True, metavar="ID SCORE", help="Rate a sample 1-5.")
+@click.option("--undo", is_flag=True, help="Undo the last review action.")
+@click.pass_context
+def review(ctx, round_id, status, list_, as_json, accept_ids, reject_ids, reason, edit_id, instruction, input_, output,
+           rates, undo):
+    """Review samples without the TUI. With no action option, loops over the samples:
+    a=accept  r=reject (asks why)  e=edit  1-5=rate  s=skip  u=undo  q=quit."""
+    from tuitune.core import review as rv
+    from tuitune.core.store import StoreError
+
+    store = open_store(ctx)
+    sel = None if status == "all" else status
+    try:
+        acted = False
+        for sid in accept_ids:
+            rv.accept(store, sid)
+            click.echo(f"accepted #{sid}")
+            acted = True
+        if reject_ids:
+            if not reason:
+                fail("--reject needs --reason (it becomes a lesson for the next round)", code=2)
+            for sid in reject_ids:
+                rv.reject(store, sid, reason)
+                click.echo(f"rejected #{sid}")
+            acted = True
+        if edit_id is not None:
+            fields = {k: v for k, v in (("instruction", instruction), ("input", input_), ("output", output))
+                      if v is not None}
+            if not fields:
+                fail("--edit needs --instruction, --input or --output", code=2)
+            rv.edit(store, edit_id, **fields)
+            click.echo(f"edited #{edit_id}")
+            acted = True
+        for sid, score in rates:
+            rv.rate(store, sid, score)
+            click.echo(f"rated #{sid}: {score}")
+            acted = True
+        if undo:
+            restored = rv.undo(store)
+            click.echo(f"undid the last action on #{restored.id}" if restored else "nothing to undo")
+            acted = True
+        if acted:
+            return
+        samples = store.samples(status=sel, round_id=round_id)
+        if list_:
+            for s in samples:
+                if as_json:
+                    click.echo(json.dumps({"id": s.id, "status": s.status, "origin": s.origin, "round": s.round_id,
+                                           "rating": s.rating, "reason": s.reason, **s.to_alpaca()},
+                                          ensure_ascii=False))
+                else:
+                    click.echo(f"#{s.id:<5} {s.status:9} {s.instruction[:60]!r} -> {s.output[:50]!r}")
+            return
+        _loop(store, samples)
+    except StoreError as e:  # ReviewError is a StoreError
+        fail(str(e))
+
+
+def _loop(store, samples) -> None:
+    from tuitune.core import review as rv
+
+    if not samples:
+        click.echo("Nothing to review.")
+        return
+    i = 0
+    done = 0
+    while i < len(samples):
+        s = store.get_sample(samples[i].id)
+        click.echo("")
+        _show(s)
+        key = click.prompt(f"[{i + 1}/{len(samples)}] a/r/e/1-5/s/u/q", default="s", show_default=False).strip().lower()
+        try:
+            if key == "q":
+                break
+            if key == "a":
+                rv.accept(store, s.id)
+                done += 1
+            elif key == "r":
+                for j, r in enumerate(rv.COMMON_REASONS, 1):
+                    click.echo(f"  {j}. {r}")
+                why = click.prompt("reason (number or text)").strip()
+                if why.isdigit() and 1 <= int(why) <= len(rv.COMMON_REASONS):
+                    why = rv.COMMON_REASONS[int(why) - 1]
+                rv.reject(store, s.id, why)
+                done += 1
+            elif key == "e":
+                new = click.edit(s.output) if click.get_text_stream("stdin").isatty() else None
+                if new is None:
+                    new = click.prompt("new output", default=s.output)
+                rv.edit(store, s.id, output=new.strip())
+                if click.confirm("accept it too?", default=True):
+                    rv.accept(store, s.id)
+                done += 1
+            elif key in {"1", "2", "3", "4", "5"}:
+                rv.rate(store, s.id, int(key))
+                continue  # stay on this sample
+            elif key == "u":
+                restored = rv.undo(store)
+                click.echo(f"undid the last action on #{restored.id}" if restored else "nothing to undo")
+                if restored and i > 0 and samples[i - 1].id == restored.id:
+                    i -= 1
+                continue
+            elif key != "s":
+                click.echo("keys: a=accept r=reject e=edit 1-5=rate s=skip u=undo q=quit")
+                continue
+        except rv.ReviewError as e:
+            click.echo(f"error: {e}", err=True)
+            continue
+        i += 1
+    click.echo(f"Reviewed {done}. Pending left: {store.count(status='pending')}.")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def lessons(ctx, as_json):
+    """The lessons from review (rejection reasons, corrections) that the next synth round's prompt includes."""
+    from tuitune.core.review import lessons as get_lessons
+
+    items = get_lessons(open_store(ctx))
+    if as_json:
+        click.echo(json.dumps(items, ensure_ascii=False))
+        return
+    if not items:
+        click.echo("No lessons yet: reject samples with a reason, or edit them, in `tuitune review`.")
+        return
+    for i, lesson in enumerate(items, 1):
+        click.echo(f"{i}. {lesson}")
