@@ -1,0 +1,76 @@
+"""Training config YAML round-trip, presets and event-file tailing (no model needed)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tuitune.core.training import presets
+from tuitune.core.training.config import ConfigError, TrainConfig
+from tuitune.core.training.events import EventWriter, read_events
+from tuitune.core.training.jobs import status_from_events
+
+CPU = presets.Hardware(cuda=False, gpus=0, bf16=False)
+GPU = presets.Hardware(cuda=True, gpus=1, bf16=True)
+
+
+def test_yaml_round_trip_keeps_every_field():
+    cfg = TrainConfig(method="dora", epochs=3, lora_r=8, target_modules=["q_proj", "v_proj"], max_length=300,
+                      text_files=["a.txt"], bf16=False)
+    again = TrainConfig.from_yaml(cfg.to_yaml())
+    assert again == cfg
+    assert "lora_r: 8" in cfg.to_yaml()
+
+
+def test_yaml_errors_name_the_field():
+    with pytest.raises(ConfigError, match="method"):
+        TrainConfig.from_yaml("method: sgd\n")
+    with pytest.raises(ConfigError, match="lora_rank"):
+        TrainConfig.from_yaml("lora_rank: 8\n")  # typo of lora_r: refused, not ignored
+    with pytest.raises(ConfigError, match="mapping"):
+        TrainConfig.from_yaml("- a\n- b\n")
+
+
+def test_small_data_preset_trains_longer_with_fitting_length():
+    lengths = [120, 340, 779, 200] * 12 + [90, 100]  # 50 records
+    cfg = presets.apply(TrainConfig(), lengths, CPU)
+    assert cfg.epochs == 10 and cfg.learning_rate == 2e-4 and cfg.lora_r == 16 and cfg.lora_alpha == 32
+    assert cfg.max_length == 832  # longest (779) rounded up to a multiple of 64
+    assert cfg.bf16 is False and cfg.gradient_checkpointing is False  # CPU: fp32, no checkpointing
+    assert 1 <= cfg.batch_size <= 16 and cfg.save_steps >= 1
+    big = presets.apply(TrainConfig(), [200] * 5000, GPU)
+    assert big.epochs == 2 and big.lora_r == 32 and big.bf16 and big.gradient_checkpointing
+    assert presets.apply(TrainConfig(method="full"), [100] * 10, CPU).learning_rate == 2e-5
+
+
+def test_explicit_values_beat_presets():
+    cfg = presets.apply(TrainConfig(epochs=1, lora_r=4, batch_size=3, max_length=2048, learning_rate=1e-3),
+                        [100] * 10, CPU)
+    assert (cfg.epochs, cfg.lora_r, cfg.lora_alpha, cfg.batch_size, cfg.max_length, cfg.learning_rate) == \
+        (1, 4, 8, 3, 2048, 1e-3)
+
+
+def test_read_events_is_incremental_and_skips_partial_lines(tmp_path):
+    w = EventWriter(tmp_path)
+    w.emit("started", pid=1)
+    w.emit("step", step=1, loss=2.0)
+    events, off = read_events(tmp_path)
+    assert [e["event"] for e in events] == ["started", "step"]
+    with open(tmp_path / "events.jsonl", "a") as f:
+        f.write(json.dumps({"event": "step", "step": 2})[:10])  # a line still being written
+    events, off2 = read_events(tmp_path, off)
+    assert events == [] and off2 == off
+    with open(tmp_path / "events.jsonl", "a") as f:
+        f.write(json.dumps({"event": "step", "step": 2})[10:] + "\n")
+    events, off3 = read_events(tmp_path, off2)
+    assert [e["step"] for e in events] == [2] and off3 > off2
+    assert read_events(tmp_path / "missing") == ([], 0)
+
+
+def test_status_follows_the_last_start():
+    assert status_from_events([{"event": "started"}, {"event": "step"}])[0] == "running"
+    assert status_from_events([{"event": "started"}, {"event": "stopped"}])[0] == "stopped"
+    assert status_from_events([{"event": "started"}, {"event": "stopped"}, {"event": "resumed"}])[0] == "running"
+    st, last = status_from_events([{"event": "started"}, {"event": "failed", "error": "x"}])
+    assert st == "failed" and last["error"] == "x"
