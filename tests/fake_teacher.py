@@ -162,3 +162,26 @@ def main() -> None:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# ---- for tests: start the fake in a subprocess ------------------------------------------------------------
+
+def spawn(*args: str):
+    """Start this script as a subprocess; returns (Popen, base_url). The caller kills it (proc.kill())."""
+    import subprocess
+
+    proc = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True)
+    port = int(proc.stdout.readline())
+    return proc, f"http://127.0.0.1:{port}/v1"
+
+
+def stats(base_url: str) -> dict:
+    import urllib.request
+
+    with urllib.request.urlopen(base_url.removesuffix("/v1") + "/stats", timeout=5) as r:
+        return json.loads(r.read())
+
+
+def load():
+    """Import this file as a module from a test (tests/ is not a package)."""
+    return sys.modules[__name__]

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from tuitune.core.store import Store, StoreError, now
 
-UNFINISHED = ("running", "cancelled")  # statuses a new `synth` resumes
+UNFINISHED = ("running", "cancelled", "failed", "incomplete")  # a new `synth` resumes these
 
 
 @dataclass
@@ -74,7 +74,7 @@ def update_round(store: Store, round_id: int, *, counters: dict | None = None, p
     if status is not None:
         sets.append("status = ?")
         args.append(status)
-        if status not in UNFINISHED:
+        if status != "running":
             sets.append("finished_at = ?")
             args.append(now())
     if not sets:

@@ -178,7 +178,7 @@ class Teacher:
                 model=self.config.model, messages=messages, temperature=temperature, max_tokens=max_tokens,
                 **kwargs)
         except openai.BadRequestError as e:
-            if structured and self.json_schema == "auto":
+            if structured and self.config.supports_json_schema == "auto":
                 self.json_schema = False  # this endpoint does not take JSON schema: plain text from now on
                 return await self.complete(messages, temperature=temperature, max_tokens=max_tokens)
             raise TeacherError(f"teacher {self.config.name!r} refused the request: {e}") from None
