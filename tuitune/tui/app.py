@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from textual.app import App
+from collections.abc import Iterable
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
 
 from tuitune.settings import Settings
 
@@ -12,15 +16,74 @@ class TuituneApp(App):
 
     CSS_PATH = "app.tcss"
     TITLE = "tuitune"
+    BINDINGS = [
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("f1", "slash('help')", "Help"),
+        Binding("f2", "slash('review')", "Review"),
+        Binding("f3", "slash('train')", "Train"),
+        Binding("f4", "slash('chat')", "Chat"),
+        Binding("f5", "slash('settings')", "Settings"),
+        Binding("ctrl+t", "toggle_dark", "Theme", show=False),
+    ]
 
     def __init__(self, settings: Settings):
         super().__init__()
         self.settings = settings
+        from tuitune.core.store import Store
+
+        from tuitune.core.engines import EnginePool
+
+        self.store = Store.open(settings.project)
+        self.engines = EnginePool(settings, settings.project / "logs")
+        self.sub_title = str(settings.project)
 
     def on_mount(self) -> None:
         from tuitune.tui.screens.main import MainScreen
 
         self.push_screen(MainScreen())
+
+    def on_unmount(self) -> None:
+        self.engines.stop_all()
+        self.store.close()
+
+    @property
+    def main_screen(self):
+        from tuitune.tui.screens.main import MainScreen
+
+        for screen in self.screen_stack:
+            if isinstance(screen, MainScreen):
+                return screen
+        return None
+
+    def action_slash(self, command: str) -> None:
+        """Run a slash command from anywhere (keys, palette): back to the main screen first."""
+        main = self.main_screen
+        if main is None:
+            return
+        while self.screen is not main:
+            self.pop_screen()
+        main.run_command(f"/{command}")
+
+    def action_toggle_dark(self) -> None:
+        self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        from tuitune.tui.slash import SLASH_COMMANDS
+
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Light / dark", "Toggle the light and dark theme", self.action_toggle_dark)
+        for s in SLASH_COMMANDS:
+            if s.needs_arg:  # put the command in the input box for the user to complete
+                yield SystemCommand(s.usage, s.help, lambda name=s.name: self.action_prefill(name))
+            else:
+                yield SystemCommand(s.usage, s.help, lambda name=s.name: self.action_slash(name))
+
+    def action_prefill(self, command: str) -> None:
+        main = self.main_screen
+        if main is not None:
+            while self.screen is not main:
+                self.pop_screen()
+            main.prefill(f"/{command} ")
 
 
 def make_app(settings: Settings) -> TuituneApp:

@@ -1,4 +1,4 @@
-"""Main screen: a conversation with the tuitune guide; plain text and slash commands."""
+"""Main screen: a conversation with the tuitune guide. Plain text and slash commands; results as cards."""
 
 from __future__ import annotations
 
@@ -9,114 +9,162 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
+from textual.suggester import SuggestFromList
+from textual.widget import Widget
 from textual.widgets import Footer, Header, Input, Markdown
 
-HELP = """\
-**Commands**
+from tuitune.tui.slash import BY_NAME, SLASH_COMMANDS, help_markdown
 
-- `/task NAME: DESCRIPTION` — describe what the tuned model should do
-- `/system TEXT` — set the system prompt
-- `/import FILE [seeds|accepted|pending]` — import Alpaca / ShareGPT / OpenAI JSONL / CSV
-- `/stats` — counts by status and origin
-- `/help` — this list
-"""
+AS_CHOICES = {"seeds": ("seed", "accepted"), "accepted": ("import", "accepted"), "pending": ("import", "pending")}
 
 
 class MainScreen(Screen):
     BINDINGS = [
-        Binding("ctrl+q", "app.quit", "Quit"),
-        Binding("f1", "help", "Help"),
+        Binding("escape", "focus_prompt", "Prompt", show=False),
+        Binding("ctrl+n", "slash('gen')", "Generate"),
     ]
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield VerticalScroll(id="transcript")
-        yield Input(placeholder="Type a message or /help", id="prompt")
+        yield Input(placeholder="Type here, or / for commands (/help)", id="prompt",
+                    suggester=SuggestFromList([f"/{s.name}" for s in SLASH_COMMANDS], case_sensitive=False))
         yield Footer()
 
+    @property
+    def store(self):
+        return self.app.store
+
     def on_mount(self) -> None:
-        from tuitune.core.store import Store
-
-        self.store = Store.open(self.app.settings.project)
-        self.guide(self._welcome())
-        self.query_one("#prompt", Input).focus()
-
-    def _welcome(self) -> str:
-        task = self.store.get_task()
         st = self.store.stats()
-        lines = [f"Project: `{self.app.settings.project}` — {st['total']} samples"]
-        if not task.description:
-            lines.append("First, tell me the task: `/task NAME: what the model should do`.")
-        elif st["total"] < 3:
-            lines.append("Next: give me at least 3 seed examples (`/import FILE seeds`).")
-        else:
-            lines.append(f"Task: **{task.name or 'unnamed'}** — {task.description}")
-        lines.append("Type `/help` for commands.")
-        return "\n\n".join(lines)
+        self.guide(f"**tuitune** — project `{self.app.settings.project}` · {st['total']} samples · "
+                   f"{st['rounds']} rounds")
+        self.show_next_step()
+        self.follow_running_runs()
+        self.action_focus_prompt()
 
-    # ---- transcript -------------------------------------------------------------------------------
-    def _post(self, text: str, cls: str) -> None:
-        transcript = self.query_one("#transcript", VerticalScroll)
-        transcript.mount(Markdown(text, classes=cls))
-        transcript.scroll_end(animate=False)
+    # ---- transcript ---------------------------------------------------------------------------------
+    @property
+    def transcript(self) -> VerticalScroll:
+        return self.query_one("#transcript", VerticalScroll)
+
+    def post(self, widget: Widget) -> Widget:
+        self.transcript.mount(widget)
+        self.transcript.scroll_end(animate=False)
+        return widget
 
     def guide(self, text: str) -> None:
-        self._post(text, "msg-guide")
+        self.post(Markdown(text, classes="msg-guide"))
 
     def error(self, text: str) -> None:
-        self._post(text, "msg-error")
+        self.post(Markdown(f"**Problem:** {text}", classes="msg-error"))
 
-    def action_help(self) -> None:
-        self.guide(HELP)
+    def show_next_step(self) -> None:
+        from tuitune.core.guide import next_step
 
-    # ---- input ----------------------------------------------------------------------------------
+        step = next_step(self.store, runs_done=self._runs_done())
+        self.guide(f"**Next: {step.title}.** {step.message}")
+
+    def _runs_done(self) -> int:
+        try:
+            from tuitune.core.training.jobs import list_runs
+        except ImportError:
+            return 0
+        return sum(1 for r in list_runs(self.app.settings.project) if r.status == "done")
+
+    # ---- input ----------------------------------------------------------------------------------------
+    def action_focus_prompt(self) -> None:
+        self.query_one("#prompt", Input).focus()
+
+    def action_slash(self, name: str) -> None:
+        self.run_command(f"/{name}")
+
+    def prefill(self, text: str) -> None:
+        prompt = self.query_one("#prompt", Input)
+        prompt.value = text
+        prompt.cursor_position = len(text)
+        prompt.focus()
+
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id != "prompt":
+            return
         text = event.value.strip()
         event.input.value = ""
-        if not text:
-            return
-        self._post(text, "msg-user")
-        if not text.startswith("/"):
-            self.guide("I understand slash commands so far; type `/help`.")
-            return
-        cmd, _, arg = text[1:].partition(" ")
-        handler = getattr(self, f"cmd_{cmd}", None)
-        if handler is None:
-            self.error(f"Unknown command `/{cmd}`. Type `/help` for the list.")
-            return
-        handler(arg.strip())
+        if text:
+            self.post(Markdown(text, classes="msg-user"))
+            self.run_command(text)
 
+    def run_command(self, text: str) -> None:
+        if not text.startswith("/"):
+            self.plain_text(text)
+            return
+        name, _, arg = text[1:].partition(" ")
+        if name not in BY_NAME:
+            close = [s.name for s in SLASH_COMMANDS if s.name.startswith(name[:2])]
+            hint = f" Did you mean {', '.join('`/' + c + '`' for c in close)}?" if close else ""
+            self.error(f"unknown command `/{name}`.{hint} Type `/help` for the list.")
+            return
+        getattr(self, f"cmd_{name}")(arg.strip())
+
+    def plain_text(self, text: str) -> None:
+        from tuitune.core.guide import next_step
+
+        step = next_step(self.store, runs_done=self._runs_done())
+        if step.key == "task":  # the guide asked for the task: this is it
+            name = " ".join(text.split()[:4])
+            self.store.set_task(name=name, description=text)
+            self.guide(f"Task saved as **{name}**. Change it any time with `/task NAME: DESCRIPTION`.")
+            self.show_next_step()
+        else:
+            self.guide(f"Noted, but I act on commands. {step.message}")
+
+    # ---- task and data --------------------------------------------------------------------------------
     def cmd_help(self, arg: str) -> None:
-        self.action_help()
+        from tuitune.tui.screens.help import HelpScreen
+
+        self.app.push_screen(HelpScreen(help_markdown()))
 
     def cmd_task(self, arg: str) -> None:
         name, sep, desc = arg.partition(":")
-        if not sep:
-            self.error("Usage: `/task NAME: what the model should do`")
+        if not sep or not name.strip() or not desc.strip():
+            task = self.store.get_task()
+            self.error(f"usage: `{BY_NAME['task'].usage}`. Now: **{task.name or '-'}** — {task.description or '-'}")
             return
         self.store.set_task(name=name.strip(), description=desc.strip())
-        self.guide(f"Task saved: **{name.strip()}**. Next: import or type at least 3 seed examples.")
+        self.guide(f"Task saved: **{name.strip()}**.")
+        self.show_next_step()
 
     def cmd_system(self, arg: str) -> None:
+        if not arg:
+            self.guide(f"System prompt: {self.store.get_task().system_prompt or '(none)'}")
+            return
         self.store.set_task(system_prompt=arg)
-        self.guide("System prompt saved.")
+        self.guide("System prompt saved; training and chat use it.")
 
-    def cmd_stats(self, arg: str) -> None:
-        st = self.store.stats()
-        rows = "\n".join(f"| {k} | {v} |" for k, v in sorted({**st["by_status"], **st["by_origin"]}.items()))
-        self.guide(f"**{st['total']} samples**\n\n| kind | count |\n|---|---|\n{rows}")
+    def cmd_seed(self, arg: str) -> None:
+        from tuitune.tui.screens.seed import SeedForm
+
+        def saved(sample) -> None:
+            if sample is not None:
+                stored = self.store.add_sample(sample)
+                self.guide(f"Seed #{stored.id} saved ({self.store.count(origin='seed')} seeds).")
+                self.show_next_step()
+
+        self.app.push_screen(SeedForm(system=self.store.get_task().system_prompt), saved)
 
     def cmd_import(self, arg: str) -> None:
         from tuitune.core.formats import FormatError, read_file
 
-        parts = shlex.split(arg)
+        try:
+            parts = shlex.split(arg)
+        except ValueError as e:
+            self.error(f"cannot read the arguments: {e}")
+            return
         if not parts:
-            self.error("Usage: `/import FILE [seeds|accepted|pending]`")
+            self.error(f"usage: `{BY_NAME['import'].usage}`")
             return
         as_ = parts[1] if len(parts) > 1 else "accepted"
-        origin, status = {"seeds": ("seed", "accepted"), "accepted": ("import", "accepted"),
-                          "pending": ("import", "pending")}.get(as_, (None, None))
-        if origin is None:
+        if as_ not in AS_CHOICES:
             self.error(f"`{as_}`: expected seeds, accepted or pending")
             return
         path = Path(parts[0]).expanduser()
@@ -125,7 +173,155 @@ class MainScreen(Screen):
         try:
             parsed = read_file(path)
         except FormatError as e:
-            self.error(f"Nothing imported from `{path}`:\n\n```\n{e}\n```")
+            self.error(f"nothing imported from `{path}`. Fix the file or use `tuitune import --skip-invalid`:"
+                       f"\n\n```\n{e}\n```")
             return
+        origin, status = AS_CHOICES[as_]
         n = self.store.add_samples(s.with_(origin=origin, status=status) for s in parsed.samples)
-        self.guide(f"Imported **{n}** records ({parsed.format}) as {as_}; {parsed.duplicates} duplicates kept.")
+        dup = f"; {parsed.duplicates} duplicates kept (`tuitune dedup` removes them)" if parsed.duplicates else ""
+        self.guide(f"Imported **{n}** records ({parsed.format}) as {as_}{dup}.")
+        self.show_next_step()
+
+    def cmd_stats(self, arg: str) -> None:
+        st = self.store.stats()
+        rows = "\n".join(f"| {k} | {v} |" for k, v in sorted(st["by_status"].items()))
+        rows2 = "\n".join(f"| {k} | {v} |" for k, v in sorted(st["by_origin"].items()))
+        self.guide(f"**{st['total']} samples**, {st['rounds']} rounds, {st['duplicates']} exact duplicates\n\n"
+                   f"| status | n |\n|---|---|\n{rows}\n\n| origin | n |\n|---|---|\n{rows2}")
+
+    def cmd_lessons(self, arg: str) -> None:
+        from tuitune.core.review import lessons
+
+        got = lessons(self.store)
+        if not got:
+            self.guide("No lessons yet: reject samples with a reason or edit them in `/review`.")
+            return
+        self.guide("**Lessons for the next round:**\n\n" + "\n".join(f"- {item}" for item in got))
+
+    def cmd_export(self, arg: str) -> None:
+        from tuitune.core.export import EXPORT_FORMATS, SUFFIX, ExportError, export
+
+        parts = arg.split()
+        fmt = parts[0] if parts else "alpaca"
+        if fmt not in EXPORT_FORMATS:
+            self.error(f"`{fmt}`: expected one of {', '.join(EXPORT_FORMATS)}")
+            return
+        try:
+            test_size = float(parts[1]) if len(parts) > 1 else 0.0
+        except ValueError:
+            self.error(f"`{parts[1]}` is not a number; give a share such as 0.1 or a count such as 20")
+            return
+        exports = self.app.settings.project / "exports"
+        output = exports / fmt if test_size else exports / f"{fmt}{SUFFIX[fmt]}"
+        try:
+            res = export(self.store, fmt, output, test_size=test_size)
+        except ExportError as e:
+            self.error(str(e))
+            return
+        files = "\n".join(f"- {part}: {res.counts[part]} records → `{path}`" for part, path in res.files.items())
+        self.guide(f"Exported ({fmt}):\n\n{files}\n- LLaMA-Factory entry: `{res.dataset_info}`")
+
+    # ---- synthesis, review -----------------------------------------------------------------------------
+    def cmd_gen(self, arg: str) -> None:
+        from tuitune.tui.widgets.round_card import RoundCard
+
+        parts = arg.split()
+        try:
+            n = int(parts[0]) if parts else 20
+        except ValueError:
+            self.error(f"`/gen {arg}`: give a number of samples, e.g. `/gen 20` (or `/gen 20 TEACHER`)")
+            return
+        if n < 1:
+            self.error("ask for at least 1 sample")
+            return
+        self.post(RoundCard(n, teacher=parts[1] if len(parts) > 1 else None))
+
+    def on_round_card_finished(self, event) -> None:
+        self.show_next_step()
+
+    def cmd_review(self, arg: str) -> None:
+        from tuitune.tui.screens.review import ReviewScreen
+
+        def done(result) -> None:
+            if isinstance(result, dict) and any(result.values()):
+                self.guide("Review: " + ", ".join(f"{k} {v}" for k, v in result.items()))
+            self.show_next_step()
+
+        self.app.push_screen(ReviewScreen(self.store), done)
+
+    # ---- training ---------------------------------------------------------------------------------------
+    def cmd_train(self, arg: str) -> None:
+        from tuitune.tui.screens.train import TrainScreen
+
+        def launched(run_id) -> None:
+            if run_id:
+                self.follow_run(run_id)
+
+        self.app.push_screen(TrainScreen(), launched)
+
+    def follow_run(self, run_id: str) -> None:
+        from tuitune.tui.widgets.train_card import TrainCard
+
+        if not self.query(f"#run-{run_id}"):
+            self.post(TrainCard(run_id, id=f"run-{run_id}"))
+
+    def follow_running_runs(self) -> None:
+        try:
+            from tuitune.core.training.jobs import list_runs
+        except ImportError:
+            return
+        for run in list_runs(self.app.settings.project):
+            if run.status == "running":
+                self.follow_run(run.id)
+
+    def on_train_card_finished(self, event) -> None:
+        self.show_next_step()
+
+    def cmd_runs(self, arg: str) -> None:
+        from tuitune.core.training.jobs import list_runs
+
+        runs = list_runs(self.app.settings.project)
+        if not runs:
+            self.guide("No training runs yet: `/train`.")
+            return
+        rows = "\n".join(f"| {r.id} | {r.status} | {r.method} | {r.step}/{r.max_steps or '?'} | "
+                         f"{'' if r.loss is None else f'{r.loss:.3f}'} |" for r in runs)
+        self.guide(f"| run | status | method | step | loss |\n|---|---|---|---|---|\n{rows}")
+        for r in runs:
+            if r.status == "running":
+                self.follow_run(r.id)
+
+    # ---- serving, chat, eval -----------------------------------------------------------------------------
+    def _latest_done_run(self) -> str | None:
+        from tuitune.core.training.jobs import list_runs
+
+        done = [r for r in list_runs(self.app.settings.project) if r.status == "done"]
+        return done[-1].id if done else None
+
+    def cmd_chat(self, arg: str, compare: bool = False) -> None:
+        from tuitune.tui.screens.chat import ChatScreen
+
+        run_id = arg or self._latest_done_run()
+        if run_id is None and not compare:
+            self.guide("No finished training run yet: chatting with the base model.")
+        self.app.push_screen(ChatScreen(run_id=run_id, compare=compare))
+
+    def cmd_serve(self, arg: str) -> None:
+        self.cmd_chat(arg)
+
+    def cmd_compare(self, arg: str) -> None:
+        self.cmd_chat(arg, compare=True)
+
+    def cmd_eval(self, arg: str) -> None:
+        from tuitune.tui.widgets.eval_card import EvalCard
+
+        run_id = arg or self._latest_done_run()
+        if not run_id:
+            self.error("no finished run to evaluate: `/train` first, or `/eval RUN_ID`")
+            return
+        self.post(EvalCard(run_id))
+
+    def cmd_settings(self, arg: str) -> None:
+        from tuitune.tui.screens.settings import SettingsScreen
+
+        self.app.push_screen(SettingsScreen())

@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from functools import partial
+from typing import ClassVar
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
-from textual.containers import Container, Horizontal, Vertical, VerticalScroll
+from textual.containers import Container, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Input, Label, OptionList, Static, TextArea
 from textual.widgets.option_list import Option
@@ -102,7 +103,7 @@ def detail_text(s: Sample) -> Text:
 class RejectScreen(ModalScreen[str | None]):
     """Why is this sample rejected? A quick pick (1-7 or enter) or a typed reason."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel"),
+    BINDINGS: ClassVar[list[Binding]] = [Binding("escape", "cancel", "Cancel"),
                 *(Binding(str(i), f"pick({i - 1})", show=False) for i in range(1, len(review.COMMON_REASONS) + 1))]
 
     def __init__(self, sample_id: int) -> None:
@@ -141,7 +142,7 @@ class EditScreen(ModalScreen[dict | None]):
     """Edit instruction, input and output in place; ctrl+s saves only what changed."""
 
     FIELDS = ("instruction", "input", "output")
-    BINDINGS = [Binding("ctrl+s", "save", "Save", priority=True), Binding("escape", "cancel", "Cancel")]
+    BINDINGS: ClassVar[list[Binding]] = [Binding("ctrl+s", "save", "Save", priority=True), Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, sample: Sample) -> None:
         super().__init__(classes="review-modal")
@@ -176,7 +177,7 @@ class EditScreen(ModalScreen[dict | None]):
 class LessonsScreen(ModalScreen[None]):
     """What review taught so far (the lessons the next synthesis round's prompt includes)."""
 
-    BINDINGS = [Binding("escape,q,l,enter", "close", "Close")]
+    BINDINGS: ClassVar[list[Binding]] = [Binding("escape,q,l,enter", "close", "Close")]
 
     def __init__(self, lessons: list[str]) -> None:
         super().__init__(classes="review-modal")
@@ -198,9 +199,9 @@ class ReviewScreen(Screen[dict]):
     """Review samples from the keyboard: 100,000 of them as smoothly as 10."""
 
     CSS_PATH = "../review.tcss"
-    COMMANDS = {ReviewCommands}
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
-    BINDINGS = [
+    COMMANDS: ClassVar[set] = {ReviewCommands}
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (120, "-wide")]
+    BINDINGS: ClassVar[list[Binding]] = [
         Binding("a", "accept", "Accept"),
         Binding("r", "reject", "Reject"),
         Binding("e", "edit", "Edit"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import sqlite3
 from bisect import bisect_left
 from collections import OrderedDict
+from typing import ClassVar
 
 from rich.segment import Segment
 from rich.style import Style
@@ -32,11 +33,11 @@ def stars(rating: int | None) -> str:
 class SampleList(ScrollView, can_focus=True):
     """One line per sample: status, rating, round, id and the first words of the instruction."""
 
-    COMPONENT_CLASSES = {
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
         "sample-list--cursor", "sample-list--meta", "sample-list--empty",
         "sample-list--pending", "sample-list--accepted", "sample-list--rejected", "sample-list--edited",
     }
-    BINDINGS = [
+    BINDINGS: ClassVar[list[Binding]] = [
         Binding("down,j", "cursor_down", "Down", show=False),
         Binding("up,k", "cursor_up", "Up", show=False),
         Binding("pagedown,ctrl+d", "page_down", "Page down", show=False),

@@ -1,0 +1,116 @@
+"""A pool of running vLLM servers shared by one long-lived process (the TUI): the embedded teacher and the
+chat models are started once, on first use, reused across rounds and chats, and stopped together at exit.
+Starting blocks (about a minute on CPU): call `get()` from a worker thread, never from a UI event handler."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from tuitune.settings import Settings
+
+
+class EnginePool:
+    def __init__(self, settings: Settings, log_dir: Path):
+        self.settings = settings
+        self.log_dir = log_dir
+        self._servers: dict[str, object] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str, model: Path, *, lora: dict[str, Path] | None = None):
+        """The running server for `name`, started if needed (restarted if it died or its adapters changed)."""
+        from tuitune.core.serving import VLLMServer
+
+        with self._lock:
+            srv = self._servers.get(name)
+            if srv is not None and (not srv.alive() or dict(srv.lora) != dict(lora or {})):
+                srv.stop()
+                srv = None
+            if srv is None:
+                srv = VLLMServer(model, name=name, lora=dict(lora or {}), settings=self.settings,
+                                 log_path=self.log_dir / f"vllm-{name}.log")
+                self._servers[name] = srv
+                try:
+                    srv.start()
+                except BaseException:
+                    self._servers.pop(name, None)
+                    raise
+            return srv
+
+    def adopt(self, server) -> None:
+        """Use an already running server (e.g. one `tuitune serve` started) under its name."""
+        with self._lock:
+            self._servers[server.name] = server
+
+    def embedded(self):
+        from tuitune.core.models import EMBEDDED_NAME, prepare_embedded
+
+        return self.get(EMBEDDED_NAME, prepare_embedded(self.settings.models_dir))
+
+    def teacher_config(self, name: str | None = None):
+        """The teacher's config, pointing at the pooled embedded server when it is the embedded teacher."""
+        from tuitune.core.models import EMBEDDED_NAME
+        from tuitune.core.teacher import TeacherConfig, get_teacher
+
+        cfg = get_teacher(self.settings, name)
+        if not cfg.embedded:
+            return cfg
+        srv = self.embedded()
+        return TeacherConfig(cfg.name, srv.base_url, EMBEDDED_NAME, "", supports_json_schema=True,
+                             timeout=cfg.timeout, max_retries=cfg.max_retries, api_key=srv.api_key)
+
+    def running(self) -> list[str]:
+        return [n for n, s in self._servers.items() if s.alive()]
+
+    def stop_all(self) -> None:
+        with self._lock:
+            for srv in self._servers.values():
+                srv.stop()
+            self._servers.clear()
+
+
+def chat_targets(pool: EnginePool, run_id: str | None, *, with_base: bool = True) -> list:
+    """Start (or reuse) what chatting with run `run_id` needs and return one backend per model: the tuned
+    model first, then the base model when `with_base`. Without a run: just the base model.
+
+    A run with a LoRA adapter is served as an adapter on its base's server (one process, `--enable-lora`);
+    a run without one (full fine-tune) gets its own server for the merged folder."""
+    from tuitune.core.chat import OpenAIBackend
+    from tuitune.core.models import resolve
+    from tuitune.core.serving import ServingError, lora_rank
+
+    settings = pool.settings
+    base_name, base_path = settings.base_model, None
+    lora: dict[str, Path] = {}
+    tuned = None
+    if run_id:
+        from tuitune.core.training.config import TrainConfig
+
+        run = settings.project / "runs" / run_id
+        if not (run / "config.yaml").exists():
+            raise ServingError(f"no training run {run_id!r} in {settings.project / 'runs'}; `/runs` lists them")
+        cfg = TrainConfig.load(run / "config.yaml")
+        base_name, base_path = cfg.base, Path(cfg.base_path) if cfg.base_path else None
+        adapter, merged = run / "adapter", run / "merged"
+        try:
+            if (adapter / "adapter_config.json").exists() and lora_rank(adapter):
+                lora = {run_id: adapter}
+        except (ServingError, OSError):
+            lora = {}
+        if not lora and not (merged / "config.json").exists():
+            raise ServingError(f"run {run_id} has no adapter or merged model yet; wait until it is done")
+        if not lora:
+            tuned = pool.get(run_id, merged)
+    base_path = base_path or resolve(settings.models_dir, base_name)
+    backends = []
+    if lora or with_base or tuned is None:
+        base_srv = pool.get(base_name, base_path, lora=lora)
+        if lora:
+            backends.append(OpenAIBackend.from_server(base_srv, run_id))
+        elif tuned is not None:
+            backends.append(OpenAIBackend.from_server(tuned, run_id))
+        if with_base or not backends:
+            backends.append(OpenAIBackend.from_server(base_srv, base_name))
+    else:
+        backends.append(OpenAIBackend.from_server(tuned, run_id))
+    return backends

@@ -1,0 +1,149 @@
+"""Chat with the served tuned model (and the base model side by side); save an exchange as a seed."""
+
+from __future__ import annotations
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, Markdown, Static
+
+from tuitune.tui.events import ServerFailed, ServerReady
+
+
+class ChatScreen(Screen):
+    BINDINGS = [
+        Binding("escape", "back", "Back"),
+        Binding("ctrl+x", "stop", "Stop answer"),
+        Binding("ctrl+g", "regenerate", "Regenerate"),
+        Binding("ctrl+s", "save_seed", "Save as seed"),
+        Binding("ctrl+r", "restart", "Restart server"),
+    ]
+
+    def __init__(self, run_id: str | None = None, compare: bool = False):
+        super().__init__()
+        self.run_id = run_id
+        self.compare = compare or bool(run_id)  # with a tuned model, show the base beside it
+        self.sessions: list = []
+        self.panes: list[VerticalScroll] = []
+        self.busy = 0
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("starting the model server (about a minute on CPU the first time)…", id="chat-engine")
+        yield Horizontal(id="chat-panes")
+        yield Input(placeholder="Ask the model… (Enter sends)", id="chat-input", disabled=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = f"chat · {self.run_id or 'base model'}"
+        self.start_engines()
+
+    @work(thread=True, exclusive=True, group="chat-engine")
+    def start_engines(self) -> None:
+        from tuitune.core.engines import chat_targets
+        from tuitune.core.models import ModelError
+        from tuitune.core.serving import ServingError
+
+        try:
+            backends = chat_targets(self.app.engines, self.run_id, with_base=self.compare)
+        except (ServingError, ModelError) as e:
+            self.post_message(ServerFailed(str(e)))
+            return
+        self._backends = backends
+        self.post_message(ServerReady(backends[0].endpoint.base_url, [b.name for b in backends], backends[0].engine))
+
+    @on(ServerReady)
+    async def server_ready(self, event: ServerReady) -> None:
+        from tuitune.core.chat import ChatSession
+
+        self.query_one("#chat-engine", Static).update(
+            f"engine: {event.engine} · models: {', '.join(event.models)} · system prompt: task's")
+        panes = self.query_one("#chat-panes", Horizontal)
+        for b in self._backends:
+            self.sessions.append(ChatSession.for_store(self.app.store, b))
+            col = Vertical(Static(f"[b]{b.name}[/b]", classes="pane-title"), classes="chat-col")
+            await panes.mount(col)
+            pane = VerticalScroll(classes="chat-pane")
+            await col.mount(pane)
+            self.panes.append(pane)
+        box = self.query_one("#chat-input", Input)
+        box.disabled = False
+        box.focus()
+
+    @on(ServerFailed)
+    def server_failed(self, event: ServerFailed) -> None:
+        self.query_one("#chat-engine", Static).update(f"[red]cannot serve the model:[/red] {event.error}")
+
+    @on(Input.Submitted, "#chat-input")
+    def send(self, event: Input.Submitted) -> None:
+        prompt = event.value.strip()
+        if not prompt or self.busy:
+            return
+        event.input.value = ""
+        for i, pane in enumerate(self.panes):
+            pane.mount(Markdown(prompt, classes="msg-user"))
+            self.answer(i, prompt)
+
+    @work(group="chat-answers")
+    async def answer(self, i: int, prompt: str | None) -> None:
+        from tuitune.core.chat import ChatError
+
+        pane, session = self.panes[i], self.sessions[i]
+        md = Markdown("", classes="msg-assistant")
+        await pane.mount(md)
+        stream = Markdown.get_stream(md)
+        self.busy += 1
+        try:
+            agen = session.regenerate() if prompt is None else session.send(prompt)
+            async for delta in agen:
+                await stream.write(delta)
+                pane.scroll_end(animate=False)
+        except ChatError as e:
+            await pane.mount(Markdown(f"**Error:** {e}\n\nPress Ctrl+R to restart the server.", classes="msg-error"))
+        finally:
+            await stream.stop()
+            self.busy -= 1
+            pane.scroll_end(animate=False)
+
+    def action_stop(self) -> None:
+        for s in self.sessions:
+            s.stop()
+
+    def action_regenerate(self) -> None:
+        if self.busy or not self.sessions or not self.sessions[0].history:
+            return
+        for i in range(len(self.panes)):
+            self.answer(i, None)
+
+    @work(group="chat-engine")
+    async def action_restart(self) -> None:
+        from tuitune.core.chat import ChatError
+
+        self.query_one("#chat-engine", Static).update("restarting the server…")
+        for s in self.sessions:
+            try:
+                await s.backend.restart()
+            except ChatError as e:
+                self.query_one("#chat-engine", Static).update(f"[red]{e}[/red]")
+                return
+        self.query_one("#chat-engine", Static).update("server restarted; send your message again")
+
+    def action_save_seed(self) -> None:
+        from tuitune.tui.screens.save_exchange import SaveExchange
+
+        if not self.sessions or not self.sessions[0].last_exchange:
+            self.notify("Nothing to save yet: ask something first.", severity="warning")
+            return
+        prompt, answer = self.sessions[0].last_exchange
+
+        def saved(sample) -> None:
+            if sample is not None:
+                self.notify(f"Saved as {sample.origin} #{sample.id}; it will teach the next round and run.")
+
+        self.app.push_screen(SaveExchange(prompt, answer), saved)
+
+    def action_back(self) -> None:
+        self.action_stop()
+        self.app.pop_screen()

@@ -1,0 +1,32 @@
+"""Help: the slash commands and the keys."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Footer, Markdown
+
+KEYS = """\
+**Keys** — F1 help · F2 review · F3 train · F4 chat · F5 settings · Ctrl+N generate · Ctrl+P command palette ·
+Ctrl+T light/dark · Ctrl+Q quit · Esc back. In the prompt, → accepts a completion.
+
+**The flow** — describe the task → 3+ seeds → `/gen 20` → `/review` (your reasons become lessons) → `/gen 50`
+with the lessons → `/train` → `/chat` and `/compare` → `/eval` → `/export`.
+
+The embedded teacher (SmolLM2-135M) works offline but writes weak data; plug in a stronger one in `/settings`.
+"""
+
+
+class HelpScreen(ModalScreen):
+    BINDINGS = [Binding("escape,q,f1", "dismiss", "Close")]
+
+    def __init__(self, commands_markdown: str):
+        super().__init__()
+        self.commands_markdown = commands_markdown
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help-box"):
+            yield Markdown(KEYS + "\n" + self.commands_markdown)
+        yield Footer()
