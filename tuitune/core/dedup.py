@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from tuitune.core.samples import Sample, normalise
 
-_TOKEN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]|[^\W_]+", re.UNICODE)
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+_TOKEN = re.compile(rf"[{_CJK}]|[^\W_{_CJK}]+")
 DEFAULT_THRESHOLD = 0.8
 NUM_PERM = 128
 
@@ -56,7 +57,6 @@ class DedupIndex:
         self._exact: dict[str, int | str] = {}
         self._ids: list[int | str] = []
         self._sigs: list = []  # per sample: (instruction signature, input signature or None)
-        self._matrix = None  # stacked signatures, rebuilt lazily
 
     def __len__(self) -> int:
         return len(self._ids)

@@ -242,10 +242,9 @@ def extract_json(text: str) -> tuple[Any, bool]:
                 value, _ = dec.raw_decode(text, i)
                 return value, False
             except json.JSONDecodeError:
-                continue
-    salvaged = _salvage_items(text)
-    if salvaged:
-        return salvaged, True
+                salvaged = _salvage_items(text[i:])
+                if salvaged:
+                    return salvaged, True
     raise Unparseable(f"no JSON found in the reply ({len(text)} chars: {text[:80]!r})")
 
 
