@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -327,7 +328,7 @@ def _loop(store, samples) -> None:
                 rv.reject(store, s.id, why)
                 done += 1
             elif key == "e":
-                new = click.edit(s.output) if click.get_text_stream("stdin").isatty() else None
+                new = click.edit(s.output) if sys.stdin.isatty() else None
                 if new is None:
                     new = click.prompt("new output", default=s.output)
                 rv.edit(store, s.id, output=new.strip())
