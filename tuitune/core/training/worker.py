@@ -84,6 +84,17 @@ def load_model(cfg: TrainConfig, cuda: bool):
     return get_peft_model(model, lora)
 
 
+def model_summary(model) -> dict:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    q = getattr(getattr(model, "config", None), "quantization_config", None)
+    quant = None
+    if q is not None:
+        quant = q.get("bnb_4bit_quant_type") if isinstance(q, dict) else getattr(q, "bnb_4bit_quant_type", None)
+    return {"trainable_params": trainable, "total_params": total, "quantization": quant,
+            "dtype": str(next(model.parameters()).dtype).replace("torch.", "")}
+
+
 def common_args(cfg: TrainConfig, run_dir: Path, cuda: bool) -> dict:
     return dict(
         output_dir=str(run_dir / "checkpoints"), per_device_train_batch_size=cfg.batch_size,
@@ -162,10 +173,13 @@ def make_callback(events: EventWriter, stop: StopFlag, t_start: float):
             tokens = state.num_input_tokens_seen - self.last_tokens
             steps_done = state.global_step - (self.first_step or 0)
             per_step = (now - t_start) / max(1, steps_done)
+            extra = {k: v for k, v in logs.items() if isinstance(v, (int, float)) and k not in
+                     ("loss", "learning_rate", "grad_norm", "epoch", "num_input_tokens_seen")}
             events.emit("step", step=state.global_step, max_steps=state.max_steps, epoch=round(state.epoch or 0, 4),
                         loss=logs.get("loss"), lr=logs.get("learning_rate"), grad_norm=logs.get("grad_norm"),
                         tokens=state.num_input_tokens_seen, tokens_per_second=round(tokens / dt, 2),
-                        eta_seconds=round(per_step * max(0, state.max_steps - state.global_step), 1))
+                        eta_seconds=round(per_step * max(0, state.max_steps - state.global_step), 1),
+                        metrics=extra)
             self.last_time, self.last_tokens = now, state.num_input_tokens_seen
 
         def on_save(self, args, state, control, **kw):
@@ -221,6 +235,7 @@ def _run(run_dir: Path, events: EventWriter, stop: StopFlag, main: bool) -> int:
     records = data.read_records(cfg.data)
     train, held = data.split_holdout(records, cfg.holdout or 0, cfg.seed)
     trainer = build_trainer(cfg, run_dir, train, held, tok, hw.cuda)
+    events.emit("model", **model_summary(trainer.model), train_records=len(train), held_out=len(held))
     t_start = time.monotonic()
     trainer.add_callback(make_callback(events, stop, t_start))
     if stop.requested:
