@@ -18,8 +18,7 @@ def vllm_embedded(embedded_model, tmp_path_factory):
     from tuitune.settings import Settings
 
     log = tmp_path_factory.mktemp("vllm") / "vllm-embedded.log"
-    server = VLLMServer(embedded_model, name=EMBEDDED_SERVED_NAME, log_path=log, settings=Settings(),
-                        max_model_len=2048)
+    server = VLLMServer(embedded_model, name=EMBEDDED_SERVED_NAME, log_path=log, settings=Settings())
     server.start()
     yield server
     server.stop()

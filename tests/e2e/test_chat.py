@@ -70,7 +70,7 @@ def test_cli_chat_against_a_running_server(vllm_embedded, tmp_path):
     out = subprocess.run([sys.executable, "-m", "tuitune.cli", "--project", str(tmp_path), "chat", "--url",
                           vllm_embedded.base_url, "--api-key", vllm_embedded.api_key, MODEL, "--temperature", "0",
                           "--max-tokens", "16", "--prompt", "What is the capital of France?"],
-                         capture_output=True, text=True, timeout=120)
+                         check=False, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "Paris" in out.stdout and "engine: remote" in out.stderr
 
@@ -91,7 +91,7 @@ def test_cli_eval_on_a_tiny_chinese_held_out_split(tiny_tuned, embedded_model, r
     (run / "merged").symlink_to(tiny_tuned["merged"], target_is_directory=True)
     out = subprocess.run([sys.executable, "-m", "tuitune.cli", "--project", str(tmp_path), "eval", "r1", "--engine",
                           "transformers", "--max-tokens", "24", "--merged", "--json"],
-                         capture_output=True, text=True, timeout=300)
+                         check=False, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads(out.stdout)
     assert report["tokenizer"] == "zh" and report["n"] == 2

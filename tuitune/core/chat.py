@@ -15,6 +15,7 @@ the user's corrected answer) as a new seed or sample: the loop from chat back to
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -90,24 +91,28 @@ class OpenAIBackend:
         try:
             resp = await self.client().chat.completions.create(model=self.name, messages=messages, stream=True,
                                                                **params.to_openai())
-            async for chunk in resp:
-                if chunk.choices and chunk.choices[0].delta.content:
-                    yield chunk.choices[0].delta.content
+            try:
+                async for chunk in resp:
+                    if chunk.choices and chunk.choices[0].delta.content:
+                        yield chunk.choices[0].delta.content
+            finally:  # stopped early (or failed): close the HTTP response so vLLM aborts the request
+                with contextlib.suppress(Exception):
+                    await resp.close()
         except (openai.APIConnectionError, openai.APITimeoutError) as e:
-            raise EngineDied(self._died_message(e)) from e
+            raise EngineDied(await asyncio.to_thread(self._died_message, e)) from e
         except openai.APIStatusError as e:
-            if self.server is not None and not self.server.alive():
-                raise EngineDied(self._died_message(e)) from e
+            if self.server is not None and not await asyncio.to_thread(self.server.healthy):
+                raise EngineDied(await asyncio.to_thread(self._died_message, e)) from e
             raise ChatError(f"{self.name} refused the request ({e.status_code}): {_short(e)}") from e
-        except Exception as e:  # httpx stream errors surface as various types mid-stream
-            if self.server is not None and not self.server.alive():
-                raise EngineDied(self._died_message(e)) from e
+        except Exception as e:  # a connection cut mid-stream surfaces as the HTTP library's own error types
+            if _is_transport_error(e) or (self.server is not None and not await asyncio.to_thread(self.server.healthy)):
+                raise EngineDied(await asyncio.to_thread(self._died_message, e)) from e
             raise
 
     def _died_message(self, e: Exception) -> str:
-        if self.server is not None and not self.server.alive():
-            return (f"the vLLM server for {self.name} stopped while answering; restart it (r in the chat, or "
-                    f"backend.restart()). Log: {self.server.log_path}")
+        if self.server is not None and not self.server.healthy():
+            return (f"the vLLM server for {self.name} stopped while answering; restart it (/restart in the chat, "
+                    f"or backend.restart()). Log: {self.server.log_path}")
         return f"lost the connection to {self.endpoint.base_url} ({type(e).__name__}: {e}); is the server running?"
 
     async def restart(self, timeout: float | None = None) -> None:
@@ -123,6 +128,16 @@ class OpenAIBackend:
         if self._client is not None:
             await self._client.close()
             self._client = None
+
+
+def _is_transport_error(e: BaseException) -> bool:
+    """A lost connection / truncated response from the HTTP stack (httpx, httpcore, h11), by module name so
+    it works with whichever httpx distribution the openai client uses."""
+    while e is not None:
+        if type(e).__module__.split(".")[0].rstrip("0123456789") in ("httpx", "httpcore", "h11"):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def _short(e: Exception) -> str:

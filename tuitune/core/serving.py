@@ -362,7 +362,7 @@ class VLLMServer:
         except (json.JSONDecodeError, KeyError, TypeError):
             return []
 
-    def stop(self, grace: float = 15.0) -> None:
+    def stop(self, grace: float = 5.0) -> None:
         """Terminate the whole process group (guard, API server, engine core); the port is free after."""
         proc, self.proc = self.proc, None
         _LIVE.discard(self)
