@@ -24,13 +24,13 @@ from tuitune.core.synth import RoundParams, SynthRound
 from tuitune.core.teacher import Teacher, TeacherConfig
 
 SEEDS = [
-    ("What should I do if my blood sugar drops below 4 mmol/L?", "Take 15 g of fast sugar, wait 15 minutes and "
-     "measure again; repeat if it is still low."),
-    ("How often should someone with high blood pressure check it at home?", "Twice in the morning and twice in "
-     "the evening for a week, then a few times a week."),
+    ("What should I do if my blood sugar drops below 4 mmol/L?",
+     "Take 15 g of fast sugar, wait 15 minutes and measure again; repeat if it is still low."),
+    ("How often should someone with high blood pressure check it at home?",
+     "Twice in the morning and twice in the evening for a week, then a few times a week."),
     ("Can people with asthma exercise?", "Yes: warm up, carry your reliever inhaler and avoid very cold air."),
-    ("Is fruit allowed with type 2 diabetes?", "Yes, whole fruit in normal portions; avoid juice and dried fruit "
-     "in large amounts."),
+    ("Is fruit allowed with type 2 diabetes?",
+     "Yes, whole fruit in normal portions; avoid juice and dried fruit in large amounts."),
 ]
 
 

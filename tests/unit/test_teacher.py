@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from tuitune.core.teacher import (EMBEDDED, TeacherConfig, TeacherError, Unparseable, extract_json, get_teacher,
-                                  items_of, load_teachers, save_teacher, teachers_path)
+from tuitune.core.teacher import (
+    EMBEDDED,
+    TeacherConfig,
+    TeacherError,
+    Unparseable,
+    extract_json,
+    get_teacher,
+    items_of,
+    load_teachers,
+    save_teacher,
+    teachers_path,
+)
 from tuitune.settings import Settings
 
 

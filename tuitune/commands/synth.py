@@ -162,7 +162,8 @@ def synth(ctx, n, teacher, base_url, model, api_key_env, json_schema, mode, answ
 
 
 def _run(store, st, cfg, answer_cfg, params, propose_topics, resumed, round_size, as_json) -> int:
-    from tuitune.core.synth import RoundFinished, SampleStored, SynthError, SynthRound, propose_topics as propose
+    from tuitune.core.synth import RoundFinished, SampleStored, SynthError, SynthRound
+    from tuitune.core.synth import propose_topics as propose
     from tuitune.core.teacher import Teacher, TeacherError
 
     async def main() -> int:

@@ -221,9 +221,9 @@ def build_context(store: Store, params: RoundParams, *, project: Path | None = N
 
 def generation_messages(ctx: PromptContext, params: RoundParams, i: int, k: int) -> list[dict]:
     topic = params.topics[i % len(params.topics)] if params.topics else ""
-    common = dict(task_description=ctx.task_description, system_prompt=ctx.system_prompt,
-                  examples=[_example(s) for s in ctx.examples_for(i, params.examples)], lessons=ctx.lessons,
-                  topic=topic, n=k, language_rule=ctx.language_rule)
+    common = {"task_description": ctx.task_description, "system_prompt": ctx.system_prompt,
+              "examples": [_example(s) for s in ctx.examples_for(i, params.examples)], "lessons": ctx.lessons,
+              "topic": topic, "n": k, "language_rule": ctx.language_rule}
     system = prompts.render("synth_system.md.j2", project=ctx.project, **common)
     template = "synth_samples.md.j2" if params.mode == "samples" else "synth_inputs.md.j2"
     user = prompts.render(template, project=ctx.project, **common)
@@ -560,8 +560,9 @@ async def propose_topics(store: Store, teacher: Teacher, n: int = 8, *, temperat
                          project: Path | None = None) -> list[str]:
     """Ask the teacher for n topics/sub-topics the data should cover (the user can edit them before a round)."""
     ctx = build_context(store, RoundParams(), project=project)
-    common = dict(task_description=ctx.task_description, examples=[_example(s) for s in ctx.examples_for(0, 4)],
-                  n=n, language_rule=ctx.language_rule, system_prompt=ctx.system_prompt, lessons=[], topic="")
+    common = {"task_description": ctx.task_description, "examples": [_example(s) for s in ctx.examples_for(0, 4)],
+              "n": n, "language_rule": ctx.language_rule, "system_prompt": ctx.system_prompt, "lessons": [],
+              "topic": ""}
     msgs = [{"role": "system", "content": prompts.render("synth_system.md.j2", project=project, **common)},
             {"role": "user", "content": prompts.render("synth_topics.md.j2", project=project, **common)}]
     reply = await teacher.complete(msgs, temperature=temperature, max_tokens=400, schema=TOPICS_SCHEMA,

@@ -218,7 +218,7 @@ def open_teacher(config: TeacherConfig, *, settings: Settings, log_path: Path) -
 
 # ---- lenient JSON parsing ----------------------------------------------------------------------------
 
-_FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.S)
+_FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.DOTALL)
 
 
 class Unparseable(ValueError):
