@@ -88,7 +88,7 @@ def make_handler(state: State):
             if state.delay:
                 time.sleep(state.delay)
             user = req["messages"][-1]["content"]
-            m = re.search(r"Write (\d+) new", user)
+            m = re.search(r"(?:Write|List) (\d+) (?:new|distinct)", user)
             n = int(m.group(1)) if m else 1
             if behaviour == "429":
                 self._send(429, b'{"error": {"message": "rate limited"}}', {"retry-after-ms": "20"})
@@ -103,7 +103,9 @@ def make_handler(state: State):
                 return
             if behaviour == "slow":
                 time.sleep(state.slow)
-            if "samples" not in user and "inputs" not in user:  # an answer request (second pass)
+            if '{"topics"' in user:
+                content = json.dumps({"topics": [f"topic {i} {WORDS[i]}" for i in range(n)]})
+            elif "samples" not in user and "inputs" not in user:  # an answer request (second pass)
                 content = f"Answer {state.sample()['output']}"
             elif behaviour == "dup" and state.last_sample:
                 content = json.dumps({"samples": [state.last_sample] + [state.sample() for _ in range(n - 1)]})

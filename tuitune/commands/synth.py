@@ -14,7 +14,7 @@ from tuitune.commands.common import fail, open_store, progress_bar, settings
 LOCK_NAME = ".synth.lock"
 
 
-def _teacher_config(ctx, teacher, base_url, model, api_key_env, json_schema, timeout):
+def _teacher_config(ctx, teacher, base_url, model, api_key_env, json_schema, timeout, retries=None):
     from tuitune.core.teacher import TeacherConfig, TeacherError, get_teacher
 
     try:
@@ -30,6 +30,8 @@ def _teacher_config(ctx, teacher, base_url, model, api_key_env, json_schema, tim
         cfg.supports_json_schema = {"auto": "auto", "on": True, "off": False}[json_schema]
     if timeout:
         cfg.timeout = timeout
+    if retries is not None:
+        cfg.max_retries = retries
     return cfg
 
 
@@ -70,6 +72,7 @@ def _print_counters(c, status: str, message: str) -> None:
 @click.option("--min-chars", type=int, default=2, show_default=True)
 @click.option("--max-chars", type=int, default=4000, show_default=True)
 @click.option("--timeout", type=float, help="Seconds per request attempt (retried on timeout).")
+@click.option("--retries", type=int, help="Retries per request on 429/5xx/timeouts/resets (with backoff).")
 @click.option("--no-lessons", is_flag=True, help="Leave the lessons from review out of the prompt.")
 @click.option("--fresh", is_flag=True, help="Do not resume an unfinished round: abandon it and start a new one.")
 @click.option("--list-teachers", is_flag=True, help="List the configured teachers and exit.")
@@ -78,7 +81,7 @@ def _print_counters(c, status: str, message: str) -> None:
 @click.pass_context
 def synth(ctx, n, teacher, base_url, model, api_key_env, json_schema, mode, answer_teacher, round_size, per_request,
           concurrency, temperature, max_tokens, answer_max_tokens, examples, topics, topics_file, propose_topics,
-          threshold, min_chars, max_chars, timeout, no_lessons, fresh, list_teachers, list_rounds, as_json):
+          threshold, min_chars, max_chars, timeout, retries, no_lessons, fresh, list_teachers, list_rounds, as_json):
     """Generate new samples with the teacher LLM; they are stored as pending, for `tuitune review`.
 
     An unfinished round (killed, cancelled, teacher down) is resumed: only the missing samples are asked for.
@@ -117,9 +120,9 @@ def synth(ctx, n, teacher, base_url, model, api_key_env, json_schema, mode, answ
         params.validate()
     except SynthError as e:
         fail(str(e), code=2)
-    cfg = _teacher_config(ctx, teacher, base_url, model, api_key_env, json_schema, timeout)
-    answer_cfg = _teacher_config(ctx, answer_teacher, None, None, None, json_schema, timeout) if answer_teacher \
-        else None
+    cfg = _teacher_config(ctx, teacher, base_url, model, api_key_env, json_schema, timeout, retries)
+    answer_cfg = _teacher_config(ctx, answer_teacher, None, None, None, json_schema, timeout, retries) \
+        if answer_teacher else None
     lock = FileLock(str(st.project / LOCK_NAME))
     try:
         lock.acquire(timeout=0)
@@ -194,7 +197,8 @@ def _run(store, st, cfg, answer_cfg, params, propose_topics, resumed, round_size
                 if fin.status != "finished":
                     worst = 3
                     break
-            click.echo("Review the new samples with `tuitune review` (or in the app).")
+            if store.count(status="pending"):
+                click.echo("Review the new samples with `tuitune review` (or in the app).")
             return worst
         except (SynthError, TeacherError) as e:
             fail(str(e))

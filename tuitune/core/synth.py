@@ -381,7 +381,8 @@ class SynthRound:
             status, message = "cancelled", f"cancelled with {stored} of {self.need} stored; run again to resume"
         elif self._fatal:
             status, message = "failed", self._fatal
-        elif self.consecutive_failures >= self.max_failures:
+        elif self.consecutive_failures and self.consecutive_failures >= min(self.max_failures,
+                                                                             self.requests_this_run):
             status = "failed"
             message = (f"{self.consecutive_failures} requests in a row failed (last: {self.last_error}); "
                        f"{stored} of {self.need} stored. Check the teacher endpoint, then run again to resume.")

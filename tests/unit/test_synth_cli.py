@@ -1,0 +1,110 @@
+"""`tuitune synth` options against the fake endpoint: rounds split by --round-size, --fresh, --rounds,
+--propose-topics, --list-teachers, and errors that say what to do."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tuitune.cli import main
+from tuitune.core import rounds
+from tuitune.core.samples import Sample
+from tuitune.core.store import Store
+
+_spec = importlib.util.spec_from_file_location("fake_teacher", Path(__file__).parents[1] / "fake_teacher.py")
+fake = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(fake)
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def url():
+    proc, u = fake.spawn("--mode", "ok")
+    yield u
+    proc.kill()
+    proc.wait()
+
+
+@pytest.fixture
+def proj(project, monkeypatch, tmp_path):
+    monkeypatch.setenv("TUITUNE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("TUITUNE_TEACHER_BASE_URL", raising=False)
+    with Store.open(project) as st:
+        st.set_task(description="Explain made-up words.")
+        st.add_samples([Sample(f"Explain the word quib{i}", f"Quib{i} is a thing.", origin="seed") for i in range(3)])
+    return project
+
+
+def synth(proj, *args):
+    return CliRunner().invoke(main, ["--project", str(proj), "synth", *args])
+
+
+def test_round_size_splits_into_rounds_and_rounds_lists_them(proj, url):
+    r = synth(proj, "--n", "7", "--round-size", "3", "--base-url", url, "--model", "m", "--json")
+    assert r.exit_code == 0, r.output
+    finals = [json.loads(line) for line in r.output.splitlines() if line.startswith("{")]
+    assert [f["stored"] for f in finals] == [3, 3, 1]
+    with Store.open(proj) as st:
+        assert [x.requested for x in rounds.list_rounds(st)] == [3, 3, 1]
+        assert st.count(origin="synth") == 7
+    r = synth(proj, "--rounds")
+    assert r.exit_code == 0 and r.output.count("finished") == 3
+
+
+def test_fresh_abandons_the_unfinished_round(proj, url):
+    with Store.open(proj) as st:
+        old = rounds.start_round(st, 50, {})
+    r = synth(proj, "--n", "2", "--base-url", url, "--model", "m", "--fresh")
+    assert r.exit_code == 0, r.output
+    assert f"Abandoned unfinished round {old.id}" in r.output
+    with Store.open(proj) as st:
+        assert rounds.get_round(st, old.id).status == "abandoned"
+        assert rounds.list_rounds(st)[-1].requested == 2
+
+
+def test_propose_topics_prints_them(proj, url, tmp_path):
+    r = synth(proj, "--propose-topics", "3", "--base-url", url, "--model", "m")
+    assert r.exit_code == 0, r.output
+    topics = r.output.strip().splitlines()[-3:]
+    assert len(topics) == 3 and all(t.startswith("topic ") for t in topics)
+    f = tmp_path / "topics.txt"
+    f.write_text("\n".join(topics))
+    r = synth(proj, "--n", "3", "--per-request", "1", "--topics-file", str(f), "--base-url", url, "--model", "m")
+    assert r.exit_code == 0, r.output
+    with Store.open(proj) as st:
+        prompt = rounds.list_rounds(st)[-1].prompt
+    assert topics[0] in prompt and "# Topic for this batch" in prompt
+
+
+def test_teachers_and_errors(proj, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "teachers.yaml").write_text(
+        "teachers:\n  ds:\n    base_url: http://127.0.0.1:9/v1\n    model: deepseek-chat\n"
+        "    api_key_env: DS_KEY_FOR_TEST\n    supports_json_schema: false\n")
+    r = synth(proj, "--list-teachers")
+    assert r.exit_code == 0 and "embedded" in r.output and "ds" in r.output and "$DS_KEY_FOR_TEST" in r.output
+    monkeypatch.delenv("DS_KEY_FOR_TEST", raising=False)
+    r = synth(proj, "--n", "2", "--teacher", "ds")
+    assert r.exit_code == 1 and "export DS_KEY_FOR_TEST" in r.output
+    r = synth(proj, "--n", "2", "--teacher", "nope")
+    assert r.exit_code == 1 and "no teacher named 'nope'" in r.output
+    r = synth(proj, "--n", "0", "--teacher", "ds")
+    assert r.exit_code == 2
+    r = CliRunner().invoke(main, ["--project", str(tmp_path / "empty"), "synth", "--n", "2"])
+    assert r.exit_code == 1 and "tuitune init" in r.output
+
+
+def test_unreachable_teacher_exits_nonzero_and_resumes_later(proj, url):
+    r = synth(proj, "--n", "3", "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--timeout", "0.5",
+              "--retries", "0")
+    assert r.exit_code == 3 and "in a row failed" in r.output
+    r = synth(proj, "--n", "99", "--base-url", url, "--model", "m")
+    assert r.exit_code == 0 and "Resuming round 1" in r.output
+    with Store.open(proj) as st:
+        assert st.count(origin="synth") == 3 and len(rounds.list_rounds(st)) == 1
