@@ -44,8 +44,13 @@ def run_baseline(model_dir: Path, records: list[dict], batch: int, r: int, max_l
     import torch
     from datasets import Dataset
     from peft import get_peft_model
-    from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForLanguageModeling, Trainer,
-                              TrainingArguments)
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        DataCollatorForLanguageModeling,
+        Trainer,
+        TrainingArguments,
+    )
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     texts = [tok.apply_chat_template(rec["messages"], tokenize=False) for rec in records]

@@ -27,7 +27,7 @@ def short_samples(real_fixtures, n):
 
 def tuitune(project: Path, *args, timeout=120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "tuitune.cli", "--project", str(project), *args],
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 @pytest.fixture(scope="module")

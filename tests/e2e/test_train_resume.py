@@ -22,7 +22,7 @@ pytestmark = pytest.mark.e2e
 
 def cli(project, *args, timeout=300):
     return subprocess.run([sys.executable, "-m", "tuitune.cli", "--project", str(project), *args],
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def wait_for(d, pred, timeout=600):

@@ -98,7 +98,7 @@ def test_worker_failure_writes_failed_event(filled, embedded_model):
     info = jobs.wait(d, timeout=180)
     assert info.status == "failed", (d / "worker.log").read_text()[-2000:]
     assert "data.jsonl does not exist" in info.error
-    failed = [e for e in jobs.read_events(d)[0] if e["event"] == "failed"][0]
+    failed = next(e for e in jobs.read_events(d)[0] if e["event"] == "failed")
     assert failed["kind"] == "error" and "worker.log" in failed["hint"]
 
 

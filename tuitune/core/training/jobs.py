@@ -22,8 +22,19 @@ from tuitune.core.training import data as data_mod
 from tuitune.core.training.config import PREFERENCE_METHODS, ConfigError, TrainConfig
 from tuitune.core.training.events import TERMINAL, EventWriter, read_events
 
-__all__ = ["RunInfo", "JobError", "list_runs", "read_events", "launch", "stop", "resume", "prepare", "run_info",
-           "run_dir", "wait"]
+__all__ = [
+    "JobError",
+    "RunInfo",
+    "launch",
+    "list_runs",
+    "prepare",
+    "read_events",
+    "resume",
+    "run_dir",
+    "run_info",
+    "stop",
+    "wait",
+]
 
 PID_FILE = "worker.pid"
 LOG_FILE = "worker.log"
@@ -138,12 +149,9 @@ def launch(project: Path | str, config: TrainConfig, *, models_dir: Path | None 
     run_id = new_run_id(cfg.method)
     d = runs_root(project) / run_id
     d.mkdir(parents=True)
-    if cfg.method != "pretrain":
-        data_mod.write_records(d / "data.jsonl", records)
-        cfg = cfg.updated(data=str((d / "data.jsonl").resolve()))
-    else:
-        cfg = cfg.updated(data=str((d / "data.jsonl").resolve()))
-        data_mod.write_records(d / "data.jsonl", records)
+    # The run keeps its own copy of the data, so it can be resumed or re-run after the project changes.
+    data_mod.write_records(d / "data.jsonl", records)
+    cfg = cfg.updated(data=str((d / "data.jsonl").resolve()))
     from tuitune.core import atomic
 
     atomic.write_text(d / "config.yaml", cfg.to_yaml())

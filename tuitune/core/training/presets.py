@@ -102,4 +102,4 @@ def total_steps(cfg: TrainConfig, n: int) -> int:
     if cfg.max_steps and cfg.max_steps > 0:
         return cfg.max_steps
     per_epoch = max(1, math.ceil(n / ((cfg.batch_size or 1) * cfg.grad_accum)))
-    return max(1, int(math.ceil(per_epoch * (cfg.epochs or 1))))
+    return max(1, math.ceil(per_epoch * (cfg.epochs or 1)))

@@ -27,15 +27,35 @@ OOM_HINT = ("Out of memory. Lower batch_size (and raise grad_accum to keep the e
 
 
 class StopFlag:
+    """Set by SIGTERM/SIGINT. The signals are blocked in every thread and taken by one waiting thread, which
+    also learns who sent them (recorded in the `stopped` event)."""
+
     def __init__(self):
         self.requested = False
+        self.by = ""
 
     def install(self) -> None:
-        def handler(signum, frame):
-            self.requested = True
+        import threading
 
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, handler)
+        sigs = {signal.SIGTERM, signal.SIGINT}
+        signal.pthread_sigmask(signal.SIG_BLOCK, sigs)  # threads started later inherit the mask
+
+        def waiter():
+            while True:
+                info = signal.sigwaitinfo(sigs)
+                self.by = f"{signal.Signals(info.si_signo).name} from pid {info.si_pid} ({_cmdline(info.si_pid)})"
+                self.requested = True
+
+        threading.Thread(target=waiter, name="stop-signal", daemon=True).start()
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        import psutil
+
+        return " ".join(psutil.Process(pid).cmdline())[:200]
+    except Exception:  # the sender may be gone already; this is only a diagnostic
+        return "?"
 
 
 def last_checkpoint(run_dir: Path) -> Path | None:
@@ -96,7 +116,7 @@ def model_summary(model) -> dict:
 
 
 def common_args(cfg: TrainConfig, run_dir: Path, cuda: bool) -> dict:
-    return dict(
+    return dict(  # noqa: C408 - reads like the TrainingArguments call it feeds
         output_dir=str(run_dir / "checkpoints"), per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
         num_train_epochs=cfg.epochs, max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
@@ -121,12 +141,21 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, records: list[dict], held: li
         rows = data.kto_rows(records) if cfg.method == "kto" else records
         held_rows = (data.kto_rows(held) if cfg.method == "kto" else held) or None
         if cfg.method == "dpo":
-            from trl import DPOConfig as Cfg, DPOTrainer as Trainer
+            from trl import DPOConfig as Cfg
+            from trl import DPOTrainer as Trainer
         elif cfg.method == "kto":
-            from trl import KTOConfig as Cfg, KTOTrainer as Trainer
+            from trl import KTOConfig as Cfg
+            from trl import KTOTrainer as Trainer
         else:
-            from trl.experimental.orpo import ORPOConfig as Cfg, ORPOTrainer as Trainer
-        args["train_sampling_strategy"] = "random"  # these trainers tokenize pairs themselves
+            from trl.experimental.orpo import ORPOConfig as Cfg
+            from trl.experimental.orpo import ORPOTrainer as Trainer
+        # These trainers tokenize pairs themselves. KTO's KL estimate pairs each example with its neighbours in
+        # a fixed-order batch, so it needs sequential sampling: shuffle the rows once (seeded) instead.
+        args["train_sampling_strategy"] = "sequential" if cfg.method == "kto" else "random"
+        if cfg.method == "kto":
+            import random
+
+            random.Random(cfg.seed).shuffle(rows)
         targs = Cfg(**args, max_length=cfg.max_length, beta=cfg.beta)
         return Trainer(model=model, args=targs, train_dataset=Dataset.from_list(rows),
                        eval_dataset=Dataset.from_list(held_rows) if held_rows else None, processing_class=tok)
@@ -239,14 +268,16 @@ def _run(run_dir: Path, events: EventWriter, stop: StopFlag, main: bool) -> int:
     t_start = time.monotonic()
     trainer.add_callback(make_callback(events, stop, t_start))
     if stop.requested:
-        events.emit("stopped", step=0, checkpoint=None, reason="stop requested before training started")
+        events.emit("stopped", step=0, checkpoint=None, reason="stop requested before training started",
+                    signal=stop.by)
         return 0
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     step = trainer.state.global_step
     if stop.requested and step < trainer.state.max_steps:
         ck = last_checkpoint(run_dir)
         events.emit("stopped", step=step, checkpoint=str(ck) if ck else None,
-                    reason="stop requested; continue with `tuitune train --resume " + run_dir.name + "`")
+                    reason="stop requested; continue with `tuitune train --resume " + run_dir.name + "`",
+                    signal=stop.by)
         return 0
     if held:
         trainer.evaluate()
