@@ -313,7 +313,7 @@ class ReviewScreen(Screen[dict]):
         bar.append(f" {self._describe_filter()} ")
         bar.append(f" {pos} of {self._total:,} ", "dim")
         bar.append(f" ✓{c['accepted']} ✗{c['rejected']} ✎{c['edited']}", "bold")
-        self.query_one("#review-bar", Static).update(bar)
+        self.query_one("#review-bar", Static).update(bar, layout=False)
 
     # ---- detail -------------------------------------------------------------------------------------
     @on(SampleList.Highlighted)
@@ -335,7 +335,9 @@ class ReviewScreen(Screen[dict]):
             detail.update(Text(str(e), "red"))
             return
         detail.update(detail_text(sample))
-        self.query_one("#review-detail", VerticalScroll).scroll_home(animate=False)
+        pane = self.query_one("#review-detail", VerticalScroll)
+        if pane.scroll_y:
+            pane.scroll_home(animate=False)
 
     # ---- writes -------------------------------------------------------------------------------------
     @work(group="review-write")

@@ -24,6 +24,7 @@ from tuitune.core import browse
 PAGE = 64  # rows fetched per query
 PAGES_KEPT = 32  # page cache size (LRU)
 GLYPHS = {"pending": "·", "accepted": "✓", "rejected": "✗", "edited": "✎"}
+ORIGINS = {"seed": "seed", "synth": "synth", "import": "imp", "chat": "chat"}  # shown when a row has no round
 
 
 def stars(rating: int | None) -> str:
@@ -173,9 +174,13 @@ class SampleList(ScrollView, can_focus=True):
             style = self._styles[name] = self.get_component_rich_style(f"sample-list--{name}", partial=True)
         return style
 
+    def render_lines(self, crop):
+        self._base = self.rich_style  # computed once per paint, not once per line
+        return super().render_lines(crop)
+
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width
-        base = self.rich_style
+        base = getattr(self, "_base", None) or self.rich_style
         index = round(self.scroll_y) + y
         if not self.ids:
             if y == 0:
@@ -190,10 +195,10 @@ class SampleList(ScrollView, can_focus=True):
         if row is None:  # deleted since the list was loaded
             segments = [Segment(f" #{self.ids[index]} (deleted)", meta)]
         else:
-            where = f"R{row.round_id}" if row.round_id is not None else row.origin
+            where = f"R{row.round_id}" if row.round_id is not None else ORIGINS.get(row.origin, row.origin)
             segments = [
                 Segment(f" {GLYPHS.get(row.status, '?')} ", line + self._style(row.status)),
-                Segment(f"{stars(row.rating)} {where:<6}#{row.id:<{self._id_width}} ", meta),
+                Segment(f"{stars(row.rating)} {where:<5} #{row.id:<{self._id_width}} ", meta),
                 Segment(row.preview, line),
             ]
         return Strip(segments).adjust_cell_length(width, line)
