@@ -165,7 +165,7 @@ def synth(ctx, n, teacher, base_url, model, api_key_env, json_schema, mode, answ
 
 
 def _run(store, st, cfg, answer_cfg, params, propose_topics, resumed, round_size, as_json) -> int:
-    from tuitune.core.synth import RoundFinished, SampleStored, SynthError, SynthRound
+    from tuitune.core.synth import RoundFinished, RoundStarted, SampleStored, SynthError, SynthRound
     from tuitune.core.synth import propose_topics as propose
     from tuitune.core.teacher import Teacher, TeacherError
 
@@ -181,9 +181,11 @@ def _run(store, st, cfg, answer_cfg, params, propose_topics, resumed, round_size
             worst = 0
             for size in sizes:
                 p = params if size is None else type(params)(**{**params.__dict__, "n": size})
-                with progress_bar("synth", total=float(p.n)) as update:
+                with progress_bar("synth", total=float(resumed.requested if size is None else p.n)) as update:
                     def on_event(ev, update=update):
-                        if isinstance(ev, SampleStored):
+                        if isinstance(ev, RoundStarted):
+                            update(f"round {ev.round_id}", float(ev.already_stored))
+                        elif isinstance(ev, SampleStored):
                             c = ev.counters
                             update(f"round {ev.sample.round_id}: {c.stored}/{c.requested} stored, "
                                    f"{c.duplicates} dup, {c.unparseable} unparseable, {c.failed_requests} failed",

@@ -47,7 +47,9 @@ class Match:
 
 
 class DedupIndex:
-    """Known prompts (instruction + input). `check()` says whether a candidate repeats one; `add()` records it."""
+    """Known prompts (instruction + input). `check()` says whether a candidate repeats one; `add()` records it.
+
+    Signatures are kept in growing numpy arrays, so a check compares against all known samples at once."""
 
     def __init__(self, threshold: float = DEFAULT_THRESHOLD, num_perm: int = NUM_PERM):
         if not 0 < threshold <= 1:
@@ -56,60 +58,77 @@ class DedupIndex:
         self.num_perm = num_perm
         self._exact: dict[str, int | str] = {}
         self._ids: list[int | str] = []
-        self._sigs: list = []  # per sample: (instruction signature, input signature or None)
+        self._sig = [None, None]  # per field (instruction, input): array (capacity, num_perm)
+        self._empty = [None, None]  # per field: bool array, True where the field is empty
+        self._perms = None
+        self._last = None
 
     def __len__(self) -> int:
         return len(self._ids)
 
-    def _sig(self, text: str):
+    def _signature(self, text: str):
         import numpy as np
         from datasketch import MinHash
 
         sh = shingles(text)
         if not sh:
             return None
-        m = MinHash(num_perm=self.num_perm, seed=1)
+        if self._perms is None:  # generating the permutations is the costly part: once per index
+            proto = MinHash(num_perm=self.num_perm, seed=1)
+            self._perms = {"permutations": proto.permutations,
+                           **({"scheme": proto.scheme} if hasattr(proto, "scheme") else {})}  # datasketch >= 2
+        m = MinHash(num_perm=self.num_perm, seed=1, **self._perms)
         m.update_batch([s.encode("utf-8") for s in sh])
-        return np.asarray(m.hashvalues)
+        return np.asarray(m.hashvalues, dtype=np.uint64)
 
-    def _sims(self, sig, col: int):
+    def _field_sims(self, col: int, sig):
         import numpy as np
 
         n = len(self._ids)
-        out = np.zeros(n)
-        if sig is None:  # empty field: similar only to other empty fields
-            for i, pair in enumerate(self._sigs):
-                out[i] = 1.0 if pair[col] is None else 0.0
-            return out
-        for i, pair in enumerate(self._sigs):
-            other = pair[col]
-            if other is not None:
-                out[i] = float(np.count_nonzero(other == sig)) / self.num_perm
-        return out
+        empty = self._empty[col][:n]
+        if sig is None:  # an empty field is similar only to other empty fields
+            return empty.astype(float)
+        sims = np.count_nonzero(self._sig[col][:n] == sig, axis=1) / self.num_perm
+        sims[empty] = 0.0
+        return sims
 
     def check(self, sample: Sample) -> Match | None:
+        import numpy as np
+
         key = sample.prompt_key()
         if key in self._exact:
             return Match("exact", self._exact[key], 1.0)
         if not self._ids:
             return None
-        s_ins, s_inp = self._sig(sample.instruction), self._sig(sample.input)
-        sims = self._matrix_sims(s_ins, s_inp)
+        sigs = (self._signature(sample.instruction), self._signature(sample.input))
+        self._last = (key, sigs)  # add() right after check() reuses them
+        sims = np.minimum(self._field_sims(0, sigs[0]), self._field_sims(1, sigs[1]))
         best = int(sims.argmax())
         if sims[best] >= self.threshold:
             return Match("near", self._ids[best], float(sims[best]))
         return None
 
-    def _matrix_sims(self, s_ins, s_inp):
+    def add(self, sample: Sample, ident: int | str | None = None) -> None:
         import numpy as np
 
-        return np.minimum(self._sims(s_ins, 0), self._sims(s_inp, 1))
-
-    def add(self, sample: Sample, ident: int | str | None = None) -> None:
         ident = sample.id if ident is None else ident
-        self._exact.setdefault(sample.prompt_key(), ident)
+        key = sample.prompt_key()
+        self._exact.setdefault(key, ident)
+        n = len(self._ids)
+        cached = self._last[1] if self._last and self._last[0] == key else None
+        for col, text in enumerate((sample.instruction, sample.input)):
+            if self._sig[col] is None or n == len(self._sig[col]):  # grow (double) the arrays
+                cap = max(64, 2 * n)
+                sig = np.zeros((cap, self.num_perm), dtype=np.uint64)
+                empty = np.ones(cap, dtype=bool)
+                if self._sig[col] is not None:
+                    sig[:n], empty[:n] = self._sig[col][:n], self._empty[col][:n]
+                self._sig[col], self._empty[col] = sig, empty
+            s = cached[col] if cached else self._signature(text)
+            self._empty[col][n] = s is None
+            if s is not None:
+                self._sig[col][n] = s
         self._ids.append(ident)
-        self._sigs.append((self._sig(sample.instruction), self._sig(sample.input)))
 
     def check_and_add(self, sample: Sample, ident: int | str | None = None) -> Match | None:
         match = self.check(sample)
