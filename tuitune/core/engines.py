@@ -15,14 +15,20 @@ class EnginePool:
         self.settings = settings
         self.log_dir = log_dir
         self._servers: dict[str, object] = {}
+        self._borrowed: set[str] = set()  # adopted servers: used, never stopped or restarted by the pool
         self._lock = threading.Lock()
 
     def get(self, name: str, model: Path, *, lora: dict[str, Path] | None = None):
         """The running server for `name`, started if needed (restarted if it died or its adapters changed)."""
-        from tuitune.core.serving import VLLMServer
+        from tuitune.core.serving import ServingError, VLLMServer
 
         with self._lock:
             srv = self._servers.get(name)
+            if name in self._borrowed:
+                if not srv.alive() or any(k not in srv.lora for k in (lora or {})):
+                    raise ServingError(f"the server serving {name!r} ({srv.base_url}) is not ours to restart and "
+                                       f"does not serve {sorted(lora or {})}; restart it there")
+                return srv
             if srv is not None and (not srv.alive() or dict(srv.lora) != dict(lora or {})):
                 srv.stop()
                 srv = None
@@ -38,9 +44,11 @@ class EnginePool:
             return srv
 
     def adopt(self, server) -> None:
-        """Use an already running server (e.g. one `tuitune serve` started) under its name."""
+        """Use an already running server (e.g. one `tuitune serve` started) under its name; the pool never
+        stops it."""
         with self._lock:
             self._servers[server.name] = server
+            self._borrowed.add(server.name)
 
     def embedded(self):
         from tuitune.core.models import EMBEDDED_NAME, prepare_embedded
@@ -64,9 +72,11 @@ class EnginePool:
 
     def stop_all(self) -> None:
         with self._lock:
-            for srv in self._servers.values():
-                srv.stop()
+            for name, srv in self._servers.items():
+                if name not in self._borrowed:
+                    srv.stop()
             self._servers.clear()
+            self._borrowed.clear()
 
 
 def chat_targets(pool: EnginePool, run_id: str | None, *, with_base: bool = True) -> list:

@@ -29,7 +29,7 @@ class TrainCard(Vertical):
     def __init__(self, run_id: str, **kw):
         super().__init__(**kw)
         self.run_id = run_id
-        self.offset = 0
+        self._events_offset = 0
         self.losses: list[float] = []
         self.status = "running"
         self.last: dict = {}
@@ -43,24 +43,24 @@ class TrainCard(Vertical):
     def on_mount(self) -> None:
         from tuitune.core.training.jobs import run_dir
 
-        self.dir = run_dir(self.app.settings.project, self.run_id)
+        self._run_dir = run_dir(self.app.settings.project, self.run_id)
         self.poll()
-        self.timer = self.set_interval(1.0, self.poll)
+        self._timer = self.set_interval(1.0, self.poll)
 
     def poll(self) -> None:
         from tuitune.core.training.events import read_events
         from tuitune.core.training.jobs import run_info
 
-        events, self.offset = read_events(self.dir, self.offset)
+        events, self._events_offset = read_events(self._run_dir, self._events_offset)
         for ev in events:
             self.apply(ev)
         if events:
             self.render_state()
-        if self.status == "running" and run_info(self.dir).status != "running":
-            self.status = run_info(self.dir).status  # the worker vanished: interrupted
+        if self.status == "running" and run_info(self._run_dir).status != "running":
+            self.status = run_info(self._run_dir).status  # the worker vanished: interrupted
             self.render_state()
         if self.status != "running":
-            self.timer.stop()
+            self._timer.stop()
             self.post_message(self.Finished(self.run_id, self.status))
 
     def apply(self, ev: dict) -> None:

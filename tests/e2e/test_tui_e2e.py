@@ -1,0 +1,134 @@
+"""The whole flow through the TUI with the keyboard, on the real embedded teacher (vLLM), real training and
+real chat: task -> seeds -> round -> review with reasons -> lessons in the next prompt -> train -> quit and
+reopen while it runs -> chat with streamed tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+
+from tuitune.core import review
+from tuitune.settings import load_settings
+from tuitune.tui.app import make_app
+
+pytestmark = pytest.mark.e2e
+
+REPO_DATA = __import__("pathlib").Path(__file__).resolve().parents[2] / "data"
+
+
+async def wait_for(pilot, cond, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        await pilot.pause(0.5)
+
+
+async def submit(pilot, text: str) -> None:
+    pilot.app.screen.query_one("#prompt").value = text
+    await pilot.press("enter")
+    await pilot.pause()
+
+
+def transcript(app) -> str:
+    return "\n".join(m.source for m in app.screen.query("Markdown"))
+
+
+@pytest.fixture
+def home(tmp_path, models_dir):
+    h = tmp_path / "home"
+    h.mkdir()
+    (h / "models").symlink_to(models_dir, target_is_directory=True)
+    return h
+
+
+async def test_full_flow_with_the_keyboard(vllm_embedded, tmp_path, home):
+    from tuitune.core.training.jobs import list_runs, run_dir, stop, wait
+
+    project = tmp_path / "proj"
+    settings = load_settings(project=project, home=home)
+    app = make_app(settings)
+    app.engines.adopt(vllm_embedded)  # the run's shared vLLM stands in for the pool's embedded teacher
+    async with app.run_test(size=(100, 32)) as pilot:
+        await submit(pilot, "Translate Kubernetes documentation sentences from English to Chinese")
+        await submit(pilot, f"/import {REPO_DATA / 'k8s_docs_en_zh.json'} seeds")
+        n_seeds = app.store.count(origin="seed")
+        assert n_seeds >= 3 and "Next: First round" in transcript(app)
+
+        # round 1 on the real embedded teacher
+        await submit(pilot, "/gen 4")
+        await wait_for(pilot, lambda: "Next: `/review`" in " ".join(
+            str(w.render()) for w in app.screen.query("#round-status")), 400, "round 1 to finish")
+        synth = app.store.samples(origin="synth")
+        assert synth, "the real teacher stored no sample"
+        assert all(s.instruction.strip() and s.output.strip() for s in synth)
+
+        # review with the keyboard: accept, reject with a quick-pick reason, edit
+        await submit(pilot, "/review")
+        assert type(app.screen).__name__ == "ReviewScreen"
+        first_id = synth[0].id
+        await pilot.press("a")
+        await pilot.pause()
+        if len(synth) > 1:
+            await pilot.press("r")
+            await pilot.pause()
+            await pilot.press("1")  # first quick pick
+            await pilot.pause()
+        await pilot.press("q")
+        await pilot.pause()
+        assert app.store.get_sample(first_id).status == "accepted"
+        if len(synth) > 1:
+            assert app.store.get_sample(synth[1].id).reason == review.COMMON_REASONS[0]
+            await submit(pilot, "/lessons")
+            assert review.COMMON_REASONS[0] in transcript(app)
+            # round 2's prompt carries the lesson
+            await submit(pilot, "/gen 2")
+            await wait_for(pilot, lambda: app.store.conn.execute("SELECT COUNT(*) FROM rounds WHERE finished_at "
+                                                                 "IS NOT NULL").fetchone()[0] >= 2, 300, "round 2")
+            prompt2 = app.store.conn.execute("SELECT prompt FROM rounds ORDER BY id DESC").fetchone()[0]
+            assert review.COMMON_REASONS[0] in prompt2
+
+        # train: the form, a tiny run, live progress in the transcript
+        await pilot.press("f3")
+        await pilot.pause()
+        app.screen.query_one("#max_steps").value = "3"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "MainScreen" and app.screen.query("TrainCard"),
+                       120, "the run to launch")
+        card = app.screen.query_one("TrainCard")
+        run_id = card.run_id
+        await wait_for(pilot, lambda: card.last.get("step", 0) >= 1 or card.status != "running", 400,
+                       "the first step event")
+        assert card.status in ("running", "done"), card.last
+    # the app is closed; the detached run goes on, and a new app shows it
+    assert any(r.id == run_id for r in list_runs(project))
+    app2 = make_app(settings)
+    app2.engines.adopt(vllm_embedded)
+    async with app2.run_test(size=(100, 32)) as pilot:
+        await submit(pilot, "/runs")
+        assert run_id in transcript(app2)
+        info = await asyncio.to_thread(wait, run_dir(project, run_id), timeout=600)
+        assert info.status == "done", info
+        events = [json.loads(line) for line in (run_dir(project, run_id) / "events.jsonl").read_text().splitlines()]
+        assert any(e["event"] == "step" for e in events)
+
+        # chat with the served model: streamed tokens arrive in the pane
+        from tuitune.tui.screens.chat import ChatScreen
+
+        app2.push_screen(ChatScreen(run_id=None))
+        await wait_for(pilot, lambda: not app2.screen.query_one("#chat-input").disabled, 120, "the chat server")
+        app2.screen.query_one("#chat-input").value = "What is a Kubernetes pod?"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: any(m.source.strip() for m in app2.screen.query(".msg-assistant")) and
+                       not app2.screen.busy, 120, "a streamed answer")
+        answer = [m.source for m in app2.screen.query(".msg-assistant")][0]
+        assert len(answer.split()) >= 2
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        await pilot.press("ctrl+s")  # save the exchange as a seed with the (unchanged) answer
+        await pilot.pause()
+        assert app2.store.count(origin="seed") == n_seeds + 1
+    stop(project, run_id) if any(r.status == "running" for r in list_runs(project)) else None
