@@ -85,6 +85,16 @@ def synth(ctx, n, teacher, base_url, model, api_key_env, json_schema, mode, answ
     """Generate new samples with the teacher LLM; they are stored as pending, for `tuitune review`.
 
     An unfinished round (killed, cancelled, teacher down) is resumed: only the missing samples are asked for.
+
+    Named teachers live in teachers.yaml in the tuitune home (TUITUNE_HOME); keys stay in the environment:
+
+    \b
+        teachers:
+          deepseek:
+            base_url: https://api.deepseek.com/v1
+            model: deepseek-chat
+            api_key_env: DEEPSEEK_API_KEY
+            supports_json_schema: false   # true / false / auto
     """
     from filelock import FileLock, Timeout
 
