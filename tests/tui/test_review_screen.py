@@ -264,3 +264,15 @@ def test_snapshot_edit_dialog(snap_compare, tmp_path, real_fixtures):
         pilot.app.screen.query_one("#edit-output").cursor_blink = False  # a steady cursor: a stable picture
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+async def test_leaving_right_after_keys_keeps_every_write(review_app, review_project):
+    _, store = review_project
+    pending = [s.id for s in store.samples(status="pending")]
+    async with review_app.run_test(size=(80, 24)) as pilot:
+        screen = await open_review(pilot, store)
+        await pilot.press("a", "a", "5", "q")  # no waiting between keys: q waits for the queued writes
+        await settle(pilot)
+        assert screen.results == [{"accepted": 2, "rejected": 0, "edited": 0}]
+        assert [store.get_sample(i).status for i in pending[:2]] == ["accepted", "accepted"]
+        assert store.get_sample(pending[2]).rating == 5

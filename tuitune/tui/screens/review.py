@@ -8,6 +8,7 @@ Open it with `app.push_screen(ReviewScreen(store), callback)`; it dismisses with
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections import Counter
 from functools import partial
 from typing import ClassVar
@@ -29,6 +30,7 @@ from tuitune.tui.widgets.sample_list import GLYPHS, SampleList, stars
 
 STATUS_CYCLE: tuple[str | None, ...] = (None, *STATUSES)  # all, pending, accepted, rejected, edited
 RATING_CYCLE: tuple[int | None, ...] = (None, 5, 4, 3, 2, 1, 0)  # any, exact stars, 0 = unrated
+HEAD_ROWS = 200  # shown before the full list of matching ids has loaded
 
 # (palette name, help, action) — every review action is in the command palette.
 ACTIONS: tuple[tuple[str, str, str], ...] = (
@@ -229,7 +231,7 @@ class ReviewScreen(Screen[dict]):
         self.writer = Store(store.path)  # this screen's own connection, used by one write at a time
         self._write_lock = asyncio.Lock()
         self._session: list[tuple[int, str]] = []  # (sample_id, status set) per action, for counts and undo
-        self._total = 0
+        self._total: int | None = None  # samples in the project (known once loaded)
         self._rounds: list[int] = []
         self._shown: int | None = None
 
@@ -253,7 +255,8 @@ class ReviewScreen(Screen[dict]):
 
     def on_unmount(self) -> None:
         self.reader.close()
-        self.writer.close()
+        if not self._write_lock.locked():  # a write still running in its thread keeps its connection
+            self.writer.close()
 
     @property
     def sample_list(self) -> SampleList:
@@ -275,6 +278,10 @@ class ReviewScreen(Screen[dict]):
         flt = self.filter
         conn = browse.open_reader(self.store.path)
         try:
+            if keep_id is None:  # first rows at once; the full list follows (100,000 ids: ~0.1 s)
+                head = browse.ids(conn, flt, limit=HEAD_ROWS)
+                if len(head) == HEAD_ROWS:
+                    self.app.call_from_thread(self._loaded, flt, head, None, None, keep_id, final=False)
             ids = browse.ids(conn, flt)
             total = conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
             rounds = browse.round_ids(conn)
@@ -282,10 +289,16 @@ class ReviewScreen(Screen[dict]):
             conn.close()
         self.app.call_from_thread(self._loaded, flt, ids, total, rounds, keep_id)
 
-    def _loaded(self, flt: browse.Filter, ids: list[int], total: int, rounds: list[int],
-                keep_id: int | None) -> None:
+    def _loaded(self, flt: browse.Filter, ids: list[int], total: int | None, rounds: list[int] | None,
+                keep_id: int | None, final: bool = True) -> None:
         if flt != self.filter:  # the filter changed meanwhile; a newer load is on its way
             return
+        if not final:
+            self.sample_list.set_ids(ids, keep_id=self.sample_list.current_id, final=False)
+            self._update_bar()
+            return
+        if self.sample_list.ids and keep_id is None:
+            keep_id = self.sample_list.current_id  # the user may have moved while the rest loaded
         self._total, self._rounds = total, rounds
         empty = ("No samples in this project yet: import seeds or generate a round first (q to go back)."
                  if total == 0 else f"No samples match {self._describe_filter()}. f/o/s change the filter, "
@@ -307,11 +320,12 @@ class ReviewScreen(Screen[dict]):
     def _update_bar(self) -> None:
         lst = self.sample_list
         c = self.counts
-        pos = f"{lst.cursor + 1:,}/{len(lst.ids):,}" if lst.ids else f"0/{len(lst.ids):,}"
+        count = f"{len(lst.ids):,}" if lst.loaded else "…"
+        pos = f"{lst.cursor + 1 if lst.ids else 0:,}/{count}"
         bar = Text()
         bar.append(" Review ", "bold reverse")
         bar.append(f" {self._describe_filter()} ")
-        bar.append(f" {pos} of {self._total:,} ", "dim")
+        bar.append(f" {pos} of {'…' if self._total is None else format(self._total, ',')} ", "dim")
         bar.append(f" ✓{c['accepted']} ✗{c['rejected']} ✎{c['edited']}", "bold")
         self.query_one("#review-bar", Static).update(bar, layout=False)
 
@@ -341,13 +355,18 @@ class ReviewScreen(Screen[dict]):
 
     # ---- writes -------------------------------------------------------------------------------------
     @work(group="review-write")
-    async def _write(self, sample_id: int | None, fn, *args, status: str | None = None, **kwargs) -> None:
+    async def _write(self, sample_id: int | None, fn, *args, counts: bool = False, **kwargs) -> None:
         """Run one core review call off the UI thread, in order, then repaint what it changed."""
         async with self._write_lock:
             try:
                 result = await asyncio.to_thread(fn, self.writer, *args, **kwargs)
             except StoreError as e:  # ReviewError is a StoreError; the message says what to do
                 self.notify(str(e), title="Not saved", severity="error", timeout=6)
+                return
+            except sqlite3.OperationalError as e:  # e.g. locked for 30 s by another process
+                self.notify(f"The project database did not take the change ({e}). Another tuitune process may "
+                            "be writing to it: wait a moment and press the key again.",
+                            title="Not saved", severity="error", timeout=8)
                 return
         if fn is review.undo:
             if result is None:
@@ -362,7 +381,7 @@ class ReviewScreen(Screen[dict]):
             else:
                 self.notify(f"Undid the last change to #{result.id} (not in this filter).")
         else:
-            self._session.append((sample_id, status or ""))
+            self._session.append((sample_id, result.status if counts else ""))
             self._refresh_sample(sample_id)
         self._update_bar()
 
@@ -381,9 +400,7 @@ class ReviewScreen(Screen[dict]):
         sample_id = self._current()
         if sample_id is None:
             return
-        was_edited = self.sample_list.row(self.sample_list.cursor)
-        status = "edited" if was_edited is not None and was_edited.status == "edited" else "accepted"
-        self._write(sample_id, review.accept, sample_id, status=status)
+        self._write(sample_id, review.accept, sample_id, counts=True)
         self.sample_list.next()
 
     def action_reject(self) -> None:
@@ -393,7 +410,7 @@ class ReviewScreen(Screen[dict]):
 
         def done(reason: str | None) -> None:
             if reason:
-                self._write(sample_id, review.reject, sample_id, reason, status="rejected")
+                self._write(sample_id, review.reject, sample_id, reason, counts=True)
                 if self.sample_list.current_id == sample_id:
                     self.sample_list.next()
 
@@ -411,7 +428,7 @@ class ReviewScreen(Screen[dict]):
 
         def done(fields: dict | None) -> None:
             if fields:
-                self._write(sample_id, review.edit, sample_id, status="edited", **fields)
+                self._write(sample_id, review.edit, sample_id, counts=True, **fields)
 
         self.app.push_screen(EditScreen(sample), done)
 
@@ -459,7 +476,7 @@ class ReviewScreen(Screen[dict]):
         self.sample_list.focus()
         self._refilter(search=event.value.strip())
 
-    def action_escape(self) -> None:
+    async def action_escape(self) -> None:
         box = self.query_one("#review-search", Input)
         if box.display:
             box.display = False
@@ -469,7 +486,7 @@ class ReviewScreen(Screen[dict]):
         elif self.filter.search:
             self._refilter(search="")
         else:
-            self.action_back()
+            await self.action_back()
 
     def action_toggle_detail(self) -> None:
         if self.maximized is not None:
@@ -488,5 +505,7 @@ class ReviewScreen(Screen[dict]):
                 return
         self.app.push_screen(LessonsScreen(lessons))
 
-    def action_back(self) -> None:
+    async def action_back(self) -> None:
+        async with self._write_lock:  # the lock is fair: every write queued before this one is done
+            pass
         self.dismiss(self.counts)

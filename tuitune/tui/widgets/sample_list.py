@@ -75,10 +75,12 @@ class SampleList(ScrollView, can_focus=True):
         self._last_posted: int | None = -1
 
     # ---- data ---------------------------------------------------------------------------------------
-    def set_ids(self, ids: list[int], *, keep_id: int | None = None, empty_message: str = "") -> None:
-        """Show these ids (ascending). The cursor stays on keep_id, or on the nearest row after it."""
+    def set_ids(self, ids: list[int], *, keep_id: int | None = None, empty_message: str = "",
+                final: bool = True) -> None:
+        """Show these ids (ascending). The cursor stays on keep_id, or on the nearest row after it.
+        final=False: only the first rows so far (the rest is loading); the list is usable meanwhile."""
         self.ids = ids
-        self.loaded = True
+        self.loaded = final
         self.empty_message = empty_message
         self._pages.clear()
         self._id_width = len(str(ids[-1])) if ids else 1
