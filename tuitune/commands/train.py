@@ -218,9 +218,10 @@ def _plot_losses(losses: list[tuple[int, float]]) -> None:
 
     xs = [s for s, v in losses if v is not None]
     ys = [v for s, v in losses if v is not None]
-    plt.clear_figure()
-    plt.plot(xs, ys, marker="braille")
-    plt.title("training loss")
-    plt.xlabel("step")
-    plt.plotsize(70, 15)
-    plt.show()
+    fig = plt.figure
+    fig.clear()
+    fig.plot_size(70, 15)
+    fig.draw(fig.signal(xs, ys, marker="braille"))
+    fig.title("training loss (x: step)")
+    text = str(fig.build())
+    click.echo(text if sys.stdout.isatty() else plt.uncolorize(text))

@@ -280,7 +280,9 @@ def run_info(d: Path) -> RunInfo:
         created = datetime.fromtimestamp(events[0]["time"], timezone.utc).isoformat(timespec="seconds")
     error = last.get("error", "") if status == "failed" else ""
     if status == "interrupted":
-        error = "worker process is gone without a done/failed event; continue with `tuitune train --resume ID`"
+        error = (f"the worker process is gone without a done/failed event (killed, crashed, or ended by the OS "
+                 f"when memory ran out: then lower batch_size/max_length or use qlora); continue with "
+                 f"`tuitune train --resume {d.name}`")
     return RunInfo(id=d.name, status=status, method=method, base=base, step=step, max_steps=max_steps,
                    loss=steps[-1].get("loss") if steps else None, created=created, error=error, path=str(d))
 

@@ -156,7 +156,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, records: list[dict], held: li
             import random
 
             random.Random(cfg.seed).shuffle(rows)
-        targs = Cfg(**args, max_length=cfg.max_length, beta=cfg.beta)
+        targs = Cfg(**args, max_length=cfg.max_length, beta=cfg.beta, remove_unused_columns=False)
         return Trainer(model=model, args=targs, train_dataset=Dataset.from_list(rows),
                        eval_dataset=Dataset.from_list(held_rows) if held_rows else None, processing_class=tok)
     from trl import SFTConfig, SFTTrainer
