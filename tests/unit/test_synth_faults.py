@@ -158,3 +158,30 @@ def test_cancel_keeps_what_was_stored_and_resumes(seeded):
     assert second.counters.sessions == 2
     after = {s.id for s in seeded.samples(origin="synth")}
     assert kept <= after and len(after) == 12  # the round's 12, not 99: it resumed
+
+
+def test_cancelling_the_task_from_outside_marks_the_round_cancelled(seeded):
+    """What a TUI worker does: cancel the asyncio task running the round."""
+    proc, url = _serve("--mode", "ok", "--delay", "0.3")
+    try:
+        cfg = TeacherConfig("fake", url, "fake-model", timeout=5)
+
+        async def go():
+            stored = asyncio.Event()
+            eng = SynthRound(seeded, Teacher(cfg), RoundParams(n=20, per_request=1, concurrency=2),
+                             on_event=lambda ev: isinstance(ev, SampleStored) and stored.set())
+            task = asyncio.ensure_future(eng.run())
+            await stored.wait()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            return eng.round.id
+
+        rid = asyncio.run(go())
+    finally:
+        proc.kill()
+        proc.wait()
+    r = rounds.get_round(seeded, rid)
+    assert r.status == "cancelled" and 1 <= seeded.count(round_id=rid) < 20
+    assert r.counters["stored"] == seeded.count(round_id=rid)
+    assert rounds.unfinished_round(seeded).id == rid
