@@ -90,7 +90,7 @@ def test_cli_eval_on_a_tiny_chinese_held_out_split(tiny_tuned, embedded_model, r
     (run / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
     (run / "merged").symlink_to(tiny_tuned["merged"], target_is_directory=True)
     out = subprocess.run([sys.executable, "-m", "tuitune.cli", "--project", str(tmp_path), "eval", "r1", "--engine",
-                          "transformers", "--max-tokens", "24", "--merged", "--json"],
+                          "transformers", "--max-tokens", "12", "--merged", "--json"],
                          check=False, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads(out.stdout)
