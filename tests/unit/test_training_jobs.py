@@ -128,3 +128,12 @@ def test_detached_worker_is_in_its_own_session(filled, embedded_model):
                 break
             time.sleep(0.1)
     assert jobs.run_info(d).status == "interrupted"
+
+
+def test_worker_command_uses_torchrun_only_with_several_gpus(tmp_path):
+    one = jobs.worker_command(tmp_path, 0)
+    assert one == [sys.executable, "-m", "tuitune.core.training.worker", str(tmp_path.resolve())]
+    assert jobs.worker_command(tmp_path, 1) == one
+    many = jobs.worker_command(tmp_path, 4)
+    assert many[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4"]
+    assert many[-3:] == one[-3:]

@@ -159,11 +159,22 @@ def launch(project: Path | str, config: TrainConfig, *, models_dir: Path | None 
     return run_id
 
 
+def worker_command(d: Path, gpus: int) -> list[str]:
+    """One process on CPU or one GPU; with several GPUs, torchrun starts one worker per GPU (DDP)."""
+    worker = ["-m", "tuitune.core.training.worker", str(d.resolve())]
+    if gpus > 1:
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}", *worker]
+    return [sys.executable, *worker]
+
+
 def _spawn(d: Path) -> int:
+    from tuitune.core.training.presets import detect_hardware
+
+    cfg = TrainConfig.load(d / "config.yaml")
     env = dict(os.environ)
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     with open(d / LOG_FILE, "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "tuitune.core.training.worker", str(d.resolve())],
+        proc = subprocess.Popen(worker_command(d, detect_hardware(cfg.device).gpus),
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True, cwd=str(d), env=env, close_fds=True)
     from tuitune.core import atomic

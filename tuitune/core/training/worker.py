@@ -50,11 +50,11 @@ class StopFlag:
 
 
 def _cmdline(pid: int) -> str:
-    try:
-        import psutil
+    import psutil
 
+    try:
         return " ".join(psutil.Process(pid).cmdline())[:200]
-    except Exception:  # the sender may be gone already; this is only a diagnostic
+    except (psutil.Error, OSError):  # the sender may be gone already; this is only a diagnostic
         return "?"
 
 
