@@ -161,6 +161,10 @@ async def test_filters_search_and_clear(review_app, review_project):
         await press(pilot, "s")  # 5 stars
         assert lst.ids == [s.id for s in store.samples(status="accepted")]
         await press(pilot, "x")
+        await press(pilot, "enter")  # the detail full screen (long samples over SSH), escape back to the list
+        assert screen.maximized is screen.query_one("#review-detail")
+        await press(pilot, "escape")
+        assert screen.maximized is None and screen.focused is lst and pilot.app.screen is screen
 
         await press(pilot, "slash")
         await type_text(pilot, "recycling")

@@ -102,6 +102,12 @@ def detail_text(s: Sample) -> Text:
     return t
 
 
+class DetailPane(VerticalScroll):
+    """The full sample; enter shows it full screen (containers may not be maximized by default)."""
+
+    ALLOW_MAXIMIZE = True
+
+
 class RejectScreen(ModalScreen[str | None]):
     """Why is this sample rejected? A quick pick (1-7 or enter) or a typed reason."""
 
@@ -243,13 +249,14 @@ class ReviewScreen(Screen[dict]):
                 yield Input(placeholder="Search instruction, input and output; enter to apply, esc to close",
                             id="review-search")
                 yield SampleList(self.reader, id="sample-list")
-            with VerticalScroll(id="review-detail"):
+            with DetailPane(id="review-detail"):
                 yield Static("", id="detail-text")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#review-search").display = False
         self.query_one(SampleList).focus()
+        self.watch(self, "maximized", self._maximized_changed, init=False)
         self._update_bar()
         self.load()
 
@@ -487,6 +494,10 @@ class ReviewScreen(Screen[dict]):
             self._refilter(search="")
         else:
             await self.action_back()
+
+    def _maximized_changed(self, maximized) -> None:
+        if maximized is None:  # back from the full-screen detail: keys move the list again
+            self.sample_list.focus()
 
     def action_toggle_detail(self) -> None:
         if self.maximized is not None:
