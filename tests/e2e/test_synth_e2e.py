@@ -56,3 +56,28 @@ def test_embedded_teacher_round(vllm_embedded, project, real_fixtures, monkeypat
     out = tmp_path / "out.json"
     assert run(main, ["--project", str(project), "export", "-o", str(out), "--no-seeds"]).exit_code == 0
     assert len(read_file(out, "alpaca").samples) == 8
+
+
+def test_embedded_teacher_inputs_then_answers(vllm_embedded, store):
+    """Second-pass mode on the real model: the teacher writes requests, then answers each one."""
+    import asyncio
+
+    from tuitune.core.samples import Sample
+    from tuitune.core.synth import RoundParams, SynthRound
+    from tuitune.core.teacher import Teacher, TeacherConfig
+
+    store.set_task(description="Answer patients' questions about chronic diseases.",
+                   system_prompt="You are a careful health assistant.")
+    store.add_samples([Sample("Can people with asthma exercise?", "Yes: warm up and carry your inhaler.",
+                              origin="seed"),
+                       Sample("Is fruit allowed with type 2 diabetes?", "Yes, whole fruit in normal portions.",
+                              origin="seed")])
+    cfg = TeacherConfig("embedded", vllm_embedded.base_url, vllm_embedded.model_names[0], supports_json_schema=True,
+                        timeout=300, api_key=vllm_embedded.api_key)
+    params = RoundParams(n=3, mode="inputs", per_request=3, concurrency=4, max_tokens=240, answer_max_tokens=80)
+    fin = asyncio.run(SynthRound(store, Teacher(cfg), params).run())
+    assert fin.status == "finished", fin.message
+    made = store.samples(origin="synth")
+    assert len(made) == 3 and all(s.instruction.strip() and s.output.strip() for s in made)
+    assert all(s.system == "You are a careful health assistant." for s in made)
+    assert fin.counters.answer_requests >= 3
