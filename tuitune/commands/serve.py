@@ -17,40 +17,13 @@ from tuitune.commands.common import fail, open_store, settings
 # ---- resolving MODEL | RUN_ID ------------------------------------------------------------------------
 
 def resolve_spec(ctx: click.Context, arg: str, *, merged: bool = False):
-    """A ModelSpec for a registered model name, a model folder, or a training run id (runs/<id>/).
+    from tuitune.core.serving import ServingError
+    from tuitune.core.serving import resolve_spec as core_resolve
 
-    A run is served as its LoRA adapter on top of its base (shares the base's server) when it has one that
-    vLLM can load; otherwise (full fine-tune, DoRA, or --merged) as its merged model folder."""
-    from tuitune.core.models import ModelError, resolve
-    from tuitune.core.serving import ModelSpec, ServingError, lora_rank
-
-    s = settings(ctx)
-    run_dir = s.project / "runs" / arg
-    if run_dir.is_dir() and not (run_dir / "config.json").exists():
-        adapter, full = run_dir / "adapter", run_dir / "merged"
-        if not merged and (adapter / "adapter_config.json").exists():
-            try:
-                lora_rank(adapter)
-                base_path, base_name = _run_base(run_dir)
-                return ModelSpec(arg, adapter, base=base_path, base_name=base_name)
-            except (ServingError, ModelError, OSError):
-                pass  # fall back to the merged folder below
-        if (full / "config.json").exists():
-            return ModelSpec(arg, full)
-        fail(f"run {arg} has no merged model or servable adapter yet; wait for it to finish "
-             f"(`tuitune runs`) or merge it (`tuitune merge {arg}`)")
     try:
-        path = resolve(s.models_dir, arg)
-    except ModelError as e:
+        return core_resolve(settings(ctx), arg, merged=merged)
+    except ServingError as e:
         fail(str(e))
-    return ModelSpec(arg if "/" not in arg and not Path(arg).exists() else path.name, path)
-
-
-def _run_base(run_dir: Path) -> tuple[Path, str]:
-    from tuitune.core.training.config import TrainConfig
-
-    cfg = TrainConfig.load(run_dir / "config.yaml")
-    return Path(cfg.base_path), cfg.base
 
 
 def _default_specs(ctx, models: tuple[str, ...], merged: bool):
@@ -154,9 +127,9 @@ def serve(ctx, models, as_json, port, merged, timeout):
 # ---- chat ----------------------------------------------------------------------------------------
 
 def _backends_for(ctx, models, *, url, api_key, engine, merged, timeout):
-    """(backends, group or None): connect to --url, or start vLLM, or fall back to transformers."""
-    from tuitune.core.chat import OpenAIBackend, TransformersBackend
-    from tuitune.core.serving import Endpoint, VLLMUnavailable
+    """(backends, engines or None): connect to --url, or start vLLM, or fall back to transformers."""
+    from tuitune.core.chat import ChatError, OpenAIBackend, open_backends
+    from tuitune.core.serving import Endpoint, ServingError
 
     if url:
         if not models:
@@ -165,26 +138,17 @@ def _backends_for(ctx, models, *, url, api_key, engine, merged, timeout):
         return [OpenAIBackend(Endpoint(url, key, m, "remote")) for m in models], None
     specs = _default_specs(ctx, models, merged)
     if engine != "transformers":
-        try:
-            group = _start_group(ctx, specs, None, timeout)
-            return [OpenAIBackend(group.endpoint(sp.name), _server_of(group, sp.name)) for sp in specs], group
-        except VLLMUnavailable as e:
-            if engine == "vllm":
-                fail(str(e))
-            click.echo(f"{e}\nusing the transformers engine for chat (slower).", err=True)
-    backends = []
-    for sp in specs:
-        path = sp.path
-        if sp.base is not None:  # an adapter: chat with the run's merged model instead
-            path = sp.path.parent / "merged"
-            if not (path / "config.json").exists():
-                fail(f"run {sp.name} has no merged model for the transformers engine; run `tuitune merge {sp.name}`")
-        backends.append(TransformersBackend(path, sp.name))
-    return backends, None
-
-
-def _server_of(group, name):
-    return next(s for s in group.servers if name in s.model_names)
+        click.echo(f"starting vLLM for {', '.join(sp.name for sp in specs)} (about a minute on CPU) ...", err=True)
+    try:
+        engines = open_backends(specs, _log_dir(ctx), settings(ctx), engine=engine, timeout=timeout)
+    except (ServingError, ChatError) as e:
+        fail(str(e))
+    if engines.note:
+        click.echo(engines.note, err=True)
+    for srv in engines.group.servers if engines.group else []:
+        for note in srv.notes:
+            click.echo(f"note: {note}", err=True)
+    return engines.backends, engines
 
 
 @click.command()
@@ -221,6 +185,8 @@ def chat(ctx, models, url, api_key, engine, system_prompt, temperature, max_toke
     try:
         click.echo(f"engine: {backends[0].engine}; models: {', '.join(b.name for b in backends)}", err=True)
         asyncio.run(_chat_loop(ctx, backends, system, params, one_prompt))
+    except KeyboardInterrupt:
+        click.echo()
     finally:
         if group is not None:
             group.stop()

@@ -230,6 +230,58 @@ class TransformersBackend:
         self._model = self._tok = None
 
 
+@dataclass
+class ChatEngines:
+    """Backends for a set of models, the vLLM servers behind them (None for the transformers fallback), and
+    `note`: why the fallback is used, for the UI to show beside `engine`."""
+
+    backends: list
+    group: object | None = None  # tuitune.core.serving.ServerGroup
+    engine: str = "vllm"
+    note: str = ""
+
+    def stop(self) -> None:
+        if self.group is not None:
+            self.group.stop()
+
+
+def open_backends(specs: list, log_dir: Path, settings=None, *, engine: str = "auto",
+                  timeout: float | None = None) -> ChatEngines:
+    """Start vLLM for `specs` (tuitune.core.serving.ModelSpec) and return a backend per spec.
+
+    engine="auto" uses vLLM and falls back to the in-process transformers engine ONLY when vLLM cannot run here
+    (VLLMUnavailable: not installed, unsupported platform, too little memory); any other start failure is raised
+    (ServingError, with the log tail). engine="vllm" never falls back; engine="transformers" never starts vLLM.
+    Blocks for the start (about a minute on CPU): call it from a worker thread in a UI."""
+    from tuitune.core.serving import VLLMUnavailable, plan
+
+    note = ""
+    if engine != "transformers":
+        group = plan(specs, log_dir, settings)
+        try:
+            group.start(timeout)
+            return ChatEngines([OpenAIBackend(group.endpoint(sp.name), _server_for(group, sp.name)) for sp in specs],
+                               group, "vllm")
+        except VLLMUnavailable as e:
+            if engine == "vllm":
+                raise
+            note = f"{e} Using the transformers engine."
+    backends = []
+    for sp in specs:
+        path = sp.path
+        if sp.base is not None:  # an adapter: the transformers engine uses the run's merged model
+            path = sp.path.parent / "merged"
+            if not (path / "config.json").exists():
+                raise ChatError(f"run {sp.name} has no merged model for the transformers engine; run "
+                                f"`tuitune merge {sp.name}`")
+        backends.append(TransformersBackend(path, sp.name))
+    return ChatEngines(backends, None, "transformers", note)
+
+
+def _server_for(group, name: str):
+    return next(s for s in group.servers if name in s.model_names)
+
+
 # ---- a chat session ----------------------------------------------------------------------------
 
 @dataclass
@@ -370,5 +422,5 @@ def save_exchange(store: Store, prompt: str, answer: str, corrected: str | None 
     return store.add_sample(sample)
 
 
-__all__ = ["Backend", "ChatError", "ChatSession", "CompareEvent", "EngineDied", "GenParams", "OpenAIBackend",
-           "ServingError", "TransformersBackend", "compare", "compare_collect", "save_exchange"]
+__all__ = ["Backend", "ChatEngines", "ChatError", "ChatSession", "CompareEvent", "EngineDied", "GenParams", "OpenAIBackend",
+           "ServingError", "TransformersBackend", "compare", "compare_collect", "open_backends", "save_exchange"]

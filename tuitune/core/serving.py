@@ -511,13 +511,44 @@ def plan(specs: list[ModelSpec], log_dir: Path, settings: Settings | None = None
 
         available_gib = psutil.virtual_memory().available / 2**30
     need = sum(s.memory_gib() for s in servers)
-    if need > available_gib:
-        raise ServingError(
+    if need > available_gib:  # "too little memory" is a reason vLLM cannot run: callers may fall back
+        raise VLLMUnavailable(
             f"serving {', '.join(s.name for s in servers)} needs about {need:.1f} GiB "
             f"({len(servers)} vLLM processes), {available_gib:.1f} GiB is available. Serve the runs' adapters "
             f"(they share the base model's server) instead of merged models, serve fewer models at once, "
             f"or lower TUITUNE_VLLM_KV_CACHE_GIB.")
     return ServerGroup(servers)
+
+
+def resolve_spec(settings: Settings, arg: str, *, merged: bool = False) -> ModelSpec:
+    """A ModelSpec for a registered model name, a model folder, or a training run id (project/runs/<id>/).
+
+    A run is served as its LoRA adapter on top of its base (sharing the base's server) when it has one vLLM can
+    load; otherwise (full fine-tune, DoRA, or `merged=True`) as its merged model folder."""
+    from tuitune.core.models import ModelError, resolve
+
+    run_dir = settings.project / "runs" / arg
+    if "/" not in arg and run_dir.is_dir():
+        adapter, full = run_dir / "adapter", run_dir / "merged"
+        if not merged and (adapter / "adapter_config.json").exists():
+            try:
+                lora_rank(adapter)
+                from tuitune.core.training.config import ConfigError, TrainConfig
+
+                cfg = TrainConfig.load(run_dir / "config.yaml")
+                if cfg.base_path and (Path(cfg.base_path) / "config.json").exists():
+                    return ModelSpec(arg, adapter, base=Path(cfg.base_path), base_name=cfg.base)
+            except (ServingError, ConfigError, OSError):
+                pass  # use the merged folder below
+        if (full / "config.json").exists():
+            return ModelSpec(arg, full)
+        raise ServingError(f"run {arg} has no merged model or servable adapter yet; wait for it to finish "
+                           f"(`tuitune runs`) or merge it (`tuitune merge {arg}`)")
+    try:
+        path = resolve(settings.models_dir, arg)
+    except ModelError as e:
+        raise ServingError(str(e)) from None
+    return ModelSpec(path.name if Path(arg).expanduser().exists() else arg, path)
 
 
 # ---- the guard process (`python -m tuitune.core.serving --guard PARENT_PID -- CMD...`) -----------------
