@@ -238,6 +238,7 @@ class ReviewScreen(Screen[dict]):
         self._write_lock = asyncio.Lock()
         self._session: list[tuple[int, str]] = []  # (sample_id, status set) per action, for counts and undo
         self._total: int | None = None  # samples in the project (known once loaded)
+        self._loading = True
         self._rounds: list[int] = []
         self._shown: int | None = None
 
@@ -307,6 +308,7 @@ class ReviewScreen(Screen[dict]):
         if self.sample_list.ids and keep_id is None:
             keep_id = self.sample_list.current_id  # the user may have moved while the rest loaded
         self._total, self._rounds = total, rounds
+        self._loading = False
         empty = ("No samples in this project yet: import seeds or generate a round first (q to go back)."
                  if total == 0 else f"No samples match {self._describe_filter()}. f/o/s change the filter, "
                                     "x clears it.")
@@ -334,6 +336,8 @@ class ReviewScreen(Screen[dict]):
         bar.append(f" {self._describe_filter()} ")
         bar.append(f" {pos} of {'…' if self._total is None else format(self._total, ',')} ", "dim")
         bar.append(f" ✓{c['accepted']} ✗{c['rejected']} ✎{c['edited']}", "bold")
+        if self._loading:
+            bar.append("  loading…", "italic")
         self.query_one("#review-bar", Static).update(bar, layout=False)
 
     # ---- detail -------------------------------------------------------------------------------------
@@ -450,6 +454,7 @@ class ReviewScreen(Screen[dict]):
     # ---- filters and search -------------------------------------------------------------------------
     def _refilter(self, **changes) -> None:
         self.filter = browse.Filter(**{**self.filter.__dict__, **changes})
+        self._loading = True
         self._update_bar()
         self.load(keep_id=self.sample_list.current_id)
 
