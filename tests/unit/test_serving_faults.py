@@ -132,3 +132,51 @@ def test_guard_ends_the_whole_group_when_the_parent_is_killed(tmp_path):
             parent.kill()
         for pid in _members(pgid) if pgid else []:
             os.kill(pid, 9)
+
+
+def _run(tmp_path, embedded_model, *, adapter: bool, dora: bool = False, merged: bool = True):
+    from tuitune.core.training.config import TrainConfig
+
+    run = tmp_path / "proj" / "runs" / "r1"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(TrainConfig(base="smollm2-135m-instruct", base_path=str(embedded_model)).to_yaml())
+    if adapter:
+        a = _adapter(run, "adapter", dora=dora)
+        assert a == run / "adapter"
+    if merged:
+        _copy_model(embedded_model, run / "merged", template=True)
+    return Settings(project=tmp_path / "proj")
+
+
+def test_run_id_resolves_to_adapter_on_its_base_or_to_merged(embedded_model, tmp_path):
+    s = _run(tmp_path, embedded_model, adapter=True)
+    spec = serving.resolve_spec(s, "r1")
+    assert spec.name == "r1" and spec.path.name == "adapter" and spec.base == embedded_model
+    assert spec.base_name == "smollm2-135m-instruct"
+    assert serving.resolve_spec(s, "r1", merged=True).path.name == "merged"
+    assert serving.resolve_spec(s, str(embedded_model)).name == embedded_model.name  # a folder: named after it
+
+
+def test_dora_run_is_served_merged_and_unfinished_run_is_a_clear_error(embedded_model, tmp_path):
+    s = _run(tmp_path, embedded_model, adapter=True, dora=True)
+    assert serving.resolve_spec(s, "r1").path.name == "merged"
+    shutil.rmtree(s.project / "runs" / "r1" / "merged")
+    with pytest.raises(ServingError, match="no merged model"):
+        serving.resolve_spec(s, "r1")
+    with pytest.raises(ServingError, match="Known models"):
+        serving.resolve_spec(s, "no-such-model")
+
+
+def test_fallback_to_transformers_only_when_vllm_cannot_run(embedded_model, tmp_path):
+    from tuitune.core.chat import TransformersBackend, open_backends
+
+    specs = [ModelSpec("base", embedded_model)]
+    engines = open_backends(specs, tmp_path, Settings(vllm_kv_cache_gib=100_000), engine="auto", timeout=5)
+    assert engines.engine == "transformers" and engines.group is None and "memory" in engines.note
+    assert isinstance(engines.backends[0], TransformersBackend) and engines.backends[0].name == "base"
+    with pytest.raises(serving.VLLMUnavailable):
+        open_backends(specs, tmp_path, Settings(vllm_kv_cache_gib=100_000), engine="vllm", timeout=5)
+    # a start failure that is not "vLLM is impossible here" is NOT hidden behind the fallback
+    bare = _copy_model(embedded_model, tmp_path / "bare", template=False)
+    with pytest.raises(serving.ChatTemplateMissing):
+        open_backends([ModelSpec("bare", bare)], tmp_path, Settings(), engine="auto", timeout=5)

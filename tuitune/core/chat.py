@@ -257,8 +257,8 @@ def open_backends(specs: list, log_dir: Path, settings=None, *, engine: str = "a
 
     note = ""
     if engine != "transformers":
-        group = plan(specs, log_dir, settings)
         try:
+            group = plan(specs, log_dir, settings)
             group.start(timeout)
             return ChatEngines([OpenAIBackend(group.endpoint(sp.name), _server_for(group, sp.name)) for sp in specs],
                                group, "vllm")

@@ -513,7 +513,7 @@ def plan(specs: list[ModelSpec], log_dir: Path, settings: Settings | None = None
     need = sum(s.memory_gib() for s in servers)
     if need > available_gib:  # "too little memory" is a reason vLLM cannot run: callers may fall back
         raise VLLMUnavailable(
-            f"serving {', '.join(s.name for s in servers)} needs about {need:.1f} GiB "
+            f"too little memory for vLLM: serving {', '.join(s.name for s in servers)} needs about {need:.1f} GiB "
             f"({len(servers)} vLLM processes), {available_gib:.1f} GiB is available. Serve the runs' adapters "
             f"(they share the base model's server) instead of merged models, serve fewer models at once, "
             f"or lower TUITUNE_VLLM_KV_CACHE_GIB.")
@@ -526,6 +526,7 @@ def resolve_spec(settings: Settings, arg: str, *, merged: bool = False) -> Model
     A run is served as its LoRA adapter on top of its base (sharing the base's server) when it has one vLLM can
     load; otherwise (full fine-tune, DoRA, or `merged=True`) as its merged model folder."""
     from tuitune.core.models import ModelError, resolve
+    from tuitune.core.training.config import ConfigError, TrainConfig
 
     run_dir = settings.project / "runs" / arg
     if "/" not in arg and run_dir.is_dir():
@@ -533,8 +534,6 @@ def resolve_spec(settings: Settings, arg: str, *, merged: bool = False) -> Model
         if not merged and (adapter / "adapter_config.json").exists():
             try:
                 lora_rank(adapter)
-                from tuitune.core.training.config import ConfigError, TrainConfig
-
                 cfg = TrainConfig.load(run_dir / "config.yaml")
                 if cfg.base_path and (Path(cfg.base_path) / "config.json").exists():
                     return ModelSpec(arg, adapter, base=Path(cfg.base_path), base_name=cfg.base)
