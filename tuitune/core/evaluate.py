@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002a6df]")
 ZH_SHARE = 0.3  # share of CJK characters (among non-space characters) above which a text counts as Chinese
 REPORT_DIR = "eval"
-PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"
+from tuitune.core.prompts import PROMPTS_DIR  # noqa: E402 - one place knows where the templates live
 
 
 class EvalError(Exception):
