@@ -39,7 +39,7 @@ def finished(tmp_path_factory, real_fixtures, embedded_model):
                            for s in short_samples(real_fixtures, 8)])
     t0 = time.monotonic()
     cli = tuitune(project, "train", "--method", "lora", "--max-steps", "2", "--set", "lora_r=4",
-                  "--set", "batch_size=4", "--set", "check_max_new_tokens=96")
+                  "--set", "batch_size=4", "--set", "check_max_new_tokens=48")
     cli_seconds = time.monotonic() - t0
     assert cli.returncode == 0, cli.stderr
     run_id = cli.stdout.strip().splitlines()[-1]
@@ -77,9 +77,9 @@ def test_events_tell_the_whole_story(finished):
     checks = {e["check"]: e for e in ev if e["event"] == "check"}
     assert checks["chat_template"]["passed"]
     stops = checks["stops"]
-    assert len(stops["results"]) == 3 and stops["max_new_tokens"] == 96
+    assert len(stops["results"]) == 3 and stops["max_new_tokens"] == 48
     assert stops["passed"] == all(r["stopped"] for r in stops["results"])
-    assert all(r["tokens"] <= 96 for r in stops["results"])
+    assert all(r["tokens"] <= 48 for r in stops["results"])
 
 
 def test_run_folder_contents(finished):
