@@ -21,9 +21,9 @@ pytestmark = pytest.mark.e2e
 
 def group_members(pgid: int) -> list[int]:
     out = []
-    for p in psutil.process_iter():
+    for p in psutil.process_iter(["status"]):
         try:
-            if os.getpgid(p.pid) == pgid:
+            if p.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(p.pid) == pgid:
                 out.append(p.pid)
         except (ProcessLookupError, psutil.Error):
             pass

@@ -103,9 +103,9 @@ time.sleep(300)
 
 def _members(pgid):
     out = []
-    for p in psutil.process_iter():
+    for p in psutil.process_iter(["status"]):
         try:
-            if os.getpgid(p.pid) == pgid:
+            if p.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(p.pid) == pgid:
                 out.append(p.pid)
         except (ProcessLookupError, psutil.Error):
             pass

@@ -65,7 +65,10 @@ class ChatTemplateMissing(ServingError):
 # ---- small helpers ---------------------------------------------------------------------------------
 
 def port_is_free(port: int, host: str = HOST) -> bool:
+    """Nothing listens on host:port, so a server could bind it. SO_REUSEADDR as uvicorn sets it: connections of
+    a stopped server lingering in TIME_WAIT do not make the port "taken"."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
@@ -403,9 +406,9 @@ def _group_members(pgid: int) -> list[int]:
     import psutil
 
     out = []
-    for p in psutil.process_iter(["pid"]):
+    for p in psutil.process_iter(["pid", "status"]):
         try:
-            if os.getpgid(p.pid) == pgid:
+            if p.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(p.pid) == pgid:
                 out.append(p.pid)
         except (ProcessLookupError, PermissionError, psutil.Error):
             continue
