@@ -115,12 +115,16 @@ def model_summary(model) -> dict:
             "dtype": str(next(model.parameters()).dtype).replace("torch.", "")}
 
 
-def common_args(cfg: TrainConfig, run_dir: Path, cuda: bool) -> dict:
+def common_args(cfg: TrainConfig, run_dir: Path, cuda: bool, n_train: int) -> dict:
+    from tuitune.core.training.presets import total_steps
+
+    # Whole warm-up steps, rounded down: a tiny run must not spend its first (or only) step at lr 0.
+    warmup = int(cfg.warmup_ratio * total_steps(cfg, n_train))
     return dict(  # noqa: C408 - reads like the TrainingArguments call it feeds
         output_dir=str(run_dir / "checkpoints"), per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
         num_train_epochs=cfg.epochs, max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.lr_scheduler, warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay,
+        lr_scheduler_type=cfg.lr_scheduler, warmup_steps=warmup, weight_decay=cfg.weight_decay,
         logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=2,
         report_to=["tensorboard"], use_cpu=not cuda, bf16=bool(cfg.bf16), fp16=cfg.fp16,
         gradient_checkpointing=bool(cfg.gradient_checkpointing), seed=cfg.seed, dataloader_num_workers=0,
@@ -133,7 +137,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, records: list[dict], held: li
     from tuitune.core.training import data
 
     model = load_model(cfg, cuda)
-    args = common_args(cfg, run_dir, cuda)
+    args = common_args(cfg, run_dir, cuda, len(records))
     template = tok.chat_template
     if cfg.method in PREFERENCE_METHODS:
         from datasets import Dataset
