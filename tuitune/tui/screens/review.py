@@ -19,6 +19,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Container, Vertical, VerticalScroll
+from textual.content import Content
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Input, Label, OptionList, Static, TextArea
 from textual.widgets.option_list import Option
@@ -70,23 +71,22 @@ class ReviewCommands(Provider):
                 yield Hit(score, matcher.highlight(name), callback, help=help_text)
 
 
-def detail_text(s: Sample) -> Text:
-    """The full sample as styled text (no markup parsing: sample text is shown verbatim)."""
-    t = Text()
-    status_style = {"accepted": "green", "rejected": "red", "edited": "yellow"}.get(s.status, "")
-    t.append(f"#{s.id} ", "bold")
-    t.append(f"{GLYPHS.get(s.status, '?')} {s.status}", f"bold {status_style}".strip())
-    t.append(f"  {stars(s.rating)}", "yellow" if s.rating else "dim")
+def detail_text(s: Sample) -> Content:
+    """The full sample as styled text (no markup parsing: sample text is shown verbatim). Textual Content,
+    not Rich Text: it renders several times faster, which is most of the cost of a cursor move."""
+    parts: list[str | tuple[str, str]] = []
+    status_style = {"accepted": "bold $success", "rejected": "bold $error", "edited": "bold $warning"}
+    parts += [(f"#{s.id} ", "bold"), (f"{GLYPHS.get(s.status, '?')} {s.status}", status_style.get(s.status, "bold"))]
+    parts.append((f"  {stars(s.rating)}", "$warning" if s.rating else "dim"))
     where = f"round {s.round_id}" if s.round_id is not None else "no round"
-    t.append(f"  {where} · {s.origin}\n", "dim")
+    parts.append((f"  {where} · {s.origin}\n", "dim"))
     if s.reason:
-        t.append("Reason: ", "bold red")
-        t.append(s.reason + "\n")
+        parts += [("Reason: ", "bold $error"), s.reason + "\n"]
 
     def section(title: str, body: str) -> None:
-        t.append(f"\n{title}\n", "bold underline")
-        t.append(body if body else "(empty)", "" if body else "dim italic")
-        t.append("\n")
+        parts.append((f"\n{title}\n", "bold underline"))
+        parts.append(body if body else ("(empty)", "dim italic"))
+        parts.append("\n")
 
     if s.system:
         section("System", s.system)
@@ -99,7 +99,7 @@ def detail_text(s: Sample) -> Text:
     section("Output", s.output)
     if s.original and s.original.get("output", s.output) != s.output:
         section("Output before your edit", s.original.get("output") or "")
-    return t
+    return Content.assemble(*parts)
 
 
 class DetailPane(VerticalScroll):
@@ -241,6 +241,7 @@ class ReviewScreen(Screen[dict]):
         self._loading = True
         self._rounds: list[int] = []
         self._shown: int | None = None
+        self._wanted: int | None = None
 
     # ---- layout -------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -281,15 +282,17 @@ class ReviewScreen(Screen[dict]):
 
     # ---- loading ------------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="review-load")
-    def load(self, keep_id: int | None = None) -> None:
-        """Load the ids matching the filter (tens of ms for 100,000; a search scans the text)."""
+    def load(self, keep_id: int | None = None, *, head: bool = True) -> None:
+        """Load the ids matching the filter (~0.1 s for 100,000; a search scans the text). On opening, the
+        first rows come first; the full list is loaded once they are on screen."""
         flt = self.filter
         conn = browse.open_reader(self.store.path)
         try:
-            if keep_id is None:  # first rows at once; the full list follows (100,000 ids: ~0.1 s)
-                head = browse.ids(conn, flt, limit=HEAD_ROWS)
-                if len(head) == HEAD_ROWS:
-                    self.app.call_from_thread(self._loaded, flt, head, None, None, keep_id, final=False)
+            if head and keep_id is None:
+                first = browse.ids(conn, flt, limit=HEAD_ROWS)
+                if len(first) == HEAD_ROWS:
+                    self.app.call_from_thread(self._loaded, flt, first, None, None, keep_id, final=False)
+                    return
             ids = browse.ids(conn, flt)
             total = conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
             rounds = browse.round_ids(conn)
@@ -304,6 +307,7 @@ class ReviewScreen(Screen[dict]):
         if not final:
             self.sample_list.set_ids(ids, keep_id=self.sample_list.current_id, final=False)
             self._update_bar()
+            self.call_after_refresh(self.load, head=False)  # the rest, once the first rows are painted
             return
         if self.sample_list.ids and keep_id is None:
             keep_id = self.sample_list.current_id  # the user may have moved while the rest loaded
@@ -343,7 +347,12 @@ class ReviewScreen(Screen[dict]):
     # ---- detail -------------------------------------------------------------------------------------
     @on(SampleList.Highlighted)
     def _highlighted(self, event: SampleList.Highlighted) -> None:
-        self._show(event.sample_id)
+        # Queued behind any other pending moves: with a key held down, only the last sample is rendered.
+        self._wanted = event.sample_id
+        self.call_later(self._show_wanted)
+
+    def _show_wanted(self) -> None:
+        self._show(self._wanted)
         self._update_bar()
 
     def _show(self, sample_id: int | None, *, force: bool = False) -> None:
