@@ -91,6 +91,8 @@ def load_model(cfg: TrainConfig, cuda: bool):
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=kw["dtype"])
         kw["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))} if cuda else {"": "cpu"}
+    if cfg.padding_free:  # one row per batch with position_ids: only correct with varlen flash-attention
+        kw["attn_implementation"] = "flash_attention_2"
     model = AutoModelForCausalLM.from_pretrained(cfg.base_path, **kw)
     model.config.use_cache = False
     if cfg.peft_kind == "none":
