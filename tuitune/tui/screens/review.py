@@ -48,6 +48,7 @@ ACTIONS: tuple[tuple[str, str, str], ...] = (
     ("Review: clear search and filters", "Show every sample (x)", "clear_filters"),
     ("Review: lessons", "What review taught so far: it goes into the next round's prompt (l)", "lessons"),
     ("Review: expand detail", "Show the sample full screen, or back (enter)", "toggle_detail"),
+    ("Review: keys", "Show or hide every key of this screen (?)", "keys"),
     ("Review: back", "Leave the review screen (q)", "back"),
 )
 
@@ -224,6 +225,7 @@ class ReviewScreen(Screen[dict]):
         Binding("x", "clear_filters", "Clear filters", show=False),
         Binding("l", "lessons", "Lessons", show=False),
         Binding("enter", "toggle_detail", "Expand", show=False),
+        Binding("question_mark", "keys", "Keys", key_display="?", show=False),
         Binding("escape", "escape", "Back", show=False),
         Binding("q", "back", "Back"),
     ]
@@ -342,6 +344,7 @@ class ReviewScreen(Screen[dict]):
         bar.append(f" ✓{c['accepted']} ✗{c['rejected']} ✎{c['edited']}", "bold")
         if self._loading:
             bar.append("  loading…", "italic")
+        bar.append("  ? keys", "dim")
         self.query_one("#review-bar", Static).update(bar, layout=False)
 
     # ---- detail -------------------------------------------------------------------------------------
@@ -508,6 +511,12 @@ class ReviewScreen(Screen[dict]):
             self._refilter(search="")
         else:
             await self.action_back()
+
+    def action_keys(self) -> None:
+        if self.query("KeyPanel"):
+            self.app.action_hide_help_panel()
+        else:
+            self.app.action_show_help_panel()
 
     def _maximized_changed(self, maximized) -> None:
         if maximized is None:  # back from the full-screen detail: keys move the list again
