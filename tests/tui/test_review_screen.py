@@ -280,3 +280,18 @@ async def test_leaving_right_after_keys_keeps_every_write(review_app, review_pro
         assert screen.results == [{"accepted": 2, "rejected": 0, "edited": 0}]
         assert [store.get_sample(i).status for i in pending[:2]] == ["accepted", "accepted"]
         assert store.get_sample(pending[2]).rating == 5
+
+
+async def test_empty_project_says_what_to_do(tmp_path):
+    project = tmp_path / "empty"
+    store = Store.open(project)
+    app = make_app(load_settings(project=project, home=tmp_path / "home"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_review(pilot, store)
+        assert screen.sample_list.ids == []
+        assert "import seeds or generate a round" in screen.sample_list.empty_message
+        await press(pilot, "a", "e", "3")  # nothing to act on: warnings, no crash
+        assert pilot.app.screen is screen
+        await press(pilot, "q")
+        assert screen.results == [{"accepted": 0, "rejected": 0, "edited": 0}]
+    store.close()

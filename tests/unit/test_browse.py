@@ -69,3 +69,13 @@ def test_bad_filters_say_what_is_allowed(tmp_path):
         browse.Filter(rating=7)
     with pytest.raises(browse.BrowseError, match="tuitune --project"):
         browse.open_reader(tmp_path / "missing.db")
+
+
+def test_reader_opens_projects_in_awkward_folders(tmp_path):
+    from tuitune.core.store import Store
+
+    with Store.open(tmp_path / "my project #2 ?x") as store:
+        store.add_sample(Sample(instruction="q", output="a"))
+        conn = browse.open_reader(store.path)
+        assert browse.ids(conn) == browse.ids(store) != []
+        conn.close()

@@ -80,7 +80,8 @@ def open_reader(path: Path | str) -> sqlite3.Connection:
     path = Path(path)
     if not path.exists():
         raise BrowseError(f"{path} does not exist; open the project with `tuitune --project DIR` first.")
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, check_same_thread=False)
+    uri = path.resolve().as_uri() + "?mode=ro"  # as_uri escapes spaces, '#' and '?' in folder names
+    return sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
 
 
 def ids(src: Store | sqlite3.Connection, flt: Filter = Filter(), *, limit: int | None = None) -> list[int]:
