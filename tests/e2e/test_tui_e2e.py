@@ -46,7 +46,7 @@ def home(tmp_path, models_dir):
 
 
 async def test_full_flow_with_the_keyboard(vllm_embedded, tmp_path, home):
-    from tuitune.core.training.jobs import list_runs, run_dir, stop, wait
+    from tuitune.core.training.jobs import list_runs, run_dir, wait
 
     project = tmp_path / "proj"
     settings = load_settings(project=project, home=home)
@@ -115,20 +115,33 @@ async def test_full_flow_with_the_keyboard(vllm_embedded, tmp_path, home):
         events = [json.loads(line) for line in (run_dir(project, run_id) / "events.jsonl").read_text().splitlines()]
         assert any(e["event"] == "step" for e in events)
 
-        # chat with the served model: streamed tokens arrive in the pane
-        from tuitune.tui.screens.chat import ChatScreen
 
-        app2.push_screen(ChatScreen(run_id=None))
-        await wait_for(pilot, lambda: not app2.screen.query_one("#chat-input").disabled, 120, "the chat server")
-        app2.screen.query_one("#chat-input").value = "What is a Kubernetes pod?"
+
+async def test_chat_screen_streams_and_saves_a_seed(vllm_embedded, tmp_path, home):
+    from tuitune.tui.screens.chat import ChatScreen
+
+    app = make_app(load_settings(project=tmp_path / "proj", home=home))
+    app.engines.adopt(vllm_embedded)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await app.push_screen(ChatScreen(run_id=None))
+        await pilot.pause()
+        await wait_for(pilot, lambda: not app.screen.query_one("#chat-input").disabled, 120, "the chat server")
+        assert "engine: vllm" in str(app.screen.query_one("#chat-engine").render())
+        app.screen.query_one("#chat-input").value = "What is a Kubernetes pod?"
         await pilot.press("enter")
-        await wait_for(pilot, lambda: any(m.source.strip() for m in app2.screen.query(".msg-assistant")) and
-                       not app2.screen.busy, 120, "a streamed answer")
-        answer = [m.source for m in app2.screen.query(".msg-assistant")][0]
+        await wait_for(pilot, lambda: any(m.source.strip() for m in app.screen.query(".msg-assistant")) and
+                       not app.screen.busy, 120, "a streamed answer")
+        answer = next(m.source for m in app.screen.query(".msg-assistant"))
         assert len(answer.split()) >= 2
+        await pilot.press("ctrl+s")  # opens the save form with the answer to correct
+        await pilot.pause()
+        app.screen.query_one("#corrected").text = "A Pod is the smallest deployable unit in Kubernetes."
         await pilot.press("ctrl+s")
         await pilot.pause()
-        await pilot.press("ctrl+s")  # save the exchange as a seed with the (unchanged) answer
-        await pilot.pause()
-        assert app2.store.count(origin="seed") == n_seeds + 1
-    stop(project, run_id) if any(r.status == "running" for r in list_runs(project)) else None
+    from tuitune.core.store import Store
+
+    with Store.open(tmp_path / "proj") as st:
+        (seed,) = st.samples(origin="seed")
+    assert seed.instruction == "What is a Kubernetes pod?"
+    assert seed.output == "A Pod is the smallest deployable unit in Kubernetes."
+    assert seed.original and seed.original["output"] == answer  # the model's answer is kept as the rejected one

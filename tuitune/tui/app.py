@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import ClassVar
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
@@ -16,7 +17,7 @@ class TuituneApp(App):
 
     CSS_PATH = "app.tcss"
     TITLE = "tuitune"
-    BINDINGS = [
+    BINDINGS: ClassVar[list[Binding]] = [
         Binding("ctrl+q", "quit", "Quit", priority=True),
         Binding("f1", "slash('help')", "Help"),
         Binding("f2", "slash('review')", "Review"),
@@ -29,9 +30,8 @@ class TuituneApp(App):
     def __init__(self, settings: Settings):
         super().__init__()
         self.settings = settings
-        from tuitune.core.store import Store
-
         from tuitune.core.engines import EnginePool
+        from tuitune.core.store import Store
 
         self.store = Store.open(settings.project)
         self.engines = EnginePool(settings, settings.project / "logs")

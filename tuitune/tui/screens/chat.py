@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -13,7 +15,7 @@ from tuitune.tui.events import ServerFailed, ServerReady
 
 
 class ChatScreen(Screen):
-    BINDINGS = [
+    BINDINGS: ClassVar[list[Binding]] = [
         Binding("escape", "back", "Back"),
         Binding("ctrl+x", "stop", "Stop answer"),
         Binding("ctrl+g", "regenerate", "Regenerate"),
@@ -37,7 +39,6 @@ class ChatScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.title = f"chat · {self.run_id or 'base model'}"
         self.start_engines()
 
     @work(thread=True, exclusive=True, group="chat-engine")
@@ -59,7 +60,8 @@ class ChatScreen(Screen):
         from tuitune.core.chat import ChatSession
 
         self.query_one("#chat-engine", Static).update(
-            f"engine: {event.engine} · models: {', '.join(event.models)} · system prompt: task's")
+            f"chat with {self.run_id or 'the base model'} · engine: {event.engine} · models: "
+            f"{', '.join(event.models)} · system prompt: the task's")
         panes = self.query_one("#chat-panes", Horizontal)
         for b in self._backends:
             self.sessions.append(ChatSession.for_store(self.app.store, b))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -20,7 +22,7 @@ The embedded teacher (SmolLM2-135M) works offline but writes weak data; plug in 
 
 
 class HelpScreen(ModalScreen):
-    BINDINGS = [Binding("escape,q,f1", "dismiss", "Close")]
+    BINDINGS: ClassVar[list[Binding]] = [Binding("escape,q,f1", "dismiss", "Close")]
 
     def __init__(self, commands_markdown: str):
         super().__init__()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
+from typing import ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -19,7 +20,7 @@ AS_CHOICES = {"seeds": ("seed", "accepted"), "accepted": ("import", "accepted"),
 
 
 class MainScreen(Screen):
-    BINDINGS = [
+    BINDINGS: ClassVar[list[Binding]] = [
         Binding("escape", "focus_prompt", "Prompt", show=False),
         Binding("ctrl+n", "slash('gen')", "Generate"),
     ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -10,7 +12,7 @@ from textual.widgets import Footer, Label, Static, TextArea
 
 
 class SaveExchange(ModalScreen):
-    BINDINGS = [Binding("ctrl+s", "save", "Save seed", priority=True), Binding("escape", "cancel", "Cancel")]
+    BINDINGS: ClassVar[list[Binding]] = [Binding("ctrl+s", "save", "Save seed", priority=True), Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, prompt: str, answer: str):
         super().__init__()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -10,7 +12,7 @@ from textual.widgets import Footer, Header, Input, Label, Static
 
 
 class SettingsScreen(Screen):
-    BINDINGS = [Binding("ctrl+s", "save", "Save teacher", priority=True), Binding("escape", "back", "Back")]
+    BINDINGS: ClassVar[list[Binding]] = [Binding("ctrl+s", "save", "Save teacher", priority=True), Binding("escape", "back", "Back")]
 
     def compose(self) -> ComposeResult:
         from tuitune.core.teacher import load_teachers, teachers_path

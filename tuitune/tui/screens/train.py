@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -18,7 +20,7 @@ NUMERIC = (("epochs", float), ("max_steps", int), ("learning_rate", float), ("lo
 class TrainScreen(Screen[str | None]):
     """Returns (dismisses with) the id of the launched run, or None."""
 
-    BINDINGS = [Binding("ctrl+s", "launch", "Launch", priority=True), Binding("escape", "cancel", "Back")]
+    BINDINGS: ClassVar[list[Binding]] = [Binding("ctrl+s", "launch", "Launch", priority=True), Binding("escape", "cancel", "Back")]
 
     def compose(self) -> ComposeResult:
         from tuitune.core.models import list_models
@@ -68,9 +70,11 @@ class TrainScreen(Screen[str | None]):
 
     def action_launch(self) -> None:
         error = self.query_one("#train-error", Static)
+        from pydantic import ValidationError
+
         try:
             cfg = self._config()
-        except Exception as e:  # pydantic validation or a bad number: show it next to the form
+        except (ValueError, ValidationError) as e:  # a bad number or an invalid field: show it by the form
             error.update(f"[red]{e}[/red]")
             return
         error.update("Checking the data and launching…")
