@@ -55,3 +55,11 @@ def test_lessons_from_reasons_and_edits(store, three):
     assert got[0] == "Answer in Chinese (2 samples rejected for this)"
     assert "too short" in got
     assert "The reviewer corrected the output: 'a1' -> 'A full answer'" in got
+
+
+def test_lesson_shows_where_a_long_answer_was_changed(store):
+    long = "Kubernetes " * 30 + "runs pods."
+    s = store.add_sample(Sample(instruction="q", output=long, origin="synth"))
+    review.edit(store, s.id, output="Kubernetes " * 30 + "schedules Pods onto nodes.")
+    (lesson,) = review.lessons(store)
+    assert "runs pods." in lesson and "schedules Pods onto nodes." in lesson

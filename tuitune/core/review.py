@@ -108,10 +108,20 @@ def lessons(store: Store, *, limit: int = 12) -> list[str]:
         changed = [k for k in TEXT_FIELDS if (s.original.get(k) or "") != getattr(s, k)]
         if changed:
             k = changed[-1]
-            out.append(f"The reviewer corrected the {k}: {_clip(s.original.get(k) or '')!r} -> {_clip(getattr(s, k))!r}")
+            before, after = _changed_part(s.original.get(k) or "", getattr(s, k))
+            out.append(f"The reviewer corrected the {k}: {before!r} -> {after!r}")
     return out[:limit]
 
 
-def _clip(text: str, n: int = 120) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= n else text[: n - 1] + "…"
+def _changed_part(before: str, after: str, n: int = 120, context: int = 20) -> tuple[str, str]:
+    """The two texts clipped to `n` characters around where they first differ (a long answer edited near its
+    end must not show as two identical-looking prefixes)."""
+    before, after = " ".join(before.split()), " ".join(after.split())
+    same = next((i for i, (x, y) in enumerate(zip(before, after)) if x != y), min(len(before), len(after)))
+    start = max(0, same - context)
+
+    def clip(text: str) -> str:
+        part = text[start:start + n]
+        return ("…" if start else "") + part + ("…" if start + n < len(text) else "")
+
+    return clip(before), clip(after)
