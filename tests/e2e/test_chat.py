@@ -102,3 +102,19 @@ def test_cli_eval_on_a_tiny_chinese_held_out_split(tiny_tuned, embedded_model, r
     saved = json.loads((run / "eval" / "report.json").read_text(encoding="utf-8"))
     assert saved["models"] == report["models"]
     assert "| r1 | transformers |" in (run / "eval" / "report.md").read_text(encoding="utf-8")
+
+
+async def test_llm_judge_grades_every_answer_on_the_served_model(vllm_embedded):
+    """The judge path end to end with the served embedded model as the judge (the rubric prompt, a JSON-schema
+    constrained verdict, parsing); a 135M judge's grades mean little, but each must be a parsed 1-5 score."""
+    from tuitune.core.evaluate import EvalItem, evaluate
+
+    items = [EvalItem([{"role": "user", "content": "What is the capital of France?"}], "Paris."),
+             EvalItem([{"role": "user", "content": "What is 2 + 2?"}], "4")]
+    backend = OpenAIBackend.from_server(vllm_embedded, MODEL)
+    report = await evaluate(items, [backend], run_id="judge-test", judge_backend=backend,
+                            params=GenParams(temperature=0, max_tokens=16))
+    verdict = report.results[0].judge
+    assert verdict["judge"] == MODEL and verdict["scored"] == 2 and verdict["unparseable"] == 0
+    assert all(s in (1, 2, 3, 4, 5) for s in verdict["scores"]) and 1 <= verdict["mean"] <= 5
+    assert report.results[0].metrics["tokenizer"] == "13a"

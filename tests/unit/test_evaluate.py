@@ -111,3 +111,11 @@ def test_judge_prompt_has_the_rubric_and_the_texts():
     text = ev.render_judge(item, "哈喽", task="EN->ZH translation")
     assert "把 hello 翻译成中文" in text and "你好" in text and "哈喽" in text and "EN->ZH" in text
     assert '"score"' in text and "5 =" in text and "1 =" in text
+
+
+def test_a_project_can_override_the_judge_rubric(tmp_path):
+    (tmp_path / "prompts").mkdir()
+    (tmp_path / "prompts" / "judge.md").write_text("House rubric. Answer: {{ answer }}", encoding="utf-8")
+    item = ev.EvalItem([{"role": "user", "content": "q"}], "r")
+    assert ev.render_judge(item, "A1", project=tmp_path).startswith("House rubric. Answer: A1")
+    assert "Rubric" in ev.render_judge(item, "A1", project=tmp_path / "elsewhere")

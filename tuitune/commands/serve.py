@@ -330,7 +330,7 @@ def eval_(ctx, run_id, no_base, data_file, limit, max_tokens, judge, merged, eng
     try:
         report = asyncio.run(evaluate(items, backends, run_id=run_id, judge_backend=judge_backend, task=task,
                                       params=GenParams(temperature=0.0, max_tokens=max_tokens, seed=0),
-                                      progress=lambda msg: click.echo(msg + " ...", err=True)))
+                                      progress=lambda msg: click.echo(msg + " ...", err=True), project=s.project))
     except (EvalError, Exception) as e:  # noqa: BLE001 - shown with what to do
         fail(f"evaluation failed: {e}")
     finally:

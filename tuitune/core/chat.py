@@ -48,6 +48,7 @@ class GenParams:
     stop: list[str] | None = None
     frequency_penalty: float = 0.0
     presence_penalty: float = 0.0
+    response_format: dict | None = None  # OpenAI response_format (e.g. a JSON schema); OpenAI backends only
 
     def to_openai(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}

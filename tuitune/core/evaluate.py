@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002a6df]")
 ZH_SHARE = 0.3  # share of CJK characters (among non-space characters) above which a text counts as Chinese
 REPORT_DIR = "eval"
-from tuitune.core.prompts import PROMPTS_DIR  # noqa: E402 - one place knows where the templates live
+JUDGE_PROMPT = "judge.md"  # in prompts/ (a project can override it with <project>/prompts/judge.md)
 
 
 class EvalError(Exception):
@@ -191,19 +191,19 @@ async def generate(backend: Backend, items: Sequence[EvalItem], params: GenParam
     return list(await asyncio.gather(*(one(it) for it in items)))
 
 
-def judge_template() -> str:
-    path = PROMPTS_DIR / "judge.md"
-    if not path.exists():
-        raise EvalError(f"{path} is missing; reinstall tuitune")
-    return path.read_text(encoding="utf-8")
+def render_judge(item: EvalItem, answer: str, task: str = "", project: Path | None = None) -> str:
+    from tuitune.core.prompts import PromptError, render
+
+    try:
+        return render(JUDGE_PROMPT, project=project, task=task, prompt=item.prompt, reference=item.reference,
+                      answer=answer)
+    except PromptError as e:
+        raise EvalError(str(e)) from None
 
 
-def render_judge(item: EvalItem, answer: str, task: str = "") -> str:
-    from jinja2 import Template
-
-    return Template(judge_template()).render(task=task, prompt=item.prompt, reference=item.reference, answer=answer)
-
-
+VERDICT_SCHEMA = {"type": "object", "properties": {"score": {"type": "integer", "enum": [1, 2, 3, 4, 5]},
+                                                  "reason": {"type": "string", "maxLength": 300}},
+                  "required": ["score", "reason"], "additionalProperties": False}
 _SCORE = re.compile(r'"?score"?\s*[:=]\s*"?([1-5])')
 
 
@@ -219,17 +219,26 @@ def parse_judgement(text: str) -> tuple[int | None, str]:
 
 
 async def judge(judge_backend: Backend, items: Sequence[EvalItem], outputs: Sequence[str], task: str = "",
-                concurrency: int = 4) -> dict:
+                concurrency: int = 4, project: Path | None = None) -> dict:
     """Score each answer 1-5 with the rubric in prompts/judge.md; mean over the answers the judge scored."""
-    from tuitune.core.chat import GenParams
+    from tuitune.core.chat import ChatError, GenParams, OpenAIBackend
 
     params = GenParams(temperature=0.0, max_tokens=200, seed=0)
+    if isinstance(judge_backend, OpenAIBackend):  # constrain the reply to the verdict's JSON where supported
+        params.response_format = {"type": "json_schema", "json_schema": {"name": "verdict", "schema": VERDICT_SCHEMA}}
     sem = asyncio.Semaphore(concurrency)
 
     async def one(item: EvalItem, out: str) -> tuple[int | None, str]:
+        nonlocal params
+        msgs = [{"role": "user", "content": render_judge(item, out, task, project)}]
         async with sem:
-            msgs = [{"role": "user", "content": render_judge(item, out, task)}]
-            return parse_judgement("".join([d async for d in judge_backend.stream(msgs, params)]))
+            try:
+                return parse_judgement("".join([d async for d in judge_backend.stream(msgs, params)]))
+            except ChatError:
+                if params.response_format is None:
+                    raise
+                params = GenParams(temperature=0.0, max_tokens=200, seed=0)  # endpoint without JSON schemas
+                return parse_judgement("".join([d async for d in judge_backend.stream(msgs, params)]))
 
     verdicts = await asyncio.gather(*(one(it, o) for it, o in zip(items, outputs)))
     scores = [s for s, _ in verdicts if s is not None]
@@ -240,7 +249,7 @@ async def judge(judge_backend: Backend, items: Sequence[EvalItem], outputs: Sequ
 
 async def evaluate(items: Sequence[EvalItem], backends: Sequence[Backend], *, run_id: str = "",
                    judge_backend: Backend | None = None, task: str = "", params: GenParams | None = None,
-                   progress=None) -> EvalReport:
+                   progress=None, project: Path | None = None) -> EvalReport:
     """Generate with every backend (one after the other, items in parallel) and score them."""
     if not items:
         raise EvalError("no examples to evaluate")
@@ -256,7 +265,7 @@ async def evaluate(items: Sequence[EvalItem], backends: Sequence[Backend], *, ru
         if judge_backend is not None:
             if progress:
                 progress(f"judging {b.name} with {judge_backend.name}")
-            res.judge = await judge(judge_backend, items, outputs, task)
+            res.judge = await judge(judge_backend, items, outputs, task, project=project)
         report.results.append(res)
     return report
 
