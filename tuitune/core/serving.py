@@ -210,7 +210,8 @@ class VLLMServer:
 
     def __init__(self, model: Path, *, name: str = "base", log_path: Path, lora: dict[str, Path] | None = None,
                  port: int | None = None, api_key: str | None = None, settings: Settings | None = None,
-                 max_model_len: int | None = None, extra_args: Iterable[str] = ()):
+                 max_model_len: int | None = None, extra_args: Iterable[str] = (),
+                 gpu_memory_utilization: float | None = None):
         self.model = Path(model)
         self.name = name
         self.log_path = Path(log_path)
@@ -221,6 +222,7 @@ class VLLMServer:
         self.settings = settings or Settings()
         self.max_model_len = max_model_len
         self.extra_args = list(extra_args)
+        self.gpu_memory_utilization = gpu_memory_utilization  # CUDA build: share of GPU memory this server takes
         self.proc: subprocess.Popen | None = None
         self.notes: list[str] = []  # things the user should know (e.g. "port 8000 was taken, using 41234")
         self.started_at: float | None = None
@@ -249,7 +251,10 @@ class VLLMServer:
         return Endpoint(self.base_url, self.api_key, model, "vllm")
 
     def memory_gib(self) -> float:
-        """Estimated resident memory: weights + KV cache + process overhead (adapters are small)."""
+        """Estimated resident (CPU) memory: weights + KV cache + process overhead (adapters are small). With a
+        GPU the weights and KV cache live in GPU memory, shared out by `gpu_memory_utilization` instead."""
+        if has_gpu():
+            return PROCESS_OVERHEAD_GIB + folder_gib(self.model) / 2
         return folder_gib(self.model) + self.settings.vllm_kv_cache_gib + PROCESS_OVERHEAD_GIB + \
             sum(folder_gib(p) for p in self.lora.values())
 
@@ -261,6 +266,8 @@ class VLLMServer:
             cmd.append("--enforce-eager")
         if self.max_model_len:
             cmd += ["--max-model-len", str(self.max_model_len)]
+        if self.gpu_memory_utilization:
+            cmd += ["--gpu-memory-utilization", f"{self.gpu_memory_utilization:.2f}"]
         if self.lora:
             cmd += ["--enable-lora", "--max-lora-rank", str(max(lora_rank(p) for p in self.lora.values())),
                     "--max-loras", str(len(self.lora)), "--lora-modules",
@@ -319,12 +326,15 @@ class VLLMServer:
                 self._wait_ready(timeout)
                 return
             except ServingError as e:
-                log = tail(self.log_path, 200)
+                log = tail(self.log_path, 200).rpartition("==== tuitune: starting")[2]  # this attempt only
                 self.stop()
                 if "address already in use" in log.lower() and attempt < attempts - 1:
                     self.notes.append(f"port {port} was taken while vLLM started; retrying on another port")
                     continue
                 raise e from None
+            except BaseException:  # interrupted (Ctrl-C, SIGTERM handler, cancelled worker): leave nothing behind
+                self.stop()
+                raise
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -509,6 +519,9 @@ def plan(specs: list[ModelSpec], log_dir: Path, settings: Settings | None = None
                 by_base[key] = srv
                 servers.append(srv)
             by_base[key].lora[spec.name] = spec.path
+    if has_gpu() and len(servers) > 1:  # vLLM's CUDA build takes 90% of the GPU by default: share it out
+        for srv in servers:
+            srv.gpu_memory_utilization = 0.9 / len(servers)
     if available_gib is None:
         import psutil
 
