@@ -568,6 +568,16 @@ def resolve_spec(settings: Settings, arg: str, *, merged: bool = False) -> Model
 
 # ---- the guard process (`python -m tuitune.core.serving --guard PARENT_PID -- CMD...`) -----------------
 
+def _die_with_parent() -> None:
+    """In vLLM's API server: get SIGTERM if the guard itself dies (e.g. killed by the OOM killer). Safe here,
+    unlike in the app, because the guard is single-threaded (PR_SET_PDEATHSIG follows the forking thread)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
 def _guard(parent_pid: int, cmd: list[str]) -> int:
     """Run `cmd` in this process group; end the group when asked (SIGTERM/SIGINT) or when the parent dies."""
     stop = threading.Event()
@@ -577,7 +587,7 @@ def _guard(parent_pid: int, cmd: list[str]) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    child = subprocess.Popen(cmd)
+    child = subprocess.Popen(cmd, preexec_fn=_die_with_parent)  # noqa: PLW1509 - async-signal-safe: one prctl call
     code: int | None = None
     while code is None:
         if stop.is_set() or os.getppid() != parent_pid:
