@@ -185,3 +185,11 @@ def test_main_screen_snapshot(snap_compare, tmp_path, size):
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)])
+@pytest.mark.parametrize("key", ["f1", "f3"])
+def test_help_and_train_form_snapshots(snap_compare, tmp_path, home, size, key):
+    app = make_app(load_settings(project=tmp_path / "proj", home=home))
+    app.sub_title = "demo project"
+    assert snap_compare(app, terminal_size=size, press=[key])
