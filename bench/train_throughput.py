@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -96,7 +98,8 @@ def run_tuitune(records: list[dict], batch: int, r: int, work: Path) -> dict:
     d = project / "runs" / run_id
     info = jobs.wait(d, timeout=3600, poll=2)
     if info.status != "done":
-        sys.exit(f"tuitune run {run_id} ended {info.status}: {info.error}\n{(d / 'worker.log').read_text()[-3000:]}")
+        sys.exit(f"tuitune run {run_id} ended {info.status}: {info.error}\nrun folder kept: {d}\n"
+                 f"{(d / 'worker.log').read_text()[-3000:]}")
     done = [e for e in jobs.read_events(d)[0] if e["event"] == "done"][-1]
     return {"seconds": done["metrics"]["train_runtime"], "tokens": done["metrics"]["num_input_tokens_seen"],
             "run": str(d)}
@@ -110,36 +113,49 @@ def main() -> None:
     ap.add_argument("--rank", type=int, default=8)
     ap.add_argument("--max-length", type=int, default=1024, help="Baseline padding length (and TRL's limit).")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--phase", choices=["baseline", "trl"], help=argparse.SUPPRESS)  # internal: one way, JSON out
+    ap.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
-
-    from transformers import AutoTokenizer
 
     from tuitune.core.models import resolve
     from tuitune.settings import Settings
 
     model_dir = resolve(Settings().models_dir, "smollm2-135m-instruct")
     records = load_records(args.data, args.samples, args.seed)
+    if args.phase:  # a child process: run one way and print its result as the last line
+        fn = run_baseline if args.phase == "baseline" else run_trl
+        res = fn(model_dir, records, args.batch, args.rank, args.max_length, args.work / args.phase)
+        print("RESULT " + json.dumps(res), flush=True)
+        return
+
+    from transformers import AutoTokenizer
+
     tok = AutoTokenizer.from_pretrained(model_dir)
     lengths = [len(tok(tok.apply_chat_template(r["messages"], tokenize=False))["input_ids"]) for r in records]
     print(f"data: {args.data.name}, {len(records)} records, tokens mean {sum(lengths) / len(lengths):.0f} "
           f"min {min(lengths)} max {max(lengths)}; batch {args.batch}; LoRA r={args.rank} all-linear; "
-          f"{(len(records) + args.batch - 1) // args.batch} steps each", flush=True)
+          f"{(len(records) + args.batch - 1) // args.batch} steps each; each way in its own process", flush=True)
     results = {}
-    with tempfile.TemporaryDirectory(prefix="tuitune-bench-") as tmp:
-        work = Path(tmp)
-        for name, fn in (("baseline", lambda: run_baseline(model_dir, records, args.batch, args.rank,
-                                                           args.max_length, work / "baseline")),
-                         ("trl", lambda: run_trl(model_dir, records, args.batch, args.rank, args.max_length,
-                                                 work / "trl")),
-                         ("tuitune", lambda: run_tuitune(records, args.batch, args.rank, work))):
-            t0 = time.monotonic()
-            res = fn()
-            res["tok_per_s"] = res["tokens"] / res["seconds"]
-            results[name] = res
-            print(f"{name:9} {res['tokens']:7d} trained tokens in {res['seconds']:7.1f} s = "
-                  f"{res['tok_per_s']:7.1f} tok/s   (wall {time.monotonic() - t0:.0f} s)  "
-                  f"{ {k: v for k, v in res.items() if k not in ('tokens', 'seconds', 'tok_per_s', 'run')} }",
-                  flush=True)
+    work = Path(tempfile.mkdtemp(prefix="tuitune-bench-"))
+    for name in ("baseline", "trl", "tuitune"):
+        t0 = time.monotonic()
+        if name == "tuitune":
+            res = run_tuitune(records, args.batch, args.rank, work)
+        else:  # a separate process, so each way starts with the memory the others used given back
+            cmd = [sys.executable, __file__, "--phase", name, "--work", str(work), "--data", str(args.data),
+                   "--samples", str(args.samples), "--batch", str(args.batch), "--rank", str(args.rank),
+                   "--max-length", str(args.max_length), "--seed", str(args.seed)]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            lines = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
+            if out.returncode != 0 or not lines:
+                sys.exit(f"{name} failed (exit {out.returncode}):\n{out.stderr[-3000:]}")
+            res = json.loads(lines[-1][len("RESULT "):])
+        res["tok_per_s"] = res["tokens"] / res["seconds"]
+        results[name] = res
+        extra = {k: v for k, v in res.items() if k not in ("tokens", "seconds", "tok_per_s", "run")}
+        print(f"{name:9} {res['tokens']:7d} trained tokens in {res['seconds']:7.1f} s = "
+              f"{res['tok_per_s']:7.1f} tok/s   (wall {time.monotonic() - t0:.0f} s)  {extra}", flush=True)
+    shutil.rmtree(work, ignore_errors=True)
     vs_base = results["tuitune"]["tok_per_s"] / results["baseline"]["tok_per_s"]
     vs_trl = results["tuitune"]["tok_per_s"] / results["trl"]["tok_per_s"]
     print(f"tuitune / baseline = {vs_base:.2f}x (target >= 2.5x)  {'OK' if vs_base >= 2.5 else 'BELOW TARGET'}")
