@@ -143,6 +143,11 @@ def vllm_unavailable_reason(need_gib: float = 0.0) -> str | None:
     return None
 
 
+def _out_of_memory(low: str) -> bool:
+    return any(k in low for k in ("out of memory", "cannot allocate memory", "memoryerror",
+                                  "less than requested memory for kv"))
+
+
 def _diagnose(log_text: str) -> str:
     """What to do next, from the log of a server that failed to start."""
     low = log_text.lower()
@@ -150,7 +155,7 @@ def _diagnose(log_text: str) -> str:
         return "The port was taken by another program meanwhile; start again (a new free port is picked)."
     if "no module named 'vllm'" in low or "no module named vllm" in low:
         return "vLLM is not installed: run `python -m tuitune.install`."
-    if "out of memory" in low or "cannot allocate memory" in low or "memoryerror" in low or "oom" in low.split():
+    if _out_of_memory(low):
         return ("vLLM ran out of memory: lower TUITUNE_VLLM_KV_CACHE_GIB, serve fewer models at once, or use the "
                 "transformers engine for chat.")
     if "lora" in low and ("rank" in low or "target" in low):
@@ -343,8 +348,10 @@ class VLLMServer:
             code = self.proc.poll() if self.proc else -1
             if code is not None:
                 log = tail(self.log_path)
-                raise ServingError(f"vLLM ({self.name}) exited with code {code} before it was ready. "
-                                   f"{_diagnose(log)}\nLog {self.log_path}, last lines:\n{log}")
+                # too little memory is a reason vLLM cannot run here: VLLMUnavailable lets chat fall back
+                kind = VLLMUnavailable if _out_of_memory(log.lower()) else ServingError
+                raise kind(f"vLLM ({self.name}) exited with code {code} before it was ready. "
+                           f"{_diagnose(log)}\nLog {self.log_path}, last lines:\n{log}")
             if time.monotonic() > deadline:
                 raise ServingError(
                     f"vLLM ({self.name}) was not ready after {timeout:.0f} s. The machine may be busy or the first "
