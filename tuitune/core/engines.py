@@ -16,6 +16,7 @@ class EnginePool:
         self.log_dir = log_dir
         self._servers: dict[str, object] = {}
         self._borrowed: set[str] = set()  # adopted servers: used, never stopped or restarted by the pool
+        self.note = ""  # what the user should know about the engines (e.g. the transformers fallback)
         self._lock = threading.Lock()
 
     def get(self, name: str, model: Path, *, lora: dict[str, Path] | None = None):
@@ -85,6 +86,28 @@ def chat_targets(pool: EnginePool, run_id: str | None, *, with_base: bool = True
 
     A run with a LoRA adapter is served as an adapter on its base's server (one process, `--enable-lora`);
     a run without one (full fine-tune) gets its own server for the merged folder."""
+    from tuitune.core.serving import VLLMUnavailable
+
+    try:
+        return _vllm_targets(pool, run_id, with_base=with_base)
+    except VLLMUnavailable as e:  # only where vLLM cannot run at all: chat in-process, and say so
+        from tuitune.core.chat import TransformersBackend
+        from tuitune.core.models import resolve
+
+        pool.note = f"{e} Using the transformers engine (slower, one answer at a time)."
+        backends = []
+        if run_id:
+            merged = pool.settings.project / "runs" / run_id / "merged"
+            if not (merged / "config.json").exists():
+                raise
+            backends.append(TransformersBackend(merged, run_id))
+        if with_base or not backends:
+            base = pool.settings.base_model
+            backends.append(TransformersBackend(resolve(pool.settings.models_dir, base), base))
+        return backends
+
+
+def _vllm_targets(pool: EnginePool, run_id: str | None, *, with_base: bool) -> list:
     from tuitune.core.chat import OpenAIBackend
     from tuitune.core.models import resolve
     from tuitune.core.serving import ServingError, lora_rank

@@ -53,7 +53,8 @@ class ChatScreen(Screen):
             self.post_message(ServerFailed(str(e)))
             return
         self._backends = backends
-        self.post_message(ServerReady(backends[0].endpoint.base_url, [b.name for b in backends], backends[0].engine))
+        url = getattr(getattr(backends[0], "endpoint", None), "base_url", "in-process")
+        self.post_message(ServerReady(url, [b.name for b in backends], backends[0].engine))
 
     @on(ServerReady)
     async def server_ready(self, event: ServerReady) -> None:
@@ -61,7 +62,8 @@ class ChatScreen(Screen):
 
         self.query_one("#chat-engine", Static).update(
             f"chat with {self.run_id or 'the base model'} · engine: {event.engine} · models: "
-            f"{', '.join(event.models)} · system prompt: the task's")
+            f"{', '.join(event.models)} · system prompt: the task's"
+            + (f"\n{self.app.engines.note}" if event.engine != "vllm" and self.app.engines.note else ""))
         panes = self.query_one("#chat-panes", Horizontal)
         for b in self._backends:
             self.sessions.append(ChatSession.for_store(self.app.store, b))

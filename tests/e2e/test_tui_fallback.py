@@ -1,0 +1,42 @@
+"""Where vLLM cannot run at all, the chat screen falls back to the in-process transformers engine (the real
+embedded model) and says which engine answers."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tuitune.settings import load_settings
+from tuitune.tui.app import make_app
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_chat_falls_back_to_transformers_when_vllm_is_impossible(tmp_path, models_dir, monkeypatch):
+    from tuitune.core import serving
+    from tuitune.tui.screens.chat import ChatScreen
+
+    # fault injection: this machine can run vLLM, so pretend it cannot (e.g. macOS, no vLLM build)
+    monkeypatch.setattr(serving, "vllm_unavailable_reason", lambda need_gib=0.0: "no vLLM build for this platform.")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "models").symlink_to(models_dir, target_is_directory=True)
+    app = make_app(load_settings(project=tmp_path / "proj", home=home))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await app.push_screen(ChatScreen())
+        await pilot.pause()
+        deadline = time.monotonic() + 120
+        while app.screen.query_one("#chat-input").disabled:
+            assert time.monotonic() < deadline, str(app.screen.query_one("#chat-engine").render())
+            await pilot.pause(0.5)
+        engine = str(app.screen.query_one("#chat-engine").render())
+        assert "engine: transformers" in engine and "no vLLM build for this platform" in engine
+        assert not app.engines.running()  # no vLLM process was started
+        app.screen.query_one("#chat-input").value = "What is the capital of France?"
+        await pilot.press("enter")
+        while not any(m.source.strip() for m in app.screen.query(".msg-assistant")) or app.screen.busy:
+            assert time.monotonic() < deadline + 120, "no answer streamed"
+            await pilot.pause(0.5)
+        answer = next(m.source for m in app.screen.query(".msg-assistant"))
+        assert "Paris" in answer
