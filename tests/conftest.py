@@ -48,3 +48,12 @@ def store(project):
     s = Store.open(project)
     yield s
     s.close()
+
+
+@pytest.fixture
+def home(tmp_path, models_dir) -> Path:
+    """A private TUITUNE_HOME (teachers.yaml, registry) that shares the already prepared model cache."""
+    h = tmp_path / "home"
+    h.mkdir()
+    (h / "models").symlink_to(models_dir, target_is_directory=True)
+    return h

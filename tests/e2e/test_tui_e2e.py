@@ -37,12 +37,6 @@ def transcript(app) -> str:
     return "\n".join(m.source for m in app.screen.query("Markdown"))
 
 
-@pytest.fixture
-def home(tmp_path, models_dir):
-    h = tmp_path / "home"
-    h.mkdir()
-    (h / "models").symlink_to(models_dir, target_is_directory=True)
-    return h
 
 
 async def test_full_flow_with_the_keyboard(vllm_embedded, tmp_path, home):

@@ -13,15 +13,12 @@ from tuitune.tui.app import make_app
 pytestmark = pytest.mark.e2e
 
 
-async def test_chat_falls_back_to_transformers_when_vllm_is_impossible(tmp_path, models_dir, monkeypatch):
+async def test_chat_falls_back_to_transformers_when_vllm_is_impossible(tmp_path, home, monkeypatch):
     from tuitune.core import serving
     from tuitune.tui.screens.chat import ChatScreen
 
     # fault injection: this machine can run vLLM, so pretend it cannot (e.g. macOS, no vLLM build)
     monkeypatch.setattr(serving, "vllm_unavailable_reason", lambda need_gib=0.0: "no vLLM build for this platform.")
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "models").symlink_to(models_dir, target_is_directory=True)
     app = make_app(load_settings(project=tmp_path / "proj", home=home))
     async with app.run_test(size=(100, 30)) as pilot:
         await app.push_screen(ChatScreen())
