@@ -13,7 +13,8 @@ from tuitune.core.samples import Sample
 from tuitune.core.store import Store
 from tuitune.settings import load_settings
 from tuitune.tui.app import make_app
-from tuitune.tui.screens.review import ACTIONS, EditScreen, RejectScreen, ReviewScreen
+from tuitune.tui.screens.review import ACTIONS, ReviewScreen
+from tuitune.tui.screens.review_dialogs import EditScreen, RejectScreen
 
 KEYS = {" ": "space", "/": "slash", ":": "colon", ".": "full_stop", ",": "comma", "!": "exclamation_mark",
         "-": "minus", "'": "apostrophe"}
