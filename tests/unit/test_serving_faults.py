@@ -14,8 +14,9 @@ import time
 import psutil
 import pytest
 
-from tuitune.core import serving
-from tuitune.core.serving import ModelSpec, ServingError, VLLMServer
+from tuitune.core import serving, serving_plan
+from tuitune.core.serving import ServingError, VLLMServer
+from tuitune.core.serving_plan import ModelSpec
 from tuitune.settings import Settings
 
 
@@ -75,14 +76,14 @@ def test_plan_puts_adapters_on_their_base_and_full_models_on_their_own(embedded_
     merged = _copy_model(embedded_model, tmp_path / "merged", template=True)
     specs = [ModelSpec("base", embedded_model), ModelSpec("run1", a1, base=embedded_model),
              ModelSpec("run2", a2, base=embedded_model), ModelSpec("run3", merged)]
-    group = serving.plan(specs, tmp_path / "logs", Settings(), available_gib=100)
+    group = serving_plan.plan(specs, tmp_path / "logs", Settings(), available_gib=100)
     assert [s.model_names for s in group.servers] == [["base", "run1", "run2"], ["run3"]]
     cmd = group.servers[0].command()
     assert "--enable-lora" in cmd and cmd[cmd.index("--max-lora-rank") + 1] == "32"  # 24 rounds up
     assert cmd[cmd.index("--lora-modules") + 1:cmd.index("--lora-modules") + 3] == [f"run1={a1}", f"run2={a2}"]
     assert group.endpoint("run2").base_url == group.servers[0].base_url
     with pytest.raises(ServingError, match="adapters"):
-        serving.plan(specs, tmp_path / "logs", Settings(), available_gib=4)
+        serving_plan.plan(specs, tmp_path / "logs", Settings(), available_gib=4)
 
 
 def test_dora_adapter_is_refused_with_the_way_out(tmp_path):
@@ -150,21 +151,21 @@ def _run(tmp_path, embedded_model, *, adapter: bool, dora: bool = False, merged:
 
 def test_run_id_resolves_to_adapter_on_its_base_or_to_merged(embedded_model, tmp_path):
     s = _run(tmp_path, embedded_model, adapter=True)
-    spec = serving.resolve_spec(s, "r1")
+    spec = serving_plan.resolve_spec(s, "r1")
     assert spec.name == "r1" and spec.path.name == "adapter" and spec.base == embedded_model
     assert spec.base_name == "smollm2-135m-instruct"
-    assert serving.resolve_spec(s, "r1", merged=True).path.name == "merged"
-    assert serving.resolve_spec(s, str(embedded_model)).name == embedded_model.name  # a folder: named after it
+    assert serving_plan.resolve_spec(s, "r1", merged=True).path.name == "merged"
+    assert serving_plan.resolve_spec(s, str(embedded_model)).name == embedded_model.name  # a folder: named after it
 
 
 def test_dora_run_is_served_merged_and_unfinished_run_is_a_clear_error(embedded_model, tmp_path):
     s = _run(tmp_path, embedded_model, adapter=True, dora=True)
-    assert serving.resolve_spec(s, "r1").path.name == "merged"
+    assert serving_plan.resolve_spec(s, "r1").path.name == "merged"
     shutil.rmtree(s.project / "runs" / "r1" / "merged")
     with pytest.raises(ServingError, match="no merged model"):
-        serving.resolve_spec(s, "r1")
+        serving_plan.resolve_spec(s, "r1")
     with pytest.raises(ServingError, match="Known models"):
-        serving.resolve_spec(s, "no-such-model")
+        serving_plan.resolve_spec(s, "no-such-model")
 
 
 def test_fallback_to_transformers_only_when_vllm_cannot_run(embedded_model, tmp_path):

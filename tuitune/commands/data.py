@@ -92,7 +92,8 @@ def import_(ctx, file, fmt, as_, skip_invalid):
 @click.pass_context
 def export(ctx, fmt, output, test_size, seed, no_seeds, name):
     """Export seeds + accepted samples (written atomically) and a LLaMA-Factory dataset_info.json entry."""
-    from tuitune.core.export import ExportError, export as do_export
+    from tuitune.core.export import ExportError
+    from tuitune.core.export import export as do_export
 
     store = open_store(ctx)
     try:

@@ -18,7 +18,7 @@ from tuitune.commands.common import fail, open_store, settings
 
 def resolve_spec(ctx: click.Context, arg: str, *, merged: bool = False):
     from tuitune.core.serving import ServingError
-    from tuitune.core.serving import resolve_spec as core_resolve
+    from tuitune.core.serving_plan import resolve_spec as core_resolve
 
     try:
         return core_resolve(settings(ctx), arg, merged=merged)
@@ -37,7 +37,8 @@ def _log_dir(ctx) -> Path:
 
 def _start_group(ctx, specs, port: int | None, timeout: float | None):
     """Plan and start the servers with a progress line on stderr; exits with a readable error on failure."""
-    from tuitune.core.serving import ServingError, VLLMUnavailable, plan
+    from tuitune.core.serving import ServingError, VLLMUnavailable
+    from tuitune.core.serving_plan import plan
 
     try:
         group = plan(specs, _log_dir(ctx), settings(ctx))

@@ -248,13 +248,14 @@ class ChatEngines:
 
 def open_backends(specs: list, log_dir: Path, settings=None, *, engine: str = "auto",
                   timeout: float | None = None) -> ChatEngines:
-    """Start vLLM for `specs` (tuitune.core.serving.ModelSpec) and return a backend per spec.
+    """Start vLLM for `specs` (tuitune.core.serving_plan.ModelSpec) and return a backend per spec.
 
     engine="auto" uses vLLM and falls back to the in-process transformers engine ONLY when vLLM cannot run here
     (VLLMUnavailable: not installed, unsupported platform, too little memory); any other start failure is raised
     (ServingError, with the log tail). engine="vllm" never falls back; engine="transformers" never starts vLLM.
     Blocks for the start (about a minute on CPU): call it from a worker thread in a UI."""
-    from tuitune.core.serving import VLLMUnavailable, plan
+    from tuitune.core.serving import VLLMUnavailable
+    from tuitune.core.serving_plan import plan
 
     note = ""
     if engine != "transformers":

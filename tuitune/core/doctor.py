@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.metadata as md
-import importlib.util
 import platform
 import shutil
 import sys
