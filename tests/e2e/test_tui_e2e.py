@@ -139,3 +139,26 @@ async def test_chat_screen_streams_and_saves_a_seed(vllm_embedded, tmp_path, hom
     assert seed.instruction == "What is a Kubernetes pod?"
     assert seed.output == "A Pod is the smallest deployable unit in Kubernetes."
     assert seed.original and seed.original["output"] == answer  # the model's answer is kept as the rejected one
+
+
+async def test_compare_tuned_run_and_base_side_by_side(tiny_tuned, embedded_model, tmp_path, home):
+    """/compare on a run with a LoRA adapter: one vLLM server with the adapter enabled, two panes streaming."""
+    from tuitune.core.training.config import TrainConfig
+
+    run = tmp_path / "proj" / "runs" / "r1"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(TrainConfig(base="smollm2-135m-instruct",
+                                                 base_path=str(embedded_model)).to_yaml())
+    (run / "adapter").symlink_to(tiny_tuned["adapter"], target_is_directory=True)
+    app = make_app(load_settings(project=tmp_path / "proj", home=home))
+    async with app.run_test(size=(120, 32)) as pilot:
+        await submit(pilot, "/compare r1")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "ChatScreen" and
+                       not app.screen.query_one("#chat-input").disabled, 300, "the tuned + base server")
+        assert [s.backend.name for s in app.screen.sessions] == ["r1", "smollm2-135m-instruct"]
+        assert len(app.engines.running()) == 1  # the adapter rides on the base model's server
+        app.screen.query_one("#chat-input").value = "Who are you?"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: len([m for m in app.screen.query(".msg-assistant") if m.source.strip()]) == 2
+                       and not app.screen.busy, 120, "two streamed answers")
+    assert not app.engines.running()  # quitting the app stopped the server it started

@@ -108,42 +108,25 @@ def chat_targets(pool: EnginePool, run_id: str | None, *, with_base: bool = True
 
 
 def _vllm_targets(pool: EnginePool, run_id: str | None, *, with_base: bool) -> list:
+    """vLLM backends: the run (as resolved by serving_plan.resolve_spec: its adapter on its base's server, or
+    its merged folder on a server of its own), then the base model."""
     from tuitune.core.chat import OpenAIBackend
     from tuitune.core.models import resolve
-    from tuitune.core.serving import ServingError, lora_rank
+    from tuitune.core.serving_plan import resolve_spec
 
     settings = pool.settings
-    base_name, base_path = settings.base_model, None
-    lora: dict[str, Path] = {}
-    tuned = None
-    if run_id:
-        from tuitune.core.training.config import TrainConfig
-
-        run = settings.project / "runs" / run_id
-        if not (run / "config.yaml").exists():
-            raise ServingError(f"no training run {run_id!r} in {settings.project / 'runs'}; `/runs` lists them")
-        cfg = TrainConfig.load(run / "config.yaml")
-        base_name, base_path = cfg.base, Path(cfg.base_path) if cfg.base_path else None
-        adapter, merged = run / "adapter", run / "merged"
-        try:
-            if (adapter / "adapter_config.json").exists() and lora_rank(adapter):
-                lora = {run_id: adapter}
-        except (ServingError, OSError):
-            lora = {}
-        if not lora and not (merged / "config.json").exists():
-            raise ServingError(f"run {run_id} has no adapter or merged model yet; wait until it is done")
-        if not lora:
-            tuned = pool.get(run_id, merged)
-    base_path = base_path or resolve(settings.models_dir, base_name)
     backends = []
-    if lora or with_base or tuned is None:
-        base_srv = pool.get(base_name, base_path, lora=lora)
+    base_name, base_path, lora = settings.base_model, None, {}
+    if run_id:
+        spec = resolve_spec(settings, run_id)
+        if spec.base is not None:  # a LoRA adapter: served by its base model's server
+            base_name, base_path, lora = spec.base_name or "base", spec.base, {run_id: spec.path}
+        else:
+            backends.append(OpenAIBackend.from_server(pool.get(run_id, spec.path), run_id))
+    if lora or with_base or not backends:
+        base_srv = pool.get(base_name, base_path or resolve(settings.models_dir, base_name), lora=lora)
         if lora:
             backends.append(OpenAIBackend.from_server(base_srv, run_id))
-        elif tuned is not None:
-            backends.append(OpenAIBackend.from_server(tuned, run_id))
         if with_base or not backends:
             backends.append(OpenAIBackend.from_server(base_srv, base_name))
-    else:
-        backends.append(OpenAIBackend.from_server(tuned, run_id))
     return backends
