@@ -8,8 +8,7 @@ from pathlib import Path
 import click
 
 from tuitune.commands.common import fail, open_store, settings
-
-AS_CHOICES = {"seeds": ("seed", "accepted"), "accepted": ("import", "accepted"), "pending": ("import", "pending")}
+from tuitune.core.importing import IMPORT_AS
 
 
 @click.command()
@@ -51,24 +50,21 @@ def task(ctx, name, description, system_prompt, tags, as_json):
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["auto", "alpaca", "sharegpt", "openai", "csv"]), default="auto",
               show_default=True)
-@click.option("--as", "as_", type=click.Choice(list(AS_CHOICES)), default="accepted", show_default=True,
+@click.option("--as", "as_", type=click.Choice(list(IMPORT_AS)), default="accepted", show_default=True,
               help="seeds: examples for synthesis; accepted: ready for training; pending: to review first.")
 @click.option("--skip-invalid", is_flag=True, help="Import the valid records and report the skipped ones.")
 @click.pass_context
 def import_(ctx, file, fmt, as_, skip_invalid):
     """Import FILE into the project. A file with errors imports nothing unless --skip-invalid."""
-    from tuitune.core.formats import FormatError, read_file
+    from tuitune.core.formats import FormatError
+    from tuitune.core.importing import import_file
 
     store = open_store(ctx, create=True)
     try:
-        parsed = read_file(file, fmt, skip_invalid=skip_invalid)
+        rep = import_file(store, file, fmt=fmt, as_=as_, skip_invalid=skip_invalid)
     except FormatError as e:
         fail(str(e), code=2)
-    origin, status = AS_CHOICES[as_]
-    existing = store.existing_keys()
-    samples = [s.with_(origin=origin, status=status) for s in parsed.samples]
-    n = store.add_samples(samples)
-    already = sum(1 for s in samples if s.key() in existing)
+    parsed, n, already = rep.parsed, rep.stored, rep.already_in_project
     click.echo(f"Imported {n} records from {file} ({parsed.format}) as {as_}.")
     if parsed.duplicates or already:
         click.echo(f"Duplicates kept: {parsed.duplicates} repeat earlier records of this file, {already} were "

@@ -16,8 +16,6 @@ from textual.widgets import Footer, Header, Input, Markdown
 
 from tuitune.tui.slash import BY_NAME, SLASH_COMMANDS, help_markdown
 
-AS_CHOICES = {"seeds": ("seed", "accepted"), "accepted": ("import", "accepted"), "pending": ("import", "pending")}
-
 
 class MainScreen(Screen):
     BINDINGS: ClassVar[list[Binding]] = [
@@ -154,7 +152,8 @@ class MainScreen(Screen):
         self.app.push_screen(SeedForm(system=self.store.get_task().system_prompt), saved)
 
     def cmd_import(self, arg: str) -> None:
-        from tuitune.core.formats import FormatError, read_file
+        from tuitune.core.formats import FormatError
+        from tuitune.core.importing import IMPORT_AS, import_file
 
         try:
             parts = shlex.split(arg)
@@ -165,22 +164,21 @@ class MainScreen(Screen):
             self.error(f"usage: `{BY_NAME['import'].usage}`")
             return
         as_ = parts[1] if len(parts) > 1 else "accepted"
-        if as_ not in AS_CHOICES:
+        if as_ not in IMPORT_AS:
             self.error(f"`{as_}`: expected seeds, accepted or pending")
             return
         path = Path(parts[0]).expanduser()
         if not path.is_absolute():
             path = self.app.settings.project / path
         try:
-            parsed = read_file(path)
+            rep = import_file(self.store, path, as_=as_)
         except FormatError as e:
             self.error(f"nothing imported from `{path}`. Fix the file or use `tuitune import --skip-invalid`:"
                        f"\n\n```\n{e}\n```")
             return
-        origin, status = AS_CHOICES[as_]
-        n = self.store.add_samples(s.with_(origin=origin, status=status) for s in parsed.samples)
-        dup = f"; {parsed.duplicates} duplicates kept (`tuitune dedup` removes them)" if parsed.duplicates else ""
-        self.guide(f"Imported **{n}** records ({parsed.format}) as {as_}{dup}.")
+        dups = rep.parsed.duplicates + rep.already_in_project
+        dup = f"; {dups} duplicates kept (`tuitune dedup` removes them)" if dups else ""
+        self.guide(f"Imported **{rep.stored}** records ({rep.parsed.format}) as {as_}{dup}.")
         self.show_next_step()
 
     def cmd_stats(self, arg: str) -> None:
