@@ -57,3 +57,15 @@ def home(tmp_path, models_dir) -> Path:
     h.mkdir()
     (h / "models").symlink_to(models_dir, target_is_directory=True)
     return h
+
+
+@pytest.fixture
+def fake_endpoint():
+    """URL of a local fake OpenAI-compatible teacher (tests/fake_teacher.py) answering valid samples. Fault tests
+    start their own with other modes; real-teacher tests use the e2e `vllm_embedded` server."""
+    import fake_teacher
+
+    proc, url = fake_teacher.spawn("--mode", "ok")
+    yield url
+    proc.kill()
+    proc.wait()

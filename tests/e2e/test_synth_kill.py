@@ -5,23 +5,18 @@ The endpoint is the fake OpenAI-compatible server (a real model would make the t
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
+import fake_teacher as fake  # tests/fake_teacher.py (tests/ is on pytest's pythonpath)
 import pytest
 
 from tuitune.core import rounds
 from tuitune.core.samples import Sample
 from tuitune.core.store import Store
-
-_spec = importlib.util.spec_from_file_location("fake_teacher", Path(__file__).parents[1] / "fake_teacher.py")
-fake = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fake)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 

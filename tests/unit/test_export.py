@@ -33,7 +33,7 @@ def test_split_is_seeded_and_complete(store, tmp_path):
     a = export(store, "openai", tmp_path / "a", test_size=0.2, seed=7)
     b = export(store, "openai", tmp_path / "b", test_size=0.2, seed=7)
     c = export(store, "openai", tmp_path / "c", test_size=0.2, seed=8)
-    read = lambda p: p.read_text(encoding="utf-8").splitlines()  # noqa: E731
+    read = lambda p: p.read_text(encoding="utf-8").splitlines()
     assert read(a.files["test"]) == read(b.files["test"]) != read(c.files["test"])
     assert a.counts == {"train": 32, "test": 8}
     assert sorted(read(a.files["train"]) + read(a.files["test"])) == sorted(

@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -15,19 +13,7 @@ from tuitune.core import rounds
 from tuitune.core.samples import Sample
 from tuitune.core.store import Store
 
-_spec = importlib.util.spec_from_file_location("fake_teacher", Path(__file__).parents[1] / "fake_teacher.py")
-fake = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fake)
-
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-def url():
-    proc, u = fake.spawn("--mode", "ok")
-    yield u
-    proc.kill()
-    proc.wait()
 
 
 @pytest.fixture
@@ -44,8 +30,8 @@ def synth(proj, *args):
     return CliRunner().invoke(main, ["--project", str(proj), "synth", *args])
 
 
-def test_round_size_splits_into_rounds_and_rounds_lists_them(proj, url):
-    r = synth(proj, "--n", "7", "--round-size", "3", "--base-url", url, "--model", "m", "--json")
+def test_round_size_splits_into_rounds_and_rounds_lists_them(proj, fake_endpoint):
+    r = synth(proj, "--n", "7", "--round-size", "3", "--base-url", fake_endpoint, "--model", "m", "--json")
     assert r.exit_code == 0, r.output
     finals = [json.loads(line) for line in r.output.splitlines() if line.startswith("{")]
     assert [f["stored"] for f in finals] == [3, 3, 1]
@@ -56,10 +42,10 @@ def test_round_size_splits_into_rounds_and_rounds_lists_them(proj, url):
     assert r.exit_code == 0 and r.output.count("finished") == 3
 
 
-def test_fresh_abandons_the_unfinished_round(proj, url):
+def test_fresh_abandons_the_unfinished_round(proj, fake_endpoint):
     with Store.open(proj) as st:
         old = rounds.start_round(st, 50, {})
-    r = synth(proj, "--n", "2", "--base-url", url, "--model", "m", "--fresh")
+    r = synth(proj, "--n", "2", "--base-url", fake_endpoint, "--model", "m", "--fresh")
     assert r.exit_code == 0, r.output
     assert f"Abandoned unfinished round {old.id}" in r.output
     with Store.open(proj) as st:
@@ -67,14 +53,14 @@ def test_fresh_abandons_the_unfinished_round(proj, url):
         assert rounds.list_rounds(st)[-1].requested == 2
 
 
-def test_propose_topics_prints_them(proj, url, tmp_path):
-    r = synth(proj, "--propose-topics", "3", "--base-url", url, "--model", "m")
+def test_propose_topics_prints_them(proj, fake_endpoint, tmp_path):
+    r = synth(proj, "--propose-topics", "3", "--base-url", fake_endpoint, "--model", "m")
     assert r.exit_code == 0, r.output
     topics = r.output.strip().splitlines()[-3:]
     assert len(topics) == 3 and all(t.startswith("topic ") for t in topics)
     f = tmp_path / "topics.txt"
     f.write_text("\n".join(topics))
-    r = synth(proj, "--n", "3", "--per-request", "1", "--topics-file", str(f), "--base-url", url, "--model", "m")
+    r = synth(proj, "--n", "3", "--per-request", "1", "--topics-file", str(f), "--base-url", fake_endpoint, "--model", "m")
     assert r.exit_code == 0, r.output
     with Store.open(proj) as st:
         prompt = rounds.list_rounds(st)[-1].prompt
@@ -100,11 +86,11 @@ def test_teachers_and_errors(proj, tmp_path, monkeypatch):
     assert r.exit_code == 1 and "tuitune init" in r.output
 
 
-def test_unreachable_teacher_exits_nonzero_and_resumes_later(proj, url):
+def test_unreachable_teacher_exits_nonzero_and_resumes_later(proj, fake_endpoint):
     r = synth(proj, "--n", "3", "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--timeout", "0.5",
               "--retries", "0")
     assert r.exit_code == 3 and "in a row failed" in r.output
-    r = synth(proj, "--n", "99", "--base-url", url, "--model", "m")
+    r = synth(proj, "--n", "99", "--base-url", fake_endpoint, "--model", "m")
     assert r.exit_code == 0 and "Resuming round 1" in r.output
     with Store.open(proj) as st:
         assert st.count(origin="synth") == 3 and len(rounds.list_rounds(st)) == 1

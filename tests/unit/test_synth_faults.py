@@ -5,19 +5,14 @@ counters add up, and what the database holds matches them."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-from pathlib import Path
 
+import fake_teacher as fake  # tests/fake_teacher.py (tests/ is on pytest's pythonpath)
 import pytest
 
 from tuitune.core import rounds
 from tuitune.core.samples import Sample
 from tuitune.core.synth import RequestFailed, RoundFinished, RoundParams, SampleStored, SynthRound
 from tuitune.core.teacher import Teacher, TeacherConfig
-
-_spec = importlib.util.spec_from_file_location("fake_teacher", Path(__file__).parents[1] / "fake_teacher.py")
-fake = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fake)
 
 pytestmark = pytest.mark.timeout(120)
 

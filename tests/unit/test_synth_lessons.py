@@ -4,7 +4,6 @@ results become preference pairs for `export --format dpo`; the headless review/l
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 from pathlib import Path
 
@@ -18,19 +17,7 @@ from tuitune.core.samples import Sample
 from tuitune.core.synth import RoundParams, SynthRound, build_context, generation_messages
 from tuitune.core.teacher import Teacher, TeacherConfig
 
-_spec = importlib.util.spec_from_file_location("fake_teacher", Path(__file__).parents[1] / "fake_teacher.py")
-fake = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fake)
-
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-def endpoint():
-    proc, url = fake.spawn("--mode", "ok")
-    yield url
-    proc.kill()
-    proc.wait()
 
 
 @pytest.fixture
@@ -46,8 +33,8 @@ def _round(store, url, n=4):
     return asyncio.run(SynthRound(store, teacher, RoundParams(n=n, per_request=2, concurrency=2)).run())
 
 
-def test_rejection_reasons_of_round_1_are_in_round_2_prompt(seeded, endpoint):
-    r1 = _round(seeded, endpoint)
+def test_rejection_reasons_of_round_1_are_in_round_2_prompt(seeded, fake_endpoint):
+    r1 = _round(seeded, fake_endpoint)
     assert r1.status == "finished"
     first = rounds.get_round(seeded, r1.round_id)
     assert "Lessons from review" not in first.prompt
@@ -56,7 +43,7 @@ def test_rejection_reasons_of_round_1_are_in_round_2_prompt(seeded, endpoint):
     review.reject(seeded, s2.id, "answer is in English but the user wrote Chinese")
     review.edit(seeded, s3.id, output="See your doctor before changing the dose.")
     review.accept(seeded, s4.id)
-    r2 = _round(seeded, endpoint)
+    r2 = _round(seeded, fake_endpoint)
     prompt = rounds.get_round(seeded, r2.round_id).prompt
     assert "Lessons from review" in prompt
     assert "- made-up drug names" in prompt
