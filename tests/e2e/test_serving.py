@@ -4,7 +4,6 @@ clean stop (process group and port gone), `tuitune serve --json` on a merged mod
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,21 +12,12 @@ import time
 import openai
 import psutil
 import pytest
+from procs import group_members
 
 from tuitune.core.serving import port_is_free
 
 pytestmark = pytest.mark.e2e
 
-
-def group_members(pgid: int) -> list[int]:
-    out = []
-    for p in psutil.process_iter(["status"]):
-        try:
-            if p.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(p.pid) == pgid:
-                out.append(p.pid)
-        except (ProcessLookupError, psutil.Error):
-            pass
-    return out
 
 
 def wait_gone(pgid: int, port: int, timeout: float = 40) -> tuple[list[int], bool]:

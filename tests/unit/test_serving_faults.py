@@ -11,8 +11,8 @@ import subprocess
 import sys
 import time
 
-import psutil
 import pytest
+from procs import group_members
 
 from tuitune.core import serving, serving_plan
 from tuitune.core.serving import ServingError, VLLMServer
@@ -102,16 +102,6 @@ time.sleep(300)
 """
 
 
-def _members(pgid):
-    out = []
-    for p in psutil.process_iter(["status"]):
-        try:
-            if p.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(p.pid) == pgid:
-                out.append(p.pid)
-        except (ProcessLookupError, psutil.Error):
-            pass
-    return out
-
 
 def test_guard_ends_the_whole_group_when_the_parent_is_killed(tmp_path):
     parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True)
@@ -119,19 +109,19 @@ def test_guard_ends_the_whole_group_when_the_parent_is_killed(tmp_path):
     try:
         pgid = int(parent.stdout.readline())
         deadline = time.monotonic() + 20
-        while len(_members(pgid)) < 3 and time.monotonic() < deadline:  # guard, command, its grandchild
+        while len(group_members(pgid)) < 3 and time.monotonic() < deadline:  # guard, command, its grandchild
             time.sleep(0.1)
-        assert len(_members(pgid)) >= 3
+        assert len(group_members(pgid)) >= 3
         parent.kill()
         parent.wait()
         deadline = time.monotonic() + 15
-        while _members(pgid) and time.monotonic() < deadline:
+        while group_members(pgid) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert not _members(pgid), "the guard left orphans behind"
+        assert not group_members(pgid), "the guard left orphans behind"
     finally:
         if parent.poll() is None:
             parent.kill()
-        for pid in _members(pgid) if pgid else []:
+        for pid in group_members(pgid) if pgid else []:
             os.kill(pid, 9)
 
 
