@@ -44,6 +44,25 @@ def test_small_data_preset_trains_longer_with_fitting_length():
     assert presets.apply(TrainConfig(method="full"), [100] * 10, CPU).learning_rate == 2e-5
 
 
+def test_cpu_runs_one_record_per_pass_and_cuda_the_whole_batch():
+    cpu = presets.apply(TrainConfig(batch_size=4), [100] * 10, CPU)
+    assert (cpu.batch_size, cpu.micro_batch_size) == (4, 1)  # accumulate 4 unpadded passes per step
+    assert presets.apply(TrainConfig(batch_size=4), [100] * 10, GPU).micro_batch_size == 4
+    assert presets.apply(TrainConfig(method="kto", batch_size=4), [100] * 10, CPU).micro_batch_size == 4
+    assert presets.apply(TrainConfig(batch_size=4, micro_batch_size=2), [100] * 10, CPU).micro_batch_size == 2
+
+
+@pytest.mark.parametrize("cpuinfo, native", [
+    ("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 avx512_vnni\n", True),  # Zen 4 / Cooper Lake
+    ("flags\t\t: fpu avx2 amx_bf16 amx_tile\n", True),  # Sapphire Rapids
+    ("Features\t: fp asimd bf16 i8mm\n", True),  # Arm (Graviton 3)
+    ("flags\t\t: fpu sse avx2 avx512f avx512bw\n", False),  # AVX-512 without bf16: emulated, slower
+    ("", False),
+])
+def test_native_bf16_is_read_from_cpu_flags(cpuinfo, native):
+    assert presets.cpu_has_native_bf16(cpuinfo) is native
+
+
 def test_explicit_values_beat_presets():
     cfg = presets.apply(TrainConfig(epochs=1, lora_r=4, batch_size=3, max_length=2048, learning_rate=1e-3),
                         [100] * 10, CPU)

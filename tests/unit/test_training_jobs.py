@@ -36,6 +36,7 @@ def _nothing_created(project):
     (TrainConfig(max_length=16), DataError, "longer than max_length=16"),
     (TrainConfig(fp16=True), ConfigError, "fp16: true needs a CUDA GPU"),
     (TrainConfig(device="cuda"), ConfigError, "no CUDA GPU"),
+    (TrainConfig(batch_size=4, micro_batch_size=3), ConfigError, "must divide batch_size 4"),
     (TrainConfig(method="dpo"), DataError, "preference pairs"),
     (TrainConfig(method="pretrain"), ConfigError, "text_files"),
 ])
@@ -137,3 +138,14 @@ def test_worker_command_uses_torchrun_only_with_several_gpus(tmp_path):
     many = jobs.worker_command(tmp_path, 4)
     assert many[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4"]
     assert many[-3:] == one[-3:]
+
+
+def test_bf16_on_a_cpu_that_would_emulate_it_is_refused(filled, embedded_model, monkeypatch):
+    from tuitune.core.training import presets
+
+    monkeypatch.setattr(presets, "cpu_has_native_bf16", lambda cpuinfo=None: False)  # e.g. AVX2-only laptop
+    with pytest.raises(ConfigError, match="native bf16"):
+        jobs.launch(filled, TrainConfig(bf16=True))
+    assert _nothing_created(filled)
+    cfg, _ = jobs.prepare(filled, TrainConfig())
+    assert cfg.bf16 is False  # the preset stays in fp32 there

@@ -46,6 +46,10 @@ class TrainConfig(BaseModel):
     weight_decay: float = Field(0.0, description="AdamW weight decay.")
     batch_size: int | None = Field(None, description="Per-device batch size (None: preset from lengths).")
     grad_accum: int = Field(1, description="Gradient accumulation steps (effective batch = batch_size x this).")
+    micro_batch_size: int | None = Field(
+        None, description="Records per forward pass; gradients add up over batch_size / micro_batch_size passes, "
+                          "so the optimizer sees the same batch (None: 1 on CPU, where padding and attention masks "
+                          "cost more than batching gains; batch_size on CUDA). Must divide batch_size. SFT only.")
     max_length: int | None = Field(None, description="Max tokens per record (None: longest record, rounded up). "
                                                      "A longer record is an error, not silently truncated.")
     lora_r: int | None = Field(None, description="LoRA rank (None: preset from dataset size).")
@@ -57,12 +61,14 @@ class TrainConfig(BaseModel):
     save_steps: int | None = Field(None, description="Checkpoint every N steps (None: about 10 per run, >= 1).")
     logging_steps: int = Field(1, description="Write a step event every N steps.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present, else CPU.")
-    bf16: bool | None = Field(None, description="bf16 mixed precision (None: on with CUDA bf16, off on CPU).")
+    bf16: bool | None = Field(None, description="bf16 mixed precision (None: on with a bf16 CUDA GPU, and on a CPU "
+                                                "with native bf16 (AVX512-BF16/AMX, Arm BF16), where matmuls run in "
+                                                "bf16 and weights stay fp32; off on other CPUs, which only emulate it).")
     fp16: bool = Field(False, description="fp16 mixed precision (CUDA only).")
     gradient_checkpointing: bool | None = Field(None, description="None: on with CUDA, off on CPU (it only "
                                                                   "slows a CPU down).")
     group_by_length: bool = Field(True, description="Batch records of similar length, padding each batch only "
-                                                    "to its longest record (the main speed lever on CPU).")
+                                                    "to its longest record (when micro_batch_size > 1).")
     padding_free: bool = Field(False, description="Concatenate a batch into one row with no padding; only "
                                                   "correct with flash-attention (CUDA), refused on CPU.")
     merge: bool = Field(True, description="Merge the adapter into runs/<id>/merged/ at the end.")

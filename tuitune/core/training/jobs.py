@@ -88,10 +88,13 @@ def prepare(project: Path | str, cfg: TrainConfig, *, models_dir: Path | None = 
     if cfg.device == "cuda" and not hw.cuda:
         raise ConfigError("device: cuda was asked for but no CUDA GPU is visible; use device: auto or cpu.")
     if not hw.cuda:
-        for name in ("fp16", "bf16", "padding_free"):
+        for name in ("fp16", "padding_free"):
             if getattr(cfg, name):
-                raise ConfigError(f"{name}: true needs a CUDA GPU and none is visible (on CPU, train in fp32 with "
-                                  f"dynamic padding). Remove {name} from the config or set it to false.")
+                raise ConfigError(f"{name}: true needs a CUDA GPU and none is visible (on CPU, train without "
+                                  f"padding, one record per pass). Remove {name} from the config or set it to false.")
+        if cfg.bf16 and not hw.bf16:
+            raise ConfigError("bf16: true needs a CUDA GPU or a CPU with native bf16 (AVX512-BF16, AMX or Arm "
+                              "BF16); this one would emulate it, slower than fp32. Remove bf16 or set it to false.")
     models_dir = models_dir or Settings().models_dir
     try:
         base_path = resolve(models_dir, cfg.base)
@@ -125,6 +128,9 @@ def prepare(project: Path | str, cfg: TrainConfig, *, models_dir: Path | None = 
         data_mod.check_lengths(lengths, cfg.max_length)
     max_pos = getattr(_config(base_path), "max_position_embeddings", None)
     cfg = presets.apply(cfg, lengths, hw)
+    if cfg.batch_size % cfg.micro_batch_size:
+        raise ConfigError(f"micro_batch_size {cfg.micro_batch_size} must divide batch_size {cfg.batch_size} "
+                          f"(the optimizer steps once per batch_size records); pick a divisor or leave it unset.")
     if max_pos and cfg.max_length > max_pos:
         raise ConfigError(f"max_length {cfg.max_length} exceeds what {cfg.base} supports ({max_pos}); shorten "
                           f"the longest records or lower max_length.")

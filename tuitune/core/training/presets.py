@@ -39,8 +39,27 @@ def detect_hardware(device: str = "auto") -> Hardware:
     import torch
 
     cuda = torch.cuda.is_available() and device != "cpu"
-    return Hardware(cuda=cuda, gpus=torch.cuda.device_count() if cuda else 0,
-                    bf16=bool(cuda and torch.cuda.is_bf16_supported()))
+    bf16 = bool(torch.cuda.is_bf16_supported()) if cuda else cpu_has_native_bf16()
+    return Hardware(cuda=cuda, gpus=torch.cuda.device_count() if cuda else 0, bf16=bf16)
+
+
+# CPU feature flags (as /proc/cpuinfo names them) that run bf16 dot products natively: x86 AVX512-BF16 and AMX,
+# Arm's BF16 extension. Without one, torch emulates bf16 and it is slower than fp32.
+NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}
+
+
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as f:
+                cpuinfo = f.read()
+        except OSError:  # not Linux: stay in fp32
+            return False
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features") and NATIVE_BF16_FLAGS & set(value.split()):
+            return True
+    return False
 
 
 def epochs_for(n: int) -> float:
@@ -88,6 +107,9 @@ def apply(cfg: TrainConfig, lengths: list[int], hw: Hardware) -> TrainConfig:
         changes["batch_size"] = max(1, min(16, bs, n))
     if cfg.bf16 is None:
         changes["bf16"] = hw.bf16
+    if cfg.micro_batch_size is None:
+        bs = changes.get("batch_size", cfg.batch_size)
+        changes["micro_batch_size"] = bs if hw.cuda or cfg.method in ("dpo", "orpo", "kto") else 1
     if cfg.gradient_checkpointing is None:
         changes["gradient_checkpointing"] = hw.cuda
     if cfg.holdout is None:

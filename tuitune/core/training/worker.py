@@ -122,16 +122,19 @@ def common_args(cfg: TrainConfig, run_dir: Path, cuda: bool, n_train: int) -> di
 
     # Whole warm-up steps, rounded down: a tiny run must not spend its first (or only) step at lr 0.
     warmup = int(cfg.warmup_ratio * total_steps(cfg, n_train))
+    # SFT runs micro_batch_size records per pass and accumulates up to batch_size; the preference trainers
+    # need their whole batch at once (KTO's KL term pairs examples within it).
+    micro = cfg.batch_size if cfg.method in PREFERENCE_METHODS else (cfg.micro_batch_size or cfg.batch_size)
     return dict(  # noqa: C408 - reads like the TrainingArguments call it feeds
-        output_dir=str(run_dir / "checkpoints"), per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
+        output_dir=str(run_dir / "checkpoints"), per_device_train_batch_size=micro,
+        per_device_eval_batch_size=micro, gradient_accumulation_steps=cfg.grad_accum * (cfg.batch_size // micro),
         num_train_epochs=cfg.epochs, max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler, warmup_steps=warmup, weight_decay=cfg.weight_decay,
         logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=2,
         report_to=["tensorboard"], use_cpu=not cuda, bf16=bool(cfg.bf16), fp16=cfg.fp16,
         gradient_checkpointing=bool(cfg.gradient_checkpointing), seed=cfg.seed, dataloader_num_workers=0,
         disable_tqdm=True, include_num_input_tokens_seen="non_padding", eval_strategy="no",
-        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
+        train_sampling_strategy="group_by_length" if cfg.group_by_length and micro > 1 else "random",
     )
 
 
@@ -167,6 +170,10 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, records: list[dict], held: li
                        eval_dataset=Dataset.from_list(held_rows) if held_rows else None, processing_class=tok)
     from trl import SFTConfig, SFTTrainer
 
+    if not cuda:  # logits only at trained positions; CUDA keeps TRL's fused, memory-bounded head
+        from tuitune.core.training.lean_loss import sft_trainer_class
+
+        SFTTrainer = sft_trainer_class()  # a drop-in subclass
     if cfg.method == "pretrain":
         train_tok = data.tokenize_pretrain(tok, records, cfg.max_length)
         eval_tok = None
