@@ -28,7 +28,7 @@ def has_nvidia_gpu() -> bool:
     exe = shutil.which("nvidia-smi")
     if not exe:
         return False
-    return subprocess.run([exe, "-L"], capture_output=True).returncode == 0
+    return subprocess.run([exe, "-L"], capture_output=True, check=False).returncode == 0
 
 
 def pip(*args: str) -> None:
@@ -52,7 +52,7 @@ def declared_requirements(dist: str) -> list[tuple[str, str]]:
 
 def installed(name: str) -> bool:
     code = f"import importlib.metadata as m\ntry: m.version({name!r})\nexcept m.PackageNotFoundError: raise SystemExit(1)"
-    return subprocess.run([sys.executable, "-c", code]).returncode == 0
+    return subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
 def main(project_dir: str = ".") -> int:

@@ -48,7 +48,7 @@ def test_killed_conversion_leaves_nothing_that_looks_ready_then_converts(tmp_pat
     listed = json.loads(subprocess.run([sys.executable, "-m", "tuitune.cli", "models", "--json"], env=env,
                                        capture_output=True, text=True, check=True).stdout)
     assert listed[0]["name"] == "smollm2-135m-instruct" and listed[0]["ready"] is False
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     assert res.returncode == 0, res.stderr
     assert models.is_ready(target)
     assert not list(models_dir.glob(".smollm2-135m-instruct.tmp-*"))  # the stale half folder was cleaned

@@ -16,7 +16,7 @@ def core_modules() -> list[str]:
 
 
 def run_py(code: str) -> str:
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert res.returncode == 0, res.stderr
     return res.stdout.strip()
 

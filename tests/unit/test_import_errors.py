@@ -138,13 +138,13 @@ def test_cli_exit_code_and_nothing_written(tmp_path):
     good = write(tmp_path, "good.json", json.dumps([{"instruction": "a", "output": "b"}]))
     bad = write(tmp_path, "bad.json", json.dumps([{"instruction": "a", "output": "b"}, {"instruction": "c"}]))
     cmd = [sys.executable, "-m", "tuitune.cli", "--project", str(proj)]
-    assert subprocess.run([*cmd, "import", str(good)], capture_output=True).returncode == 0
-    res = subprocess.run([*cmd, "import", str(bad)], capture_output=True, text=True)
+    assert subprocess.run([*cmd, "import", str(good)], capture_output=True, check=False).returncode == 0
+    res = subprocess.run([*cmd, "import", str(bad)], capture_output=True, text=True, check=False)
     assert res.returncode == 2
     assert f"{bad}:record [1]: output: missing" in res.stderr
     with Store.open(proj) as st:
         assert st.count() == 1
-    res = subprocess.run([*cmd, "import", str(bad), "--skip-invalid"], capture_output=True, text=True)
+    res = subprocess.run([*cmd, "import", str(bad), "--skip-invalid"], capture_output=True, text=True, check=False)
     assert res.returncode == 0 and "Skipped 1 invalid records" in res.stderr
     with Store.open(proj) as st:
         assert st.count() == 2
