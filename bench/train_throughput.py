@@ -3,14 +3,16 @@
 1. baseline: a seed-style HF Trainer script as beginners write it (chat template rendered to text, padded to
    max_length, labels = input_ids with padding masked, Trainer defaults on CPU);
 2. plain TRL: SFTTrainer with its defaults (bf16 requested, gradient checkpointing on, dynamic padding);
-3. tuitune: the real worker (`jobs.launch`, detached process, events), fp32, no checkpointing on CPU,
-   length-grouped batches padded per batch, assistant-only loss.
+3. tuitune: the real worker (`jobs.launch`, detached process, events) with its CPU defaults: one unpadded record
+   per forward pass with gradients accumulated to the batch, logits computed only at trained (assistant)
+   positions, bf16 autocast when the CPU has native bf16, no gradient checkpointing.
 
 Each trains one epoch over the same N records (so every way sees the same tokens) with the same batch size
 and LoRA settings. "Trained tokens" = non-padding tokens fed to the model; the time is the trainer's
 train_runtime. Prints both ratios; targets: >= 2.5x the baseline and >= 1.3x plain TRL.
 
     .venv/bin/python bench/train_throughput.py --samples 16 --batch 4
+    .venv/bin/python bench/train_throughput.py --ways tuitune --set bf16=false   # one lever at a time
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ def run_trl(model_dir: Path, records: list[dict], batch: int, r: int, max_length
             "bf16": args.bf16, "gradient_checkpointing": args.gradient_checkpointing}
 
 
-def run_tuitune(records: list[dict], batch: int, r: int, work: Path) -> dict:
+def run_tuitune(records: list[dict], batch: int, r: int, work: Path, overrides: dict | None = None) -> dict:
     from tuitune.core.training import jobs
     from tuitune.core.training.config import TrainConfig
 
@@ -93,7 +95,7 @@ def run_tuitune(records: list[dict], batch: int, r: int, work: Path) -> dict:
     project = work / "project"
     project.mkdir()
     cfg = TrainConfig(method="lora", data=str(data), epochs=1, batch_size=batch, lora_r=r, learning_rate=2e-4,
-                      holdout=0, merge=False)
+                      holdout=0, merge=False).updated(**(overrides or {}))
     run_id = jobs.launch(project, cfg)
     d = project / "runs" / run_id
     info = jobs.wait(d, timeout=3600, poll=2)
@@ -113,6 +115,9 @@ def main() -> None:
     ap.add_argument("--rank", type=int, default=8)
     ap.add_argument("--max-length", type=int, default=1024, help="Baseline padding length (and TRL's limit).")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                    help="Override a field of tuitune's run config (YAML value), e.g. --set bf16=false "
+                         "--set micro_batch_size=4, to see what each setting is worth.")
     ap.add_argument("--ways", default="baseline,trl,tuitune", help="Comma-separated subset to run (ratios need all).")
     ap.add_argument("--phase", choices=["baseline", "trl"], help=argparse.SUPPRESS)  # internal: one way, JSON out
     ap.add_argument("--work", type=Path, help=argparse.SUPPRESS)
@@ -141,7 +146,10 @@ def main() -> None:
     for name in args.ways.split(","):
         t0 = time.monotonic()
         if name == "tuitune":
-            res = run_tuitune(records, args.batch, args.rank, work)
+            import yaml
+
+            overrides = {k: yaml.safe_load(v) for k, _, v in (o.partition("=") for o in args.overrides)}
+            res = run_tuitune(records, args.batch, args.rank, work, overrides)
         else:  # a separate process, so each way starts with the memory the others used given back
             cmd = [sys.executable, __file__, "--phase", name, "--work", str(work), "--data", str(args.data),
                    "--samples", str(args.samples), "--batch", str(args.batch), "--rank", str(args.rank),
