@@ -73,7 +73,9 @@ def test_events_tell_the_whole_story(finished):
         assert s["tokens_per_second"] > 0 and s["eta_seconds"] >= 0 and s["max_steps"] == 2
     model = next(e for e in ev if e["event"] == "model")
     assert 0 < model["trainable_params"] < model["total_params"] / 20  # LoRA r=4 trains a small fraction
-    assert model["dtype"] == "float32"  # fp32 on CPU
+    assert model["dtype"] == "float32"  # fp32 weights on CPU (bf16 only as autocast, where native)
+    assert (model["records_per_pass"], model["passes_per_step"]) == (1, 4)  # unpadded passes, batch of 4
+    assert model["precision"] in ("fp32", "bf16 autocast, fp32 weights")
     checks = {e["check"]: e for e in ev if e["event"] == "check"}
     assert checks["chat_template"]["passed"]
     stops = checks["stops"]

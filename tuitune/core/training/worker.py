@@ -277,7 +277,9 @@ def _run(run_dir: Path, events: EventWriter, stop: StopFlag, main: bool) -> int:
     records = data.read_records(cfg.data)
     train, held = data.split_holdout(records, cfg.holdout or 0, cfg.seed)
     trainer = build_trainer(cfg, run_dir, train, held, tok, hw.cuda)
-    events.emit("model", **model_summary(trainer.model), train_records=len(train), held_out=len(held))
+    events.emit("model", **model_summary(trainer.model), train_records=len(train), held_out=len(held),
+                precision=_precision(cfg, hw.cuda), records_per_pass=trainer.args.per_device_train_batch_size,
+                passes_per_step=trainer.args.gradient_accumulation_steps)
     t_start = time.monotonic()
     trainer.add_callback(make_callback(events, stop, t_start))
     if stop.requested:
@@ -310,6 +312,14 @@ def _run(run_dir: Path, events: EventWriter, stop: StopFlag, main: bool) -> int:
                 adapter=str(run_dir / "adapter") if cfg.peft_kind != "none" else None,
                 merged=str(run_dir / "merged") if (run_dir / "merged" / "config.json").exists() else None)
     return 0
+
+
+def _precision(cfg: TrainConfig, cuda: bool) -> str:
+    if cfg.fp16:
+        return "fp16 mixed"
+    if cfg.bf16:
+        return "bf16" if cuda else "bf16 autocast, fp32 weights"
+    return "fp32"
 
 
 def _merge_and_check(cfg: TrainConfig, run_dir: Path, events: EventWriter, records: list[dict],
