@@ -112,7 +112,7 @@ def test_oom_is_recognised_with_advice():
     assert is_oom(RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory"))
     assert is_oom(MemoryError())
     assert not is_oom(ValueError("bad value"))
-    assert "batch_size" in OOM_HINT and "qlora" in OOM_HINT
+    assert "micro_batch_size" in OOM_HINT and "qlora" in OOM_HINT
 
 
 def test_detached_worker_is_in_its_own_session(filled, embedded_model):

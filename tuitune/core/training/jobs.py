@@ -298,7 +298,7 @@ def run_info(d: Path) -> RunInfo:
     error = last.get("error", "") if status == "failed" else ""
     if status == "interrupted":
         error = (f"the worker process is gone without a done/failed event (killed, crashed, or ended by the OS "
-                 f"when memory ran out: then lower batch_size/max_length or use qlora); continue with "
+                 f"when memory ran out: then lower micro_batch_size/max_length or use qlora); continue with "
                  f"`tuitune train --resume {d.name}`")
     return RunInfo(id=d.name, status=status, method=method, base=base, step=step, max_steps=max_steps,
                    loss=steps[-1].get("loss") if steps else None, created=created, error=error, path=str(d))

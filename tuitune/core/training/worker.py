@@ -22,8 +22,9 @@ from tuitune.core.training.config import PREFERENCE_METHODS, TrainConfig
 from tuitune.core.training.events import EventWriter
 from tuitune.core.training.merge import TEMPLATE_FILE
 
-OOM_HINT = ("Out of memory. Lower batch_size (and raise grad_accum to keep the effective batch), lower "
-            "max_length, or use --method qlora (4-bit base) or a smaller base model.")
+OOM_HINT = ("Out of memory. Lower micro_batch_size (records per forward pass; 1 uses the least memory and the "
+            "optimizer still sees batch_size records per step), lower max_length, or use --method qlora "
+            "(4-bit base) or a smaller base model.")
 
 
 class StopFlag:
