@@ -118,3 +118,32 @@ async def test_llm_judge_grades_every_answer_on_the_served_model(vllm_embedded):
     assert verdict["judge"] == MODEL and verdict["scored"] == 2 and verdict["unparseable"] == 0
     assert all(s in (1, 2, 3, 4, 5) for s in verdict["scores"]) and 1 <= verdict["mean"] <= 5
     assert report.results[0].metrics["tokenizer"] == "13a"
+
+
+def test_cli_chat_streams_several_models_side_by_side_in_a_terminal(tiny_tuned, embedded_model, tmp_path):
+    """In a terminal (a pty here), `tuitune chat A B` draws one live column per model; piped, it prints lines."""
+    import os
+    import pty
+
+    cmd = [sys.executable, "-m", "tuitune.cli", "--project", str(tmp_path), "chat", MODEL, str(tiny_tuned["merged"]),
+           "--engine", "transformers", "--temperature", "0", "--max-tokens", "8", "--prompt", "Who are you?"]
+    main_fd, child_fd = pty.openpty()
+    env = {**os.environ, "COLUMNS": "120", "LINES": "30", "TERM": "xterm-256color"}
+    proc = subprocess.Popen(cmd, stdin=child_fd, stdout=child_fd, stderr=subprocess.PIPE, env=env)
+    os.close(child_fd)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(main_fd, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        screen += chunk
+    rc = proc.wait(timeout=300)
+    os.close(main_fd)
+    text = screen.decode("utf-8", "replace")
+    assert rc == 0, proc.stderr.read().decode()[-3000:]
+    assert MODEL in text and "merged" in text  # both column headers
+    assert "\u2503" in text or "\u2502" in text or "|" in text  # drawn as a table, not as [name] lines
+    assert f"[{MODEL}]" not in text

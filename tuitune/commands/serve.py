@@ -211,11 +211,17 @@ async def _chat_loop(ctx, backends, system, params, one_prompt):
             finally:
                 loop.remove_signal_handler(signal.SIGINT)
             return
-        answers = await compare_collect(backends, prompt, system=system, params=params,
-                                        history=sessions[0].history)
+        kw = {"system": system, "params": params, "history": sessions[0].history}
+        if sys.stdout.isatty():  # live columns, one per model
+            from tuitune.commands.side_by_side import stream_side_by_side
+
+            answers = await stream_side_by_side(backends, prompt, **kw)
+        else:
+            answers = await compare_collect(backends, prompt, **kw)
         for s in sessions:
             s.history.append((prompt, answers[s.backend.name]))
-            click.echo(click.style(f"[{s.backend.name}] ", bold=True) + answers[s.backend.name])
+            if not sys.stdout.isatty():
+                click.echo(click.style(f"[{s.backend.name}] ", bold=True) + answers[s.backend.name])
 
     async def guarded(prompt: str, regen: bool = False) -> None:
         try:
