@@ -30,10 +30,8 @@ async def test_chat_falls_back_to_transformers_when_vllm_is_impossible(tmp_path,
         engine = str(app.screen.query_one("#chat-engine").render())
         assert "engine: transformers" in engine and "no vLLM build for this platform" in engine
         assert not app.engines.running()  # no vLLM process was started
-        from tuitune.core.chat import GenParams
-
-        for session in app.screen.sessions:  # greedy: the 135M model's sampled answers vary from run to run
-            session.params = GenParams(temperature=0, max_tokens=48)
+        await pilot.press("ctrl+o")  # greedy: the 135M model's sampled answers vary from run to run
+        assert [s.params.temperature for s in app.screen.sessions] == [0.0]
         app.screen.query_one("#chat-input").value = "What is the capital of France?"
         await pilot.press("enter")
         while not any(m.source.strip() for m in app.screen.query(".msg-assistant")) or app.screen.busy:

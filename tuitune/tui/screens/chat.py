@@ -17,10 +17,11 @@ from tuitune.tui.events import ServerFailed, ServerReady
 class ChatScreen(Screen):
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("escape", "back", "Back"),
-        Binding("ctrl+x", "stop", "Stop answer"),
+        Binding("ctrl+x", "stop", "Stop answer", priority=True),  # before the input box's cut
         Binding("ctrl+g", "regenerate", "Regenerate"),
         Binding("ctrl+s", "save_seed", "Save as seed"),
         Binding("ctrl+r", "restart", "Restart server"),
+        Binding("ctrl+o", "toggle_greedy", "Greedy/sampled", priority=True),
     ]
 
     def __init__(self, run_id: str | None = None, compare: bool = False):
@@ -30,6 +31,7 @@ class ChatScreen(Screen):
         self.sessions: list = []
         self.panes: list[VerticalScroll] = []
         self.busy = 0
+        self.greedy = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -75,6 +77,20 @@ class ChatScreen(Screen):
         box = self.query_one("#chat-input", Input)
         box.disabled = False
         box.focus()
+
+    def action_toggle_greedy(self) -> None:
+        """Greedy decoding (temperature 0: the same prompt always gets the same answer, handy for judging a model)
+        or sampling at the default temperature; applies from the next answer, to every model."""
+        from dataclasses import replace
+
+        from tuitune.core.chat import GenParams
+
+        self.greedy = not self.greedy
+        temperature = 0.0 if self.greedy else GenParams().temperature
+        for session in self.sessions:
+            session.params = replace(session.params, temperature=temperature)
+        self.notify("greedy: the same prompt gets the same answer" if self.greedy
+                    else f"sampling at temperature {temperature}")
 
     @on(ServerFailed)
     def server_failed(self, event: ServerFailed) -> None:
