@@ -212,7 +212,8 @@ async def _chat_loop(ctx, backends, system, params, one_prompt):
                 loop.remove_signal_handler(signal.SIGINT)
             return
         kw = {"system": system, "params": params, "history": sessions[0].history}
-        if sys.stdout.isatty():  # live columns, one per model
+        live = sys.stdout.isatty()  # live columns, one per model; piped: one line per model at the end
+        if live:
             from tuitune.commands.side_by_side import stream_side_by_side
 
             answers = await stream_side_by_side(backends, prompt, **kw)
@@ -220,7 +221,7 @@ async def _chat_loop(ctx, backends, system, params, one_prompt):
             answers = await compare_collect(backends, prompt, **kw)
         for s in sessions:
             s.history.append((prompt, answers[s.backend.name]))
-            if not sys.stdout.isatty():
+            if not live:
                 click.echo(click.style(f"[{s.backend.name}] ", bold=True) + answers[s.backend.name])
 
     async def guarded(prompt: str, regen: bool = False) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from tuitune.core.training.config import TrainConfig
+from tuitune.core.training.config import PREFERENCE_METHODS, TrainConfig
 
 # Peak learning rates: (adapter, full fine-tuning)
 LEARNING_RATES: dict[str, tuple[float, float]] = {
@@ -109,7 +109,7 @@ def apply(cfg: TrainConfig, lengths: list[int], hw: Hardware) -> TrainConfig:
         changes["bf16"] = hw.bf16
     if cfg.micro_batch_size is None:
         bs = changes.get("batch_size", cfg.batch_size)
-        changes["micro_batch_size"] = bs if hw.cuda or cfg.method in ("dpo", "orpo", "kto") else 1
+        changes["micro_batch_size"] = bs if hw.cuda or cfg.method in PREFERENCE_METHODS else 1
     if cfg.gradient_checkpointing is None:
         changes["gradient_checkpointing"] = hw.cuda
     if cfg.holdout is None:
