@@ -66,6 +66,23 @@ async def test_transformers_fallback_engine_streams(embedded_model):
     assert len(deltas) > 1 and "Paris" in "".join(deltas)
 
 
+async def test_models_loaded_at_once_in_threads_all_get_their_weights(embedded_model):
+    """Side-by-side chat loads every model in its own thread; transformers' loading is not thread-safe (in CI one
+    of two concurrent loads came back with meta tensors). Every backend must end up with the checkpoint's weights."""
+    import asyncio
+
+    from safetensors import safe_open
+
+    backends = [TransformersBackend(embedded_model, f"m{i}") for i in range(4)]
+    await asyncio.gather(*(asyncio.to_thread(b.load) for b in backends))
+    with safe_open(str(embedded_model / "model.safetensors"), "pt") as f:
+        name = next(k for k in f.keys() if k.endswith("layers.0.self_attn.q_proj.weight"))  # noqa: SIM118 (safe_open is not iterable)
+        expected = f.get_tensor(name).float()
+    for b in backends:
+        got = dict(b._model.named_parameters())[name]
+        assert got.device.type == "cpu" and bool((got.detach() == expected).all()), b.name
+
+
 def test_cli_chat_against_a_running_server(vllm_embedded, tmp_path):
     out = subprocess.run([sys.executable, "-m", "tuitune.cli", "--project", str(tmp_path), "chat", "--url",
                           vllm_embedded.base_url, "--api-key", vllm_embedded.api_key, MODEL, "--temperature", "0",

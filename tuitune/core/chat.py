@@ -146,6 +146,12 @@ def _short(e: Exception) -> str:
     return text if len(text) < 300 else text[:300] + "..."
 
 
+# transformers builds a model on the meta device under process-wide patches, so two threads loading at once can
+# hand back a model whose weights were never filled in ("Cannot copy out of meta tensor", or silently random
+# weights). Loads in this process take turns.
+_LOAD_LOCK = threading.Lock()
+
+
 class TransformersBackend:
     """The model loaded in this process with transformers: chat where vLLM cannot run. One answer at a time."""
 
@@ -160,6 +166,10 @@ class TransformersBackend:
         self._lock = asyncio.Lock()
 
     def load(self) -> None:
+        with _LOAD_LOCK:
+            self._load()
+
+    def _load(self) -> None:
         if self._model is not None:
             return
         check_chat_template(self.path)
