@@ -39,3 +39,21 @@ async def test_chat_falls_back_to_transformers_when_vllm_is_impossible(tmp_path,
             await pilot.pause(0.5)
         answer = next(m.source for m in app.screen.query(".msg-assistant"))
         assert "Paris" in answer
+        assert "temperature 0 (greedy)" in str(app.screen.query_one("#chat-engine").render())
+
+        # F6: answer settings apply to the next answer (here: at most 2 tokens)
+        await pilot.press("f6")
+        await pilot.pause()
+        app.screen.query_one("#gen-max_tokens").value = "2"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert "max tokens 2" in str(app.screen.query_one("#chat-engine").render())
+        app.screen.query_one("#chat-input").value = "Tell me a long story about the sea."
+        await pilot.press("enter")
+        await pilot.pause(0.5)
+        while app.screen.busy or len(app.screen.query(".msg-assistant")) < 2:
+            assert time.monotonic() < deadline + 240, "no second answer"
+            await pilot.pause(0.5)
+        second = list(app.screen.query(".msg-assistant"))[1].source
+        tok = app.screen.sessions[0].backend._tok
+        assert 0 < len(tok(second, add_special_tokens=False)["input_ids"]) <= 3, second  # 2 tokens, re-tokenized

@@ -22,6 +22,7 @@ class ChatScreen(Screen):
         Binding("ctrl+s", "save_seed", "Save as seed"),
         Binding("ctrl+r", "restart", "Restart server"),
         Binding("ctrl+o", "toggle_greedy", "Greedy/sampled", priority=True),
+        Binding("f6", "answer_settings", "Answer settings"),
     ]
 
     def __init__(self, run_id: str | None = None, compare: bool = False):
@@ -31,7 +32,8 @@ class ChatScreen(Screen):
         self.sessions: list = []
         self.panes: list[VerticalScroll] = []
         self.busy = 0
-        self.greedy = False
+        self.params = None  # GenParams for every model, set when the engines are ready
+        self._sampled_temperature = 0.7  # what Ctrl+O goes back to after greedy
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -60,15 +62,16 @@ class ChatScreen(Screen):
 
     @on(ServerReady)
     async def server_ready(self, event: ServerReady) -> None:
-        from tuitune.core.chat import ChatSession
+        from tuitune.core.chat import ChatSession, GenParams
 
-        self.query_one("#chat-engine", Static).update(
-            f"chat with {self.run_id or 'the base model'} · engine: {event.engine} · models: "
-            f"{', '.join(event.models)} · system prompt: the task's"
-            + (f"\n{self.app.engines.note}" if event.engine != "vllm" and self.app.engines.note else ""))
+        self._engine_line = (f"chat with {self.run_id or 'the base model'} · engine: {event.engine} · models: "
+                             f"{', '.join(event.models)} · system prompt: the task's")
+        self._engine_note = self.app.engines.note if event.engine != "vllm" else ""
+        self.params = GenParams()
+        self._show_engine()
         panes = self.query_one("#chat-panes", Horizontal)
         for b in self._backends:
-            self.sessions.append(ChatSession.for_store(self.app.store, b))
+            self.sessions.append(ChatSession.for_store(self.app.store, b, params=self.params))
             col = Vertical(Static(f"[b]{b.name}[/b]", classes="pane-title"), classes="chat-col")
             await panes.mount(col)
             pane = VerticalScroll(classes="chat-pane")
@@ -78,19 +81,49 @@ class ChatScreen(Screen):
         box.disabled = False
         box.focus()
 
+    def _show_engine(self) -> None:
+        p = self.params
+        settings = (f"temperature {p.temperature:g}" + (" (greedy)" if p.temperature == 0 else "")
+                    + f" · max tokens {p.max_tokens}" + (f" · seed {p.seed}" if p.seed is not None else "")
+                    + (f" · stop {p.stop!r}" if p.stop else "") + " · F6 to change")
+        self.query_one("#chat-engine", Static).update(
+            "\n".join(x for x in (self._engine_line, settings, self._engine_note) if x))
+
+    def _set_params(self, params) -> None:
+        self.params = params
+        for session in self.sessions:
+            session.params = params
+        self._show_engine()
+
     def action_toggle_greedy(self) -> None:
         """Greedy decoding (temperature 0: the same prompt always gets the same answer, handy for judging a model)
-        or sampling at the default temperature; applies from the next answer, to every model."""
+        or back to sampling at the last sampled temperature; applies from the next answer, to every model."""
         from dataclasses import replace
 
-        from tuitune.core.chat import GenParams
+        if self.params is None:
+            return
+        if self.params.temperature > 0:
+            self._sampled_temperature = self.params.temperature
+            temperature = 0.0
+        else:
+            temperature = self._sampled_temperature
+        self._set_params(replace(self.params, temperature=temperature))
+        self.notify("greedy: the same prompt gets the same answer" if temperature == 0
+                    else f"sampling at temperature {temperature:g}")
 
-        self.greedy = not self.greedy
-        temperature = 0.0 if self.greedy else GenParams().temperature
-        for session in self.sessions:
-            session.params = replace(session.params, temperature=temperature)
-        self.notify("greedy: the same prompt gets the same answer" if self.greedy
-                    else f"sampling at temperature {temperature}")
+    def action_answer_settings(self) -> None:
+        """Temperature, top-p, max tokens, seed and stop strings for every model, from the next answer."""
+        from tuitune.tui.screens.gen_settings import GenSettings
+
+        if self.params is None:
+            self.notify("The model is still starting; settings can be changed once it is ready.", severity="warning")
+            return
+
+        def applied(params) -> None:
+            if params is not None:
+                self._set_params(params)
+
+        self.app.push_screen(GenSettings(self.params), applied)
 
     @on(ServerFailed)
     def server_failed(self, event: ServerFailed) -> None:
