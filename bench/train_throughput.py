@@ -103,8 +103,9 @@ def run_tuitune(records: list[dict], batch: int, r: int, work: Path, overrides: 
         sys.exit(f"tuitune run {run_id} ended {info.status}: {info.error}\nrun folder kept: {d}\n"
                  f"{(d / 'worker.log').read_text()[-3000:]}")
     done = [e for e in jobs.read_events(d)[0] if e["event"] == "done"][-1]
+    model = [e for e in jobs.read_events(d)[0] if e["event"] == "model"][-1]
     return {"seconds": done["metrics"]["train_runtime"], "tokens": done["metrics"]["num_input_tokens_seen"],
-            "run": str(d)}
+            "run": str(d), "records_per_pass": model.get("records_per_pass"), "precision": model.get("precision")}
 
 
 def main() -> None:

@@ -44,12 +44,18 @@ def test_small_data_preset_trains_longer_with_fitting_length():
     assert presets.apply(TrainConfig(method="full"), [100] * 10, CPU).learning_rate == 2e-5
 
 
-def test_cpu_runs_one_record_per_pass_and_cuda_the_whole_batch():
-    cpu = presets.apply(TrainConfig(batch_size=4), [100] * 10, CPU)
+def test_cpu_stacks_only_short_records_per_pass_and_cuda_the_whole_batch():
+    cpu = presets.apply(TrainConfig(batch_size=4), [300] * 10, CPU)
     assert (cpu.batch_size, cpu.micro_batch_size) == (4, 1)  # accumulate 4 unpadded passes per step
-    assert presets.apply(TrainConfig(batch_size=4), [100] * 10, GPU).micro_batch_size == 4
-    assert presets.apply(TrainConfig(method="kto", batch_size=4), [100] * 10, CPU).micro_batch_size == 4
-    assert presets.apply(TrainConfig(batch_size=4, micro_batch_size=2), [100] * 10, CPU).micro_batch_size == 2
+    # short records: as many per pass as fit the CPU's per-pass token budget, always a divisor of batch_size
+    assert presets.apply(TrainConfig(batch_size=8), [110, 130] * 5, CPU).micro_batch_size == 2
+    assert presets.apply(TrainConfig(batch_size=8), [80, 90] * 5, CPU).micro_batch_size == 4
+    assert presets.apply(TrainConfig(batch_size=6), [80, 90] * 5, CPU).micro_batch_size == 3
+    assert presets.apply(TrainConfig(batch_size=5), [80, 90] * 5, CPU).micro_batch_size == 1
+    assert presets.apply(TrainConfig(batch_size=4), [5] * 10, CPU).micro_batch_size == 4
+    assert presets.apply(TrainConfig(batch_size=4), [300] * 10, GPU).micro_batch_size == 4
+    assert presets.apply(TrainConfig(method="kto", batch_size=4), [300] * 10, CPU).micro_batch_size == 4
+    assert presets.apply(TrainConfig(batch_size=4, micro_batch_size=2), [300] * 10, CPU).micro_batch_size == 2
 
 
 @pytest.mark.parametrize("cpuinfo, native", [

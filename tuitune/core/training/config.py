@@ -48,8 +48,9 @@ class TrainConfig(BaseModel):
     grad_accum: int = Field(1, description="Gradient accumulation steps (effective batch = batch_size x this).")
     micro_batch_size: int | None = Field(
         None, description="Records per forward pass; gradients add up over batch_size / micro_batch_size passes, "
-                          "so the optimizer sees the same batch (None: 1 on CPU, where padding and attention masks "
-                          "cost more than batching gains; batch_size on CUDA). Must divide batch_size. SFT only.")
+                          "so the optimizer sees the same batch (None on CPU: as many records as fit about 350 tokens, "
+                          "often 1, as padding and attention masks cost more than batching gains there; "
+                          "batch_size on CUDA). Must divide batch_size. SFT only.")
     max_length: int | None = Field(None, description="Max tokens per record (None: longest record, rounded up). "
                                                      "A longer record is an error, not silently truncated.")
     lora_r: int | None = Field(None, description="LoRA rank (None: preset from dataset size).")
