@@ -61,6 +61,8 @@ def test_detached_launch_survives_its_parent(finished):
 
 
 def test_events_tell_the_whole_story(finished):
+    from tuitune.core.training.config import TrainConfig
+
     ev = finished["events"]
     kinds = [e["event"] for e in ev]
     assert kinds[0] == "started" and kinds[-1] == "done"
@@ -74,7 +76,10 @@ def test_events_tell_the_whole_story(finished):
     model = next(e for e in ev if e["event"] == "model")
     assert 0 < model["trainable_params"] < model["total_params"] / 20  # LoRA r=4 trains a small fraction
     assert model["dtype"] == "float32"  # fp32 weights on CPU (bf16 only as autocast, where native)
-    assert (model["records_per_pass"], model["passes_per_step"]) == (1, 4)  # unpadded passes, batch of 4
+    # the batch of 4 in passes of the preset's size (short records here: they share a pass)
+    cfg = TrainConfig.load(finished["dir"] / "config.yaml")
+    assert model["records_per_pass"] == cfg.micro_batch_size and cfg.micro_batch_size > 1
+    assert model["records_per_pass"] * model["passes_per_step"] == 4
     assert model["precision"] in ("fp32", "bf16 autocast, fp32 weights")
     checks = {e["check"]: e for e in ev if e["event"] == "check"}
     assert checks["chat_template"]["passed"]
