@@ -96,8 +96,9 @@ def runs(ctx, as_json):
         step = f"{r.step}/{r.max_steps if r.max_steps and r.max_steps > 0 else '?'}"
         loss = f"{r.loss:.4f}" if isinstance(r.loss, (int, float)) else "-"
         click.echo(f"{r.id:34} {r.status:12} {r.method:9} {step:>11} {loss:>8}  {r.base}")
-        if r.error:
-            click.echo(f"{'':34} {r.error}")
+        for line in (r.error, r.hint):
+            if line:
+                click.echo(f"{'':34} {line}")
 
 
 @runs.command()

@@ -56,6 +56,7 @@ class RunInfo:
     loss: float | None
     created: str
     error: str = ""
+    hint: str = ""  # what to do about a failure (a failed event's advice, e.g. for out-of-memory)
     path: str = ""
 
     def to_dict(self) -> dict:
@@ -296,12 +297,14 @@ def run_info(d: Path) -> RunInfo:
     if events:
         created = datetime.fromtimestamp(events[0]["time"], timezone.utc).isoformat(timespec="seconds")
     error = last.get("error", "") if status == "failed" else ""
+    hint = last.get("hint", "") if status == "failed" else ""
     if status == "interrupted":
         error = (f"the worker process is gone without a done/failed event (killed, crashed, or ended by the OS "
                  f"when memory ran out: then lower micro_batch_size/max_length or use qlora); continue with "
                  f"`tuitune train --resume {d.name}`")
     return RunInfo(id=d.name, status=status, method=method, base=base, step=step, max_steps=max_steps,
-                   loss=steps[-1].get("loss") if steps else None, created=created, error=error, path=str(d))
+                   loss=steps[-1].get("loss") if steps else None, created=created, error=error, hint=hint,
+                   path=str(d))
 
 
 def list_runs(project: Path | str) -> list[RunInfo]:

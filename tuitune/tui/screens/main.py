@@ -285,7 +285,9 @@ class MainScreen(Screen):
             return
         rows = "\n".join(f"| {r.id} | {r.status} | {r.method} | {r.step}/{r.max_steps or '?'} | "
                          f"{'' if r.loss is None else f'{r.loss:.3f}'} |" for r in runs)
-        self.guide(f"| run | status | method | step | loss |\n|---|---|---|---|---|\n{rows}")
+        why = "".join(f"\n\n**{r.id}** {r.status}: {r.error}" + (f"\n\n{r.hint}" if r.hint else "")
+                      for r in runs if r.error)
+        self.guide(f"| run | status | method | step | loss |\n|---|---|---|---|---|\n{rows}{why}")
         for r in runs:
             if r.status == "running":
                 self.follow_run(r.id)

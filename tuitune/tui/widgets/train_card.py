@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.markup import escape
 from textual.message import Message
 from textual.widgets import ProgressBar, Sparkline, Static
 
@@ -44,8 +45,8 @@ class TrainCard(Vertical):
         from tuitune.core.training.jobs import run_dir
 
         self._run_dir = run_dir(self.app.settings.project, self.run_id)
+        self._timer = self.set_interval(1.0, self.poll)  # before the first poll, which stops it if the run ended
         self.poll()
-        self._timer = self.set_interval(1.0, self.poll)
 
     def poll(self) -> None:
         from tuitune.core.training.events import read_events
@@ -86,7 +87,8 @@ class TrainCard(Vertical):
         elif self.status == "done":
             text = f"[green]done[/green] · merged model in runs/{self.run_id}/merged — try it: `/chat {self.run_id}`"
         elif self.status == "failed":
-            text = f"[red]failed[/red]: {ev.get('error', 'see worker.log')}"
+            advice = f"\n{escape(ev['hint'])}" if ev.get("hint") else ""
+            text = f"[red]failed[/red]: {escape(ev.get('error', 'see worker.log'))}{advice}"
         else:
             text = f"[yellow]{self.status}[/yellow] — resume with `tuitune train --resume {self.run_id}`"
         self.query_one("#train-status", Static).update(text)
