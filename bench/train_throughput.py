@@ -5,14 +5,15 @@
 2. plain TRL: SFTTrainer with its defaults (bf16 requested, gradient checkpointing on, dynamic padding);
 3. tuitune: the real worker (`jobs.launch`, detached process, events) with its CPU defaults: one unpadded record
    per forward pass with gradients accumulated to the batch, logits computed only at trained (assistant)
-   positions, bf16 autocast when the CPU has native bf16, no gradient checkpointing.
+   positions, bf16 autocast only where the CPU has native bf16 and a probe measured it faster, no gradient
+   checkpointing.
 
 Each trains one epoch over the same N records (so every way sees the same tokens) with the same batch size
 and LoRA settings. "Trained tokens" = non-padding tokens fed to the model; the time is the trainer's
 train_runtime. Prints both ratios; targets: >= 2.5x the baseline and >= 1.3x plain TRL.
 
     .venv/bin/python bench/train_throughput.py --samples 16 --batch 4
-    .venv/bin/python bench/train_throughput.py --ways tuitune --set bf16=false   # one lever at a time
+    .venv/bin/python bench/train_throughput.py --ways tuitune --set bf16=true   # one lever at a time
 """
 
 from __future__ import annotations

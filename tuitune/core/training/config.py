@@ -62,9 +62,10 @@ class TrainConfig(BaseModel):
     save_steps: int | None = Field(None, description="Checkpoint every N steps (None: about 10 per run, >= 1).")
     logging_steps: int = Field(1, description="Write a step event every N steps.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present, else CPU.")
-    bf16: bool | None = Field(None, description="bf16 mixed precision (None: on with a bf16 CUDA GPU, and on a CPU "
-                                                "with native bf16 (AVX512-BF16/AMX, Arm BF16), where matmuls run in "
-                                                "bf16 and weights stay fp32; off on other CPUs, which only emulate it).")
+    bf16: bool | None = Field(None, description="bf16 mixed precision (None: on with a bf16 CUDA GPU; on a CPU with "
+                                                "native bf16 (AVX512-BF16/AMX, Arm BF16) only where a one-second probe "
+                                                "measured it faster than fp32 (matmuls in bf16, weights stay fp32); "
+                                                "off on other CPUs, which only emulate it).")
     fp16: bool = Field(False, description="fp16 mixed precision (CUDA only).")
     gradient_checkpointing: bool | None = Field(None, description="None: on with CUDA, off on CPU (it only "
                                                                   "slows a CPU down).")

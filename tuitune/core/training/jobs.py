@@ -85,7 +85,8 @@ def prepare(project: Path | str, cfg: TrainConfig, *, models_dir: Path | None = 
     from tuitune.core.training import presets
     from tuitune.settings import Settings
 
-    hw = presets.detect_hardware(cfg.device)
+    # The preset measures once per machine whether bf16 pays on this CPU (bf16_probe); the result is kept in home.
+    hw = presets.detect_hardware(cfg.device, probe_dir=Settings().home if cfg.bf16 is None else None)
     if cfg.device == "cuda" and not hw.cuda:
         raise ConfigError("device: cuda was asked for but no CUDA GPU is visible; use device: auto or cpu.")
     if not hw.cuda:

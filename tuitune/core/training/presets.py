@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 from tuitune.core.training.config import PREFERENCE_METHODS, TrainConfig
 
@@ -32,19 +33,28 @@ CPU_PASS_TOKENS = 350
 class Hardware:
     cuda: bool
     gpus: int
-    bf16: bool
+    bf16: bool  # runs bf16 natively (a bf16 CUDA GPU, or a CPU flag); `bf16: true` is refused without it
+    probe_dir: Path | None = None  # CPU: where bf16_probe keeps its measurement; None: do not measure
 
     @property
     def kind(self) -> str:
         return "cuda" if self.cuda else "cpu"
 
+    def bf16_default(self) -> bool:
+        """The preset's bf16: on a bf16 GPU; on a CPU only where native bf16 was measured to be faster."""
+        if self.cuda or not self.bf16:
+            return self.bf16
+        from tuitune.core.training.bf16_probe import bf16_pays
 
-def detect_hardware(device: str = "auto") -> Hardware:
+        return self.probe_dir is not None and bf16_pays(self.probe_dir)
+
+
+def detect_hardware(device: str = "auto", probe_dir: Path | None = None) -> Hardware:
     import torch
 
     cuda = torch.cuda.is_available() and device != "cpu"
     bf16 = bool(torch.cuda.is_bf16_supported()) if cuda else cpu_has_native_bf16()
-    return Hardware(cuda=cuda, gpus=torch.cuda.device_count() if cuda else 0, bf16=bf16)
+    return Hardware(cuda=cuda, gpus=torch.cuda.device_count() if cuda else 0, bf16=bf16, probe_dir=probe_dir)
 
 
 # CPU feature flags (as /proc/cpuinfo names them) that run bf16 dot products natively: x86 AVX512-BF16 and AMX,
@@ -116,7 +126,7 @@ def apply(cfg: TrainConfig, lengths: list[int], hw: Hardware) -> TrainConfig:
             bs //= 2  # chosen + rejected
         changes["batch_size"] = max(1, min(16, bs, n))
     if cfg.bf16 is None:
-        changes["bf16"] = hw.bf16
+        changes["bf16"] = hw.bf16_default()
     if cfg.micro_batch_size is None:
         bs = changes.get("batch_size", cfg.batch_size)
         changes["micro_batch_size"] = bs if hw.cuda or cfg.method in PREFERENCE_METHODS else cpu_micro_batch(bs, mean)
