@@ -135,6 +135,7 @@ def test_runs_cli_watch_and_merge(finished):
     assert run_id in res.stdout and "done" in res.stdout
     res = tuitune(project, "runs", "watch", run_id)
     assert res.returncode == 0 and "done" in res.stderr and "training loss" in res.stdout
+    assert "step 2/2" in res.stderr  # the progress bar's last state
     merged = finished["dir"] / "merged"
     before = merged.stat().st_mtime_ns
     res = tuitune(project, "merge", run_id, timeout=300)

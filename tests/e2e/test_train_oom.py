@@ -79,6 +79,8 @@ def test_runs_cli_shows_the_advice(oom_run):
                                      check=True).stdout)
     row = next(r for r in rows if r["id"] == oom_run["id"])
     assert row["status"] == "failed" and "qlora" in row["hint"]
+    watch = subprocess.run([*base, "watch", oom_run["id"]], capture_output=True, text=True, timeout=120, check=False)
+    assert watch.returncode == 1 and "step 0/?" in watch.stderr and "qlora" in watch.stderr
 
 
 async def test_tui_shows_the_advice(oom_run, home):

@@ -171,7 +171,14 @@ def _describe(ev: dict) -> str | None:
 
 def _watch(project: Path, run_id: str, *, plot: bool, poll: float = 1.0):
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     from tuitune.core.training.events import read_events
     from tuitune.core.training.jobs import run_dir, run_info
@@ -193,7 +200,7 @@ def _watch(project: Path, run_id: str, *, plot: bool, poll: float = 1.0):
 
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                      TextColumn("step {task.completed:.0f}/{task.total}"), TimeElapsedColumn(),
+                      TextColumn("step"), MofNCompleteColumn(), TimeElapsedColumn(),  # "step 3/10", "step 0/?"
                       console=console) as prog:
             task = prog.add_task(f"{run_id} starting", total=None)
             while True:
