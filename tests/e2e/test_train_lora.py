@@ -75,7 +75,7 @@ def test_events_tell_the_whole_story(finished):
         assert s["tokens_per_second"] > 0 and s["eta_seconds"] >= 0 and s["max_steps"] == 2
     model = next(e for e in ev if e["event"] == "model")
     assert 0 < model["trainable_params"] < model["total_params"] / 20  # LoRA r=4 trains a small fraction
-    assert model["dtype"] == "float32"  # fp32 weights on CPU (bf16 only as autocast, where native)
+    assert model["dtype"] == "float32"  # fp32 weights on CPU (bf16 only as autocast, where measured faster)
     # the batch of 4 in passes of the preset's size (short records here: they share a pass)
     cfg = TrainConfig.load(finished["dir"] / "config.yaml")
     assert model["records_per_pass"] == cfg.micro_batch_size and cfg.micro_batch_size > 1
