@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from tuitune.core.models import prepare_embedded
-    from tuitune.core.serving import VLLMServer
+    from tuitune.core.serving.vllm import VLLMServer
     from tuitune.settings import Settings
 
     settings = Settings()

@@ -18,10 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from tuitune.core.samples import Sample
-from tuitune.core.store import Store
-from tuitune.core.synth import RoundParams, SynthRound
-from tuitune.core.teacher import Teacher, TeacherConfig
+from tuitune.core.data.samples import Sample
+from tuitune.core.data.store import Store
+from tuitune.core.synth.engine import RoundParams, SynthRound
+from tuitune.core.synth.teacher import Teacher, TeacherConfig
 
 SEEDS = [
     ("What should I do if my blood sugar drops below 4 mmol/L?",
@@ -75,7 +75,7 @@ def main() -> None:
                           timeout=600))
         return
     from tuitune.core.models import EMBEDDED_NAME, prepare_embedded
-    from tuitune.core.serving import VLLMServer
+    from tuitune.core.serving.vllm import VLLMServer
     from tuitune.settings import Settings
 
     st = Settings()

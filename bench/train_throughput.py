@@ -32,7 +32,7 @@ REAL = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "rea
 
 
 def load_records(path: Path, n: int, seed: int) -> list[dict]:
-    from tuitune.core.formats import read_file
+    from tuitune.core.data.formats import read_file
 
     samples = read_file(path).samples
     random.Random(seed).shuffle(samples)

@@ -45,8 +45,8 @@ def texts() -> list[tuple[str, str, str]]:
 
 def make_project(root: Path, n: int) -> Path:
     """Bulk insert n samples in one transaction (statuses, ratings and rounds mixed like a real project)."""
-    from tuitune.core.samples import Sample
-    from tuitune.core.store import Store, now
+    from tuitune.core.data.samples import Sample
+    from tuitune.core.data.store import Store, now
 
     project = root / f"p{n}"
     base = texts()
@@ -105,7 +105,7 @@ class FrameClock:
 async def measure(project: Path, keys: int) -> dict:
     from textual import events
 
-    from tuitune.core.store import Store
+    from tuitune.core.data.store import Store
     from tuitune.settings import load_settings
     from tuitune.tui.app import make_app
     from tuitune.tui.screens.review import ReviewScreen
@@ -162,7 +162,7 @@ async def datatable_open(project: Path) -> float:
     from textual.app import App
     from textual.widgets import DataTable
 
-    from tuitune.core.store import Store
+    from tuitune.core.data.store import Store
 
     class Plain(App):
         def compose(self):

@@ -43,7 +43,7 @@ def project(tmp_path) -> Path:
 
 @pytest.fixture
 def store(project):
-    from tuitune.core.store import Store
+    from tuitune.core.data.store import Store
 
     s = Store.open(project)
     yield s

@@ -14,7 +14,7 @@ def vllm_embedded(embedded_model, tmp_path_factory):
     Uses the run's settings (TUITUNE_VLLM_KV_CACHE_GIB, TUITUNE_VLLM_ENFORCE_EAGER). Do not stop it in a test;
     if a test must break it, use its own server. The log is in the session's temp folder (path: server.log_path).
     """
-    from tuitune.core.serving import VLLMServer
+    from tuitune.core.serving.vllm import VLLMServer
     from tuitune.settings import Settings
 
     log = tmp_path_factory.mktemp("vllm") / "vllm-embedded.log"
@@ -71,7 +71,7 @@ def vllm_base_and_tuned(embedded_model, tiny_tuned, tmp_path_factory):
     move to another port; `server.taken_port` is that port."""
     import socket
 
-    from tuitune.core.serving import VLLMServer
+    from tuitune.core.serving.vllm import VLLMServer
     from tuitune.settings import Settings
 
     blocker = socket.socket()

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tuitune.core.chat import ChatSession, GenParams, OpenAIBackend, TransformersBackend, save_exchange
+from tuitune.core.serving.chat import ChatSession, GenParams, OpenAIBackend, TransformersBackend, save_exchange
 
 pytestmark = pytest.mark.e2e
 MODEL = "smollm2-135m-instruct"
@@ -47,7 +47,7 @@ async def test_session_uses_task_system_prompt_history_stop_and_regenerate(vllm_
 
 
 def test_saving_an_exchange_closes_the_loop(store):
-    from tuitune.core.preferences import preference_pairs
+    from tuitune.core.data.preferences import preference_pairs
 
     seed = save_exchange(store, "Translate 'pod' to Chinese.", "pod", "容器组", as_seed=True, system="Translate.")
     assert seed.origin == "seed" and seed.output == "容器组" and seed.original == {"output": "pod"}
@@ -124,7 +124,7 @@ def test_cli_eval_on_a_tiny_chinese_held_out_split(tiny_tuned, embedded_model, r
 async def test_llm_judge_grades_every_answer_on_the_served_model(vllm_embedded):
     """The judge path end to end with the served embedded model as the judge (the rubric prompt, a JSON-schema
     constrained verdict, parsing); a 135M judge's grades mean little, but each must be a parsed 1-5 score."""
-    from tuitune.core.evaluate import EvalItem, evaluate
+    from tuitune.core.evaluation.evaluate import EvalItem, evaluate
 
     items = [EvalItem([{"role": "user", "content": "What is the capital of France?"}], "Paris."),
              EvalItem([{"role": "user", "content": "What is 2 + 2?"}], "4")]

@@ -14,7 +14,7 @@ import psutil
 import pytest
 from procs import group_members
 
-from tuitune.core.serving import port_is_free
+from tuitune.core.serving.vllm import port_is_free
 
 pytestmark = pytest.mark.e2e
 
@@ -51,7 +51,7 @@ def test_shared_server_streams_and_needs_the_key(vllm_embedded):
 
 
 async def test_base_and_tuned_side_by_side_both_streams_complete(vllm_base_and_tuned):
-    from tuitune.core.chat import GenParams, OpenAIBackend, compare
+    from tuitune.core.serving.chat import GenParams, OpenAIBackend, compare
 
     s = vllm_base_and_tuned
     assert s.port != s.taken_port and any(str(s.taken_port) in n for n in s.notes), s.notes
@@ -73,7 +73,7 @@ async def test_base_and_tuned_side_by_side_both_streams_complete(vllm_base_and_t
 
 
 async def test_server_dies_mid_stream_then_restarts(vllm_base_and_tuned):
-    from tuitune.core.chat import ChatSession, EngineDied, GenParams, OpenAIBackend
+    from tuitune.core.serving.chat import ChatSession, EngineDied, GenParams, OpenAIBackend
 
     s = vllm_base_and_tuned
     backend = OpenAIBackend.from_server(s, "base")

@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from tuitune.cli import main
-from tuitune.core import rounds
-from tuitune.core.formats import read_file
-from tuitune.core.store import Store
+from tuitune.core.synth import rounds
+from tuitune.core.data.formats import read_file
+from tuitune.core.data.store import Store
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -62,9 +62,9 @@ def test_embedded_teacher_inputs_then_answers(vllm_embedded, store):
     """Second-pass mode on the real model: the teacher writes requests, then answers each one."""
     import asyncio
 
-    from tuitune.core.samples import Sample
-    from tuitune.core.synth import RoundParams, SynthRound
-    from tuitune.core.teacher import Teacher, TeacherConfig
+    from tuitune.core.data.samples import Sample
+    from tuitune.core.synth.engine import RoundParams, SynthRound
+    from tuitune.core.synth.teacher import Teacher, TeacherConfig
 
     store.set_task(description="Answer patients' questions about chronic diseases.",
                    system_prompt="You are a careful health assistant.")

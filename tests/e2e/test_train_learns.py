@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from tuitune.core.samples import Sample
-from tuitune.core.store import Store
+from tuitune.core.data.samples import Sample
+from tuitune.core.data.store import Store
 from tuitune.core.training import jobs
 from tuitune.core.training.config import TrainConfig
 

@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from tuitune.core.formats import read_file
-from tuitune.core.store import Store
+from tuitune.core.data.formats import read_file
+from tuitune.core.data.store import Store
 from tuitune.core.training import jobs
 from tuitune.core.training.config import TrainConfig
 

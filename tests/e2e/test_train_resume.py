@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from tuitune.core.formats import read_file
-from tuitune.core.store import Store
+from tuitune.core.data.formats import read_file
+from tuitune.core.data.store import Store
 from tuitune.core.training import jobs
 
 pytestmark = pytest.mark.e2e

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tuitune.core import review
+from tuitune.core.data import review
 from tuitune.settings import load_settings
 from tuitune.tui.app import make_app
 
@@ -132,7 +132,7 @@ async def test_chat_screen_streams_and_saves_a_seed(vllm_embedded, tmp_path, hom
         app.screen.query_one("#corrected").text = "A Pod is the smallest deployable unit in Kubernetes."
         await pilot.press("ctrl+s")
         await pilot.pause()
-    from tuitune.core.store import Store
+    from tuitune.core.data.store import Store
 
     with Store.open(tmp_path / "proj") as st:
         (seed,) = st.samples(origin="seed")

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.e2e
 
 
 async def test_chat_falls_back_to_transformers_when_vllm_is_impossible(tmp_path, home, monkeypatch):
-    from tuitune.core import serving
+    from tuitune.core.serving import vllm as serving
     from tuitune.tui.screens.chat import ChatScreen
 
     # fault injection: this machine can run vLLM, so pretend it cannot (e.g. macOS, no vLLM build)

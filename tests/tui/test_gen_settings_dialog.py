@@ -3,7 +3,7 @@ comes back as GenParams. No model needed."""
 
 from __future__ import annotations
 
-from tuitune.core.chat import GenParams
+from tuitune.core.serving.chat import GenParams
 from tuitune.settings import load_settings
 from tuitune.tui.app import make_app
 from tuitune.tui.screens.gen_settings import GenSettings

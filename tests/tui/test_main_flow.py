@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tuitune.core.samples import Sample
+from tuitune.core.data.samples import Sample
 from tuitune.settings import load_settings
 from tuitune.tui.app import make_app
 
@@ -89,7 +89,7 @@ async def test_unknown_command_suggests(app):
 
 
 async def test_lessons_and_export(app, tmp_path):
-    from tuitune.core import review
+    from tuitune.core.data import review
 
     s1 = app.store.add_sample(Sample(instruction="q", output="a", origin="synth"))
     s2 = app.store.add_sample(Sample(instruction="q2", output="a2", origin="synth"))
@@ -160,7 +160,7 @@ async def test_train_form_reports_too_little_data_and_creates_nothing(app):
 
 @pytest.mark.parametrize("size", [(80, 24), (160, 48)])
 def test_main_screen_snapshot(snap_compare, tmp_path, size):
-    from tuitune.core.store import Store
+    from tuitune.core.data.store import Store
 
     proj = tmp_path / "proj"
     with Store.open(proj) as st:

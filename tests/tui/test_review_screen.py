@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from tuitune.core import review
-from tuitune.core.samples import Sample
-from tuitune.core.store import Store
+from tuitune.core.data import review
+from tuitune.core.data.samples import Sample
+from tuitune.core.data.store import Store
 from tuitune.settings import load_settings
 from tuitune.tui.app import make_app
 from tuitune.tui.screens.review import ACTIONS, ReviewScreen
@@ -131,7 +131,7 @@ async def test_keyboard_review_with_reasons_edit_rate_undo_and_lessons(review_ap
         lessons = review.lessons(store)
         assert review.COMMON_REASONS[1] in lessons and "answers a different question" in lessons
         assert any(x.startswith("The reviewer corrected the output") for x in lessons)
-        from tuitune.core import synth
+        from tuitune.core.synth import engine as synth
 
         params = synth.RoundParams()
         prompt = synth.messages_text(synth.generation_messages(synth.build_context(store, params), params, 0, 4))

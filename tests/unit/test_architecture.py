@@ -23,7 +23,7 @@ def run_py(code: str) -> str:
 
 def test_core_imports_no_textual_or_rich():
     mods = core_modules()
-    assert "tuitune.core.store" in mods and "tuitune.core.formats" in mods
+    assert "tuitune.core.data.store" in mods and "tuitune.core.data.formats" in mods
     out = run_py(
         "import importlib, sys\n"
         f"for m in {mods!r}: importlib.import_module(m)\n"

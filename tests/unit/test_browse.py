@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tuitune.core import browse, review
-from tuitune.core.samples import Sample
-from tuitune.core.store import StoreError
+from tuitune.core.data import browse
+from tuitune.core.data import review
+from tuitune.core.data.samples import Sample
+from tuitune.core.data.store import StoreError
 
 
 @pytest.fixture
@@ -72,7 +73,7 @@ def test_bad_filters_say_what_is_allowed(tmp_path):
 
 
 def test_reader_opens_projects_in_awkward_folders(tmp_path):
-    from tuitune.core.store import Store
+    from tuitune.core.data.store import Store
 
     with Store.open(tmp_path / "my project #2 ?x") as store:
         store.add_sample(Sample(instruction="q", output="a"))

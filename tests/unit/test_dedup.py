@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tuitune.core.dedup import DedupIndex, jaccard, tokens
-from tuitune.core.samples import Sample
+from tuitune.core.data.dedup import DedupIndex, jaccard, tokens
+from tuitune.core.data.samples import Sample
 
 
 def S(instruction, input_="", output="x", id_=None):

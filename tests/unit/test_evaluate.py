@@ -7,7 +7,7 @@ import json
 import pytest
 import sacrebleu
 
-from tuitune.core import evaluate as ev
+from tuitune.core.evaluation import evaluate as ev
 
 
 def test_chinese_references_use_the_zh_tokenizer(real_fixtures):

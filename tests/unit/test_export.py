@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from tuitune.core import review
-from tuitune.core.export import ExportError, export, split
-from tuitune.core.samples import Sample
+from tuitune.core.data import review
+from tuitune.core.data.export import ExportError, export, split
+from tuitune.core.data.samples import Sample
 
 
 def fill(store, n_kept=10):

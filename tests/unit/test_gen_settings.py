@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tuitune.core.chat import GenParams
-from tuitune.core.gen_settings import form_values, params_from_form
+from tuitune.core.serving.chat import GenParams
+from tuitune.core.serving.gen_settings import form_values, params_from_form
 
 
 def test_typed_values_become_params_and_round_trip():

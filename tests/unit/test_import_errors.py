@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from tuitune.core.formats import FormatError, read_file
-from tuitune.core.store import Store
+from tuitune.core.data.formats import FormatError, read_file
+from tuitune.core.data.store import Store
 
 
 def write(tmp_path, name, content: str | bytes):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tuitune.core import review
-from tuitune.core.samples import Sample
+from tuitune.core.data import review
+from tuitune.core.data.samples import Sample
 
 
 @pytest.fixture

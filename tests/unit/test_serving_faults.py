@@ -14,9 +14,10 @@ import time
 import pytest
 from procs import group_members
 
-from tuitune.core import serving, serving_plan
-from tuitune.core.serving import ServingError, VLLMServer
-from tuitune.core.serving_plan import ModelSpec
+from tuitune.core.serving import vllm as serving
+from tuitune.core.serving import plan as serving_plan
+from tuitune.core.serving.vllm import ServingError, VLLMServer
+from tuitune.core.serving.plan import ModelSpec
 from tuitune.settings import Settings
 
 
@@ -93,7 +94,7 @@ def test_dora_adapter_is_refused_with_the_way_out(tmp_path):
 
 PARENT = r"""
 import subprocess, sys, time
-guard = subprocess.Popen([sys.executable, "-m", "tuitune.core.serving", "--guard", str(__import__("os").getpid()),
+guard = subprocess.Popen([sys.executable, "-m", "tuitune.core.serving.vllm", "--guard", str(__import__("os").getpid()),
                           "--", sys.executable, "-c",
                           "import subprocess, time; subprocess.Popen(['sleep', '300']); time.sleep(300)"],
                          start_new_session=True)
@@ -159,7 +160,7 @@ def test_dora_run_is_served_merged_and_unfinished_run_is_a_clear_error(embedded_
 
 
 def test_fallback_to_transformers_only_when_vllm_cannot_run(embedded_model, tmp_path):
-    from tuitune.core.chat import TransformersBackend, open_backends
+    from tuitune.core.serving.chat import TransformersBackend, open_backends
 
     specs = [ModelSpec("base", embedded_model)]
     engines = open_backends(specs, tmp_path, Settings(vllm_kv_cache_gib=100_000), engine="auto", timeout=5)

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from tuitune.core.samples import Sample
-from tuitune.core.store import MIGRATIONS, Store, StoreError
+from tuitune.core.data.samples import Sample
+from tuitune.core.data.store import MIGRATIONS, Store, StoreError
 
 
 def test_pragmas_and_schema_version(store):

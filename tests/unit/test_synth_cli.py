@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from tuitune.cli import main
-from tuitune.core import rounds
-from tuitune.core.samples import Sample
-from tuitune.core.store import Store
+from tuitune.core.synth import rounds
+from tuitune.core.data.samples import Sample
+from tuitune.core.data.store import Store
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -11,11 +11,12 @@ import pytest
 from click.testing import CliRunner
 
 from tuitune.cli import main
-from tuitune.core import review, rounds
-from tuitune.core.export import export
-from tuitune.core.samples import Sample
-from tuitune.core.synth import RoundParams, SynthRound, build_context, generation_messages
-from tuitune.core.teacher import Teacher, TeacherConfig
+from tuitune.core.data import review
+from tuitune.core.synth import rounds
+from tuitune.core.data.export import export
+from tuitune.core.data.samples import Sample
+from tuitune.core.synth.engine import RoundParams, SynthRound, build_context, generation_messages
+from tuitune.core.synth.teacher import Teacher, TeacherConfig
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tuitune.core import prompts
+from tuitune.core.synth import prompts
 
 
 def test_project_template_overrides_the_shipped_one(tmp_path):

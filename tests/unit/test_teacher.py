@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tuitune.core.teacher import (
+from tuitune.core.synth.teacher import (
     EMBEDDED,
     TeacherConfig,
     TeacherError,

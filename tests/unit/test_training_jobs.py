@@ -12,7 +12,7 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from tuitune.core.formats import read_file
+from tuitune.core.data.formats import read_file
 from tuitune.core.models import ModelError  # noqa: F401 - resolve() errors are wrapped in ConfigError
 from tuitune.core.training import jobs
 from tuitune.core.training.config import ConfigError, TrainConfig

@@ -15,7 +15,7 @@ def settings(ctx: click.Context) -> Settings:
 
 
 def open_store(ctx: click.Context, *, create: bool = False):
-    from tuitune.core.store import Store, StoreError
+    from tuitune.core.data.store import Store, StoreError
 
     try:
         return Store.open(settings(ctx).project, create=create)

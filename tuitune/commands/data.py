@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from tuitune.commands.common import fail, open_store, settings
-from tuitune.core.importing import IMPORT_AS
+from tuitune.core.data.importing import IMPORT_AS
 
 
 @click.command()
@@ -56,8 +56,8 @@ def task(ctx, name, description, system_prompt, tags, as_json):
 @click.pass_context
 def import_(ctx, file, fmt, as_, skip_invalid):
     """Import FILE into the project. A file with errors imports nothing unless --skip-invalid."""
-    from tuitune.core.formats import FormatError
-    from tuitune.core.importing import import_file
+    from tuitune.core.data.formats import FormatError
+    from tuitune.core.data.importing import import_file
 
     store = open_store(ctx, create=True)
     try:
@@ -88,8 +88,8 @@ def import_(ctx, file, fmt, as_, skip_invalid):
 @click.pass_context
 def export(ctx, fmt, output, test_size, seed, no_seeds, name):
     """Export seeds + accepted samples (written atomically) and a LLaMA-Factory dataset_info.json entry."""
-    from tuitune.core.export import ExportError
-    from tuitune.core.export import export as do_export
+    from tuitune.core.data.export import ExportError
+    from tuitune.core.data.export import export as do_export
 
     store = open_store(ctx)
     try:

@@ -17,8 +17,8 @@ from tuitune.commands.common import fail, open_store, settings
 # ---- resolving MODEL | RUN_ID ------------------------------------------------------------------------
 
 def resolve_spec(ctx: click.Context, arg: str, *, merged: bool = False):
-    from tuitune.core.serving import ServingError
-    from tuitune.core.serving_plan import resolve_spec as core_resolve
+    from tuitune.core.serving.vllm import ServingError
+    from tuitune.core.serving.plan import resolve_spec as core_resolve
 
     try:
         return core_resolve(settings(ctx), arg, merged=merged)
@@ -37,8 +37,8 @@ def _log_dir(ctx) -> Path:
 
 def _start_group(ctx, specs, port: int | None, timeout: float | None):
     """Plan and start the servers with a progress line on stderr; exits with a readable error on failure."""
-    from tuitune.core.serving import ServingError, VLLMUnavailable
-    from tuitune.core.serving_plan import plan
+    from tuitune.core.serving.vllm import ServingError, VLLMUnavailable
+    from tuitune.core.serving.plan import plan
 
     try:
         group = plan(specs, _log_dir(ctx), settings(ctx))
@@ -78,7 +78,7 @@ def serve(ctx, models, as_json, port, merged, timeout):
 
     Runs with a LoRA adapter share one server with their base model (--enable-lora). With no argument the
     base model is served. Prints the base URL, API key and served model names once ready."""
-    from tuitune.core.serving import VLLMUnavailable
+    from tuitune.core.serving.vllm import VLLMUnavailable
 
     specs = _default_specs(ctx, models, merged)
 
@@ -112,7 +112,7 @@ def serve(ctx, models, as_json, port, merged, timeout):
             time.sleep(1.0)
             dead = [s for s in group.servers if not s.alive()]
             if dead:
-                from tuitune.core.serving import tail
+                from tuitune.core.serving.vllm import tail
 
                 fail(f"vLLM for {dead[0].name} stopped unexpectedly. Log {dead[0].log_path}:\n{tail(dead[0].log_path)}")
     except _StopServing:
@@ -129,8 +129,8 @@ def serve(ctx, models, as_json, port, merged, timeout):
 
 def _backends_for(ctx, models, *, url, api_key, engine, merged, timeout):
     """(backends, engines or None): connect to --url, or start vLLM, or fall back to transformers."""
-    from tuitune.core.chat import ChatError, OpenAIBackend, open_backends
-    from tuitune.core.serving import Endpoint, ServingError
+    from tuitune.core.serving.chat import ChatError, OpenAIBackend, open_backends
+    from tuitune.core.serving.vllm import Endpoint, ServingError
 
     if url:
         if not models:
@@ -169,12 +169,12 @@ def chat(ctx, models, url, api_key, engine, system_prompt, temperature, max_toke
     """Chat with MODEL / RUN_ID in the terminal (several: side by side).
 
     Commands: /regen  /save [corrected answer]  /seed [corrected answer]  /system TEXT  /clear  /restart  /quit"""
-    from tuitune.core.chat import GenParams
+    from tuitune.core.serving.chat import GenParams
 
     params = GenParams(temperature=temperature, max_tokens=max_tokens)
     system = system_prompt
     if system is None:
-        from tuitune.core.store import DB_NAME
+        from tuitune.core.data.store import DB_NAME
 
         system = ""
         if (settings(ctx).project / DB_NAME).exists():
@@ -194,7 +194,7 @@ def chat(ctx, models, url, api_key, engine, system_prompt, temperature, max_toke
 
 
 async def _chat_loop(ctx, backends, system, params, one_prompt):
-    from tuitune.core.chat import ChatError, ChatSession, EngineDied, compare_collect
+    from tuitune.core.serving.chat import ChatError, ChatSession, EngineDied, compare_collect
 
     sessions = [ChatSession(b, system=system, params=params) for b in backends]
 
@@ -269,7 +269,7 @@ async def _chat_loop(ctx, backends, system, params, one_prompt):
 
 
 def _save(ctx, session, line: str, *, as_seed: bool) -> None:
-    from tuitune.core.chat import ChatError, save_exchange
+    from tuitune.core.serving.chat import ChatError, save_exchange
 
     if not session.history:
         click.echo("nothing to save yet", err=True)
@@ -306,8 +306,8 @@ def eval_(ctx, run_id, no_base, data_file, limit, max_tokens, judge, merged, eng
     """Evaluate RUN_ID on its held-out split: BLEU, chrF (sacrebleu) and ROUGE-L, base vs tuned.
 
     The report is saved as runs/RUN_ID/eval/report.json and report.md."""
-    from tuitune.core.chat import GenParams
-    from tuitune.core.evaluate import EvalError, evaluate, held_out_items, items_from_records, save_report
+    from tuitune.core.serving.chat import GenParams
+    from tuitune.core.evaluation.evaluate import EvalError, evaluate, held_out_items, items_from_records, save_report
 
     s = settings(ctx)
     run_dir = s.project / "runs" / run_id
@@ -329,7 +329,7 @@ def eval_(ctx, run_id, no_base, data_file, limit, max_tokens, judge, merged, eng
                                     timeout=timeout)
     judge_backend = _judge_backend(s, backends) if judge else None
     task = ""
-    from tuitune.core.store import DB_NAME
+    from tuitune.core.data.store import DB_NAME
 
     if (s.project / DB_NAME).exists():
         store = open_store(ctx)
@@ -359,8 +359,8 @@ def _base_name(run_dir: Path) -> str:
 
 
 def _judge_backend(s, backends):
-    from tuitune.core.chat import OpenAIBackend
-    from tuitune.core.serving import Endpoint
+    from tuitune.core.serving.chat import OpenAIBackend
+    from tuitune.core.serving.vllm import Endpoint
 
     if s.teacher_base_url:
         key = os.environ.get(s.teacher_api_key_env, "none")

@@ -29,7 +29,7 @@ async def stream_side_by_side(backends, prompt: str, **kw) -> dict[str, str]:
     from rich.console import Console
     from rich.live import Live
 
-    from tuitune.core.chat import compare
+    from tuitune.core.serving.chat import compare
 
     texts = {b.name: "" for b in backends}
     errors: dict[str, str] = {}

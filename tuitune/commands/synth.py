@@ -15,7 +15,7 @@ LOCK_NAME = ".synth.lock"
 
 
 def _teacher_config(ctx, teacher, base_url, model, api_key_env, json_schema, timeout, retries=None):
-    from tuitune.core.teacher import TeacherConfig, TeacherError, get_teacher
+    from tuitune.core.synth.teacher import TeacherConfig, TeacherError, get_teacher
 
     try:
         if base_url:
@@ -98,9 +98,9 @@ def synth(ctx, n, teacher, base_url, model, api_key_env, json_schema, mode, answ
     """
     from filelock import FileLock, Timeout
 
-    from tuitune.core import rounds as rounds_mod
-    from tuitune.core.synth import RoundParams, SynthError
-    from tuitune.core.teacher import EMBEDDED_HINT, TeacherError, load_teachers, open_teacher
+    from tuitune.core.synth import rounds as rounds_mod
+    from tuitune.core.synth.engine import RoundParams, SynthError
+    from tuitune.core.synth.teacher import EMBEDDED_HINT, TeacherError, load_teachers, open_teacher
 
     st = settings(ctx)
     if list_teachers:
@@ -163,7 +163,7 @@ def synth(ctx, n, teacher, base_url, model, api_key_env, json_schema, mode, answ
         except TeacherError as e:
             fail(str(e))
         except Exception as e:  # serving errors carry their own advice (log tail, what to do)
-            from tuitune.core.serving import ServingError
+            from tuitune.core.serving.vllm import ServingError
 
             if isinstance(e, ServingError):
                 fail(str(e))
@@ -175,9 +175,9 @@ def synth(ctx, n, teacher, base_url, model, api_key_env, json_schema, mode, answ
 
 
 def _run(store, st, cfg, answer_cfg, params, propose_topics, resumed, round_size, as_json) -> int:
-    from tuitune.core.synth import RoundFinished, RoundStarted, SampleStored, SynthError, SynthRound
-    from tuitune.core.synth import propose_topics as propose
-    from tuitune.core.teacher import Teacher, TeacherError
+    from tuitune.core.synth.engine import RoundFinished, RoundStarted, SampleStored, SynthError, SynthRound
+    from tuitune.core.synth.engine import propose_topics as propose
+    from tuitune.core.synth.teacher import Teacher, TeacherError
 
     async def main() -> int:
         teacher = Teacher(cfg)
@@ -266,8 +266,8 @@ def review(ctx, round_id, status, list_, as_json, accept_ids, reject_ids, reason
            rates, undo):
     """Review samples without the TUI. With no action option, loops over the samples:
     a=accept  r=reject (asks why)  e=edit  1-5=rate  s=skip  u=undo  q=quit."""
-    from tuitune.core import review as rv
-    from tuitune.core.store import StoreError
+    from tuitune.core.data import review as rv
+    from tuitune.core.data.store import StoreError
 
     store = open_store(ctx)
     sel = None if status == "all" else status
@@ -318,7 +318,7 @@ def review(ctx, round_id, status, list_, as_json, accept_ids, reject_ids, reason
 
 
 def _loop(store, samples) -> None:
-    from tuitune.core import review as rv
+    from tuitune.core.data import review as rv
 
     if not samples:
         click.echo("Nothing to review.")
@@ -376,7 +376,7 @@ def _loop(store, samples) -> None:
 @click.pass_context
 def lessons(ctx, as_json):
     """The lessons from review (rejection reasons, corrections) that the next synth round's prompt includes."""
-    from tuitune.core.review import lessons as get_lessons
+    from tuitune.core.data.review import lessons as get_lessons
 
     items = get_lessons(open_store(ctx))
     if as_json:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tuitune.core.store import Store
+from tuitune.core.data.store import Store
 
 MIN_SEEDS = 3
 FIRST_ROUND = 20

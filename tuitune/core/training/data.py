@@ -49,7 +49,7 @@ class Tokenized:
 
 def project_records(project: Path, method: str) -> list[dict]:
     """The project's training data for a method: kept samples as chat messages, or preference pairs."""
-    from tuitune.core.store import Store, StoreError
+    from tuitune.core.data.store import Store, StoreError
 
     if not (Path(project) / "tuitune.db").exists():
         raise DataError(f"No tuitune project in {project}: run `tuitune init` and import or review samples "
@@ -60,7 +60,7 @@ def project_records(project: Path, method: str) -> list[dict]:
         raise DataError(str(e)) from None
     try:
         if method in PREFERENCE_METHODS:
-            from tuitune.core.preferences import preference_pairs
+            from tuitune.core.data.preferences import preference_pairs
 
             return [p.to_trl() for p in preference_pairs(store)]
         return [{"messages": s.to_messages()} for s in store.training_samples()]
@@ -79,7 +79,7 @@ def file_records(path: Path | str, method: str) -> list[dict]:
     rows = _read_json_rows(path)
     if rows and all(isinstance(r, dict) and isinstance(r.get("messages"), list) for r in rows):
         return [{"messages": r["messages"]} for r in rows]
-    from tuitune.core.formats import FormatError, read_file
+    from tuitune.core.data.formats import FormatError, read_file
 
     try:
         parsed = read_file(path)

@@ -47,9 +47,9 @@ class ChatScreen(Screen):
 
     @work(thread=True, exclusive=True, group="chat-engine")
     def start_engines(self) -> None:
-        from tuitune.core.engines import chat_targets
+        from tuitune.core.serving.pool import chat_targets
         from tuitune.core.models import ModelError
-        from tuitune.core.serving import ServingError
+        from tuitune.core.serving.vllm import ServingError
 
         try:
             backends = chat_targets(self.app.engines, self.run_id, with_base=self.compare)
@@ -62,7 +62,7 @@ class ChatScreen(Screen):
 
     @on(ServerReady)
     async def server_ready(self, event: ServerReady) -> None:
-        from tuitune.core.chat import ChatSession, GenParams
+        from tuitune.core.serving.chat import ChatSession, GenParams
 
         self._engine_line = (f"chat with {self.run_id or 'the base model'} · engine: {event.engine} · models: "
                              f"{', '.join(event.models)} · system prompt: the task's")
@@ -141,7 +141,7 @@ class ChatScreen(Screen):
 
     @work(group="chat-answers")
     async def answer(self, i: int, prompt: str | None) -> None:
-        from tuitune.core.chat import ChatError
+        from tuitune.core.serving.chat import ChatError
 
         pane, session = self.panes[i], self.sessions[i]
         md = Markdown("", classes="msg-assistant")
@@ -172,7 +172,7 @@ class ChatScreen(Screen):
 
     @work(group="chat-engine")
     async def action_restart(self) -> None:
-        from tuitune.core.chat import ChatError
+        from tuitune.core.serving.chat import ChatError
 
         self.query_one("#chat-engine", Static).update("restarting the server…")
         for s in self.sessions:

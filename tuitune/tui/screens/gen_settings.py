@@ -23,7 +23,7 @@ class GenSettings(ModalScreen):
         self.params = params
 
     def compose(self) -> ComposeResult:
-        from tuitune.core.gen_settings import LABELS, form_values
+        from tuitune.core.serving.gen_settings import LABELS, form_values
 
         values = form_values(self.params)
         with Vertical(id="seed-form"):
@@ -39,7 +39,7 @@ class GenSettings(ModalScreen):
         self.action_apply()
 
     def action_apply(self) -> None:
-        from tuitune.core.gen_settings import LABELS, params_from_form
+        from tuitune.core.serving.gen_settings import LABELS, params_from_form
 
         typed = {name: self.query_one(f"#gen-{name}", Input).value for name in LABELS}
         try:

@@ -152,8 +152,8 @@ class MainScreen(Screen):
         self.app.push_screen(SeedForm(system=self.store.get_task().system_prompt), saved)
 
     def cmd_import(self, arg: str) -> None:
-        from tuitune.core.formats import FormatError
-        from tuitune.core.importing import IMPORT_AS, import_file
+        from tuitune.core.data.formats import FormatError
+        from tuitune.core.data.importing import IMPORT_AS, import_file
 
         try:
             parts = shlex.split(arg)
@@ -189,7 +189,7 @@ class MainScreen(Screen):
                    f"| status | n |\n|---|---|\n{rows}\n\n| origin | n |\n|---|---|\n{rows2}")
 
     def cmd_lessons(self, arg: str) -> None:
-        from tuitune.core.review import lessons
+        from tuitune.core.data.review import lessons
 
         got = lessons(self.store)
         if not got:
@@ -198,7 +198,7 @@ class MainScreen(Screen):
         self.guide("**Lessons for the next round:**\n\n" + "\n".join(f"- {item}" for item in got))
 
     def cmd_export(self, arg: str) -> None:
-        from tuitune.core.export import EXPORT_FORMATS, SUFFIX, ExportError, export
+        from tuitune.core.data.export import EXPORT_FORMATS, SUFFIX, ExportError, export
 
         parts = arg.split()
         fmt = parts[0] if parts else "alpaca"

@@ -13,8 +13,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label, OptionList, Static, TextArea
 from textual.widgets.option_list import Option
 
-from tuitune.core import review
-from tuitune.core.samples import Sample
+from tuitune.core.data import review
+from tuitune.core.data.samples import Sample
 
 
 class RejectScreen(ModalScreen[str | None]):

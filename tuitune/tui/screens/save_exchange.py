@@ -27,7 +27,7 @@ class SaveExchange(ModalScreen):
         yield Footer()
 
     def action_save(self) -> None:
-        from tuitune.core.chat import save_exchange
+        from tuitune.core.serving.chat import save_exchange
 
         corrected = self.query_one("#corrected", TextArea).text.strip()
         task = self.app.store.get_task()

@@ -10,7 +10,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Label, TextArea
 
-from tuitune.core.samples import Sample
+from tuitune.core.data.samples import Sample
 
 
 class SeedForm(ModalScreen[Sample | None]):

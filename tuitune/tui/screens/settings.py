@@ -15,7 +15,7 @@ class SettingsScreen(Screen):
     BINDINGS: ClassVar[list[Binding]] = [Binding("ctrl+s", "save", "Save teacher", priority=True), Binding("escape", "back", "Back")]
 
     def compose(self) -> ComposeResult:
-        from tuitune.core.teacher import load_teachers, teachers_path
+        from tuitune.core.synth.teacher import load_teachers, teachers_path
 
         s = self.app.settings
         teachers = load_teachers(s)
@@ -42,7 +42,7 @@ class SettingsScreen(Screen):
         yield Footer()
 
     def action_save(self) -> None:
-        from tuitune.core.teacher import TeacherConfig, TeacherError, load_teachers, save_teacher
+        from tuitune.core.synth.teacher import TeacherConfig, TeacherError, load_teachers, save_teacher
 
         vals = {k: self.query_one(f"#{k}", Input).value.strip() for k in ("t-name", "t-url", "t-model", "t-key")}
         msg = self.query_one("#settings-msg", Static)

@@ -46,10 +46,10 @@ class RoundCard(Vertical):
 
     @work(thread=True, exclusive=True, group="synth")
     def run_round(self) -> None:
-        from tuitune.core.serving import ServingError
-        from tuitune.core.store import Store
-        from tuitune.core.synth import RoundParams, SynthError, SynthRound
-        from tuitune.core.teacher import Teacher, TeacherError
+        from tuitune.core.serving.vllm import ServingError
+        from tuitune.core.data.store import Store
+        from tuitune.core.synth.engine import RoundParams, SynthError, SynthRound
+        from tuitune.core.synth.teacher import Teacher, TeacherError
 
         settings = self.app.settings
         try:
@@ -83,7 +83,7 @@ class RoundCard(Vertical):
                                                        "message": fin.message}))
 
     def _on_event(self, ev) -> None:  # runs in the worker thread; post_message is thread-safe
-        from tuitune.core.synth import SampleStored
+        from tuitune.core.synth.engine import SampleStored
 
         if isinstance(ev, SampleStored):
             self.post_message(SampleGenerated(ev.sample.id, ev.sample.instruction, ev.sample.output,

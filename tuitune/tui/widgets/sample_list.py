@@ -19,7 +19,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from tuitune.core import browse
+from tuitune.core.data import browse
 
 PAGE = 64  # rows fetched per query
 PAGES_KEPT = 32  # page cache size (LRU)

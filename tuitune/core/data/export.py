@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tuitune.core import atomic
-from tuitune.core.preferences import preference_pairs
-from tuitune.core.samples import Sample
-from tuitune.core.store import Store
+from tuitune.core.data.preferences import preference_pairs
+from tuitune.core.data.samples import Sample
+from tuitune.core.data.store import Store
 
 EXPORT_FORMATS = ("alpaca", "sharegpt", "openai", "dpo")
 SUFFIX = {"alpaca": ".json", "sharegpt": ".json", "openai": ".jsonl", "dpo": ".json"}

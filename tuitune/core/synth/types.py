@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from tuitune.core.dedup import DEFAULT_THRESHOLD
-from tuitune.core.samples import Sample
+from tuitune.core.data.dedup import DEFAULT_THRESHOLD
+from tuitune.core.data.samples import Sample
 
 MODES = ("samples", "inputs")
 

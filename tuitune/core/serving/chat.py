@@ -3,7 +3,7 @@
 A *backend* streams the answer to a list of chat messages as text deltas. Two exist:
 - `OpenAIBackend`: any OpenAI-compatible endpoint, normally a `VLLMServer` of ours (engine "vllm");
 - `TransformersBackend`: the model loaded in this process with transformers (engine "transformers"), the
-  fallback for chat where vLLM cannot run (see `tuitune.core.serving.VLLMUnavailable`); slow, one at a time.
+  fallback for chat where vLLM cannot run (see `tuitune.core.serving.vllm.VLLMUnavailable`); slow, one at a time.
 The UI shows `backend.engine` so the user always knows which engine is answering.
 
 `ChatSession` keeps the system prompt (the task's by default), the multi-turn history and the generation
@@ -22,11 +22,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from tuitune.core.samples import Sample
-from tuitune.core.serving import Endpoint, ServingError, VLLMServer, check_chat_template
+from tuitune.core.data.samples import Sample
+from tuitune.core.serving.vllm import Endpoint, ServingError, VLLMServer, check_chat_template
 
 if TYPE_CHECKING:
-    from tuitune.core.store import Store
+    from tuitune.core.data.store import Store
 
 
 class ChatError(Exception):
@@ -247,7 +247,7 @@ class ChatEngines:
     `note`: why the fallback is used, for the UI to show beside `engine`."""
 
     backends: list
-    group: object | None = None  # tuitune.core.serving.ServerGroup
+    group: object | None = None  # tuitune.core.serving.vllm.ServerGroup
     engine: str = "vllm"
     note: str = ""
 
@@ -258,14 +258,14 @@ class ChatEngines:
 
 def open_backends(specs: list, log_dir: Path, settings=None, *, engine: str = "auto",
                   timeout: float | None = None) -> ChatEngines:
-    """Start vLLM for `specs` (tuitune.core.serving_plan.ModelSpec) and return a backend per spec.
+    """Start vLLM for `specs` (tuitune.core.serving.plan.ModelSpec) and return a backend per spec.
 
     engine="auto" uses vLLM and falls back to the in-process transformers engine ONLY when vLLM cannot run here
     (VLLMUnavailable: not installed, unsupported platform, too little memory); any other start failure is raised
     (ServingError, with the log tail). engine="vllm" never falls back; engine="transformers" never starts vLLM.
     Blocks for the start (about a minute on CPU): call it from a worker thread in a UI."""
-    from tuitune.core.serving import VLLMUnavailable
-    from tuitune.core.serving_plan import plan
+    from tuitune.core.serving.vllm import VLLMUnavailable
+    from tuitune.core.serving.plan import plan
 
     note = ""
     if engine != "transformers":

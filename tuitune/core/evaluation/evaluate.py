@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from tuitune.core import atomic
 
 if TYPE_CHECKING:
-    from tuitune.core.chat import Backend, GenParams
+    from tuitune.core.serving.chat import Backend, GenParams
 
 CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002a6df]")
 ZH_SHARE = 0.3  # share of CJK characters (among non-space characters) above which a text counts as Chinese
@@ -179,7 +179,7 @@ def held_out_items(run_dir: Path) -> list[EvalItem]:
 async def generate(backend: Backend, items: Sequence[EvalItem], params: GenParams | None = None,
                    concurrency: int = 8) -> list[str]:
     """The backend's answer to every item (greedy by default), `concurrency` requests at a time."""
-    from tuitune.core.chat import GenParams
+    from tuitune.core.serving.chat import GenParams
 
     params = params or GenParams(temperature=0.0, max_tokens=256, seed=0)
     sem = asyncio.Semaphore(concurrency)
@@ -192,7 +192,7 @@ async def generate(backend: Backend, items: Sequence[EvalItem], params: GenParam
 
 
 def render_judge(item: EvalItem, answer: str, task: str = "", project: Path | None = None) -> str:
-    from tuitune.core.prompts import PromptError, render
+    from tuitune.core.synth.prompts import PromptError, render
 
     try:
         return render(JUDGE_PROMPT, project=project, task=task, prompt=item.prompt, reference=item.reference,
@@ -221,7 +221,7 @@ def parse_judgement(text: str) -> tuple[int | None, str]:
 async def judge(judge_backend: Backend, items: Sequence[EvalItem], outputs: Sequence[str], task: str = "",
                 concurrency: int = 4, project: Path | None = None) -> dict:
     """Score each answer 1-5 with the rubric in prompts/judge.md; mean over the answers the judge scored."""
-    from tuitune.core.chat import ChatError, GenParams, OpenAIBackend
+    from tuitune.core.serving.chat import ChatError, GenParams, OpenAIBackend
 
     params = GenParams(temperature=0.0, max_tokens=200, seed=0)
     if isinstance(judge_backend, OpenAIBackend):  # constrain the reply to the verdict's JSON where supported

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tuitune.core.serving import Endpoint, ServingError, VLLMServer, VLLMUnavailable, has_gpu, lora_rank
+from tuitune.core.serving.vllm import Endpoint, ServingError, VLLMServer, VLLMUnavailable, has_gpu, lora_rank
 from tuitune.settings import Settings
 
 

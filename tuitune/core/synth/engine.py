@@ -22,11 +22,11 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tuitune.core import prompts, rounds
-from tuitune.core.dedup import DedupIndex
-from tuitune.core.samples import KEPT_STATUSES, Sample
-from tuitune.core.store import Store
-from tuitune.core.synth_types import (  # noqa: F401 - the engine's public types, re-exported
+from tuitune.core.synth import prompts, rounds
+from tuitune.core.data.dedup import DedupIndex
+from tuitune.core.data.samples import KEPT_STATUSES, Sample
+from tuitune.core.data.store import Store
+from tuitune.core.synth.types import (  # noqa: F401 - the engine's public types, re-exported
     COUNTER_NAMES,
     MODES,
     Counters,
@@ -39,7 +39,7 @@ from tuitune.core.synth_types import (  # noqa: F401 - the engine's public types
     SampleStored,
     SynthError,
 )
-from tuitune.core.teacher import Teacher, TeacherError, Unparseable, extract_json, items_of
+from tuitune.core.synth.teacher import Teacher, TeacherError, Unparseable, extract_json, items_of
 
 # ---- schemas --------------------------------------------------------------------------------------------
 
@@ -78,7 +78,7 @@ def _example(s: Sample) -> dict:
 
 
 def _get_lessons(store: Store) -> list[str]:
-    from tuitune.core.review import lessons
+    from tuitune.core.data.review import lessons
 
     return list(lessons(store))
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tuitune.core.samples import Sample
+from tuitune.core.data.samples import Sample
 
 FORMATS = ("alpaca", "sharegpt", "openai", "csv")
 MAX_LISTED_ISSUES = 50

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tuitune.core.samples import KEPT_STATUSES, Sample
+from tuitune.core.data.samples import KEPT_STATUSES, Sample
 
 DB_NAME = "tuitune.db"
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from tuitune.core.samples import TEXT_FIELDS, Sample, normalise
-from tuitune.core.store import Store, StoreError
+from tuitune.core.data.samples import TEXT_FIELDS, Sample, normalise
+from tuitune.core.data.store import Store, StoreError
 
 # Quick picks offered when rejecting; free text is always allowed too.
 COMMON_REASONS = (

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from tuitune.core.store import Store, StoreError, now
+from tuitune.core.data.store import Store, StoreError, now
 
 UNFINISHED = ("running", "cancelled", "failed", "incomplete")  # a new `synth` resumes these
 

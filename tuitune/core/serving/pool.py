@@ -21,7 +21,7 @@ class EnginePool:
 
     def get(self, name: str, model: Path, *, lora: dict[str, Path] | None = None):
         """The running server for `name`, started if needed (restarted if it died or its adapters changed)."""
-        from tuitune.core.serving import ServingError, VLLMServer
+        from tuitune.core.serving.vllm import ServingError, VLLMServer
 
         with self._lock:
             srv = self._servers.get(name)
@@ -59,7 +59,7 @@ class EnginePool:
     def teacher_config(self, name: str | None = None):
         """The teacher's config, pointing at the pooled embedded server when it is the embedded teacher."""
         from tuitune.core.models import EMBEDDED_NAME
-        from tuitune.core.teacher import TeacherConfig, get_teacher
+        from tuitune.core.synth.teacher import TeacherConfig, get_teacher
 
         cfg = get_teacher(self.settings, name)
         if not cfg.embedded:
@@ -86,12 +86,12 @@ def chat_targets(pool: EnginePool, run_id: str | None, *, with_base: bool = True
 
     A run with a LoRA adapter is served as an adapter on its base's server (one process, `--enable-lora`);
     a run without one (full fine-tune) gets its own server for the merged folder."""
-    from tuitune.core.serving import VLLMUnavailable
+    from tuitune.core.serving.vllm import VLLMUnavailable
 
     try:
         return _vllm_targets(pool, run_id, with_base=with_base)
     except VLLMUnavailable as e:  # only where vLLM cannot run at all: chat in-process, and say so
-        from tuitune.core.chat import TransformersBackend
+        from tuitune.core.serving.chat import TransformersBackend
         from tuitune.core.models import resolve
 
         pool.note = f"{e} Using the transformers engine (slower, one answer at a time)."
@@ -110,9 +110,9 @@ def chat_targets(pool: EnginePool, run_id: str | None, *, with_base: bool = True
 def _vllm_targets(pool: EnginePool, run_id: str | None, *, with_base: bool) -> list:
     """vLLM backends: the run (as resolved by serving_plan.resolve_spec: its adapter on its base's server, or
     its merged folder on a server of its own), then the base model."""
-    from tuitune.core.chat import OpenAIBackend
+    from tuitune.core.serving.chat import OpenAIBackend
     from tuitune.core.models import resolve
-    from tuitune.core.serving_plan import resolve_spec
+    from tuitune.core.serving.plan import resolve_spec
 
     settings = pool.settings
     backends = []

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tuitune.core.chat import GenParams
+from tuitune.core.serving.chat import GenParams
 
 # field -> the label the dialog shows (also used in error messages, so they name what the person sees)
 LABELS: dict[str, str] = {

@@ -208,7 +208,7 @@ def open_teacher(config: TeacherConfig, *, settings: Settings, log_path: Path) -
         yield config
         return
     from tuitune.core.models import EMBEDDED_NAME, prepare_embedded
-    from tuitune.core.serving import VLLMServer
+    from tuitune.core.serving.vllm import VLLMServer
 
     model = prepare_embedded(settings.models_dir)
     with VLLMServer(model, name=EMBEDDED_NAME, log_path=log_path, settings=settings) as server:

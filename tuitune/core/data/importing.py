@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuitune.core.formats import Parsed, read_file
-from tuitune.core.store import Store
+from tuitune.core.data.formats import Parsed, read_file
+from tuitune.core.data.store import Store
 
 # --as VALUE -> (origin, status) of the imported samples. Data a user brings is trusted: default "accepted".
 IMPORT_AS: dict[str, tuple[str, str]] = {"seeds": ("seed", "accepted"), "accepted": ("import", "accepted"),

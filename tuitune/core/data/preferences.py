@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tuitune.core.samples import Sample
-from tuitune.core.store import Store
+from tuitune.core.data.samples import Sample
+from tuitune.core.data.store import Store
 
 
 @dataclass

@@ -10,8 +10,8 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuitune.core.samples import STATUSES, Sample
-from tuitune.core.store import SAMPLE_COLUMNS, Store, StoreError, _row_to_sample
+from tuitune.core.data.samples import STATUSES, Sample
+from tuitune.core.data.store import SAMPLE_COLUMNS, Store, StoreError, _row_to_sample
 
 PREVIEW_CHARS = 160  # how much of the instruction a list row carries
 

@@ -55,7 +55,7 @@ class ServingError(Exception):
 class VLLMUnavailable(ServingError):
     """vLLM cannot run on this machine at all (no build, wrong platform, too little memory).
 
-    Chat can still use the in-process transformers engine (`tuitune.core.chat.TransformersBackend`)."""
+    Chat can still use the in-process transformers engine (`tuitune.core.serving.chat.TransformersBackend`)."""
 
 
 class ChatTemplateMissing(ServingError):
@@ -307,7 +307,7 @@ class VLLMServer:
                       f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "tuitune.core.serving", "--guard", str(os.getpid()), "--", *self.command()],
+                [sys.executable, "-m", "tuitune.core.serving.vllm", "--guard", str(os.getpid()), "--", *self.command()],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
                 close_fds=True)
         self.started_at = time.monotonic()
@@ -443,7 +443,7 @@ def _kill_group(pgid: int) -> None:
         time.sleep(0.1)
 
 
-# ---- the guard process (`python -m tuitune.core.serving --guard PARENT_PID -- CMD...`) -----------------
+# ---- the guard process (`python -m tuitune.core.serving.vllm --guard PARENT_PID -- CMD...`) -----------------
 
 def _die_with_parent() -> None:
     """In vLLM's API server: get SIGTERM if the guard itself dies (e.g. killed by the OOM killer). Safe here,
@@ -499,4 +499,4 @@ def _guard(parent_pid: int, cmd: list[str]) -> int:
 if __name__ == "__main__":
     if len(sys.argv) > 3 and sys.argv[1] == "--guard" and sys.argv[3] == "--":
         sys.exit(_guard(int(sys.argv[2]), sys.argv[4:]))
-    sys.exit("usage: python -m tuitune.core.serving --guard PARENT_PID -- COMMAND...")
+    sys.exit("usage: python -m tuitune.core.serving.vllm --guard PARENT_PID -- COMMAND...")

@@ -9,7 +9,7 @@ import json
 import re
 from pathlib import Path
 
-PROMPTS_DIR = Path(__file__).parents[1] / "prompts"  # tuitune/prompts -> ../prompts (package data)
+PROMPTS_DIR = Path(__file__).parents[2] / "prompts"  # tuitune/prompts -> ../prompts (package data)
 
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 
