@@ -9,7 +9,13 @@ import sys
 
 import pytest
 
-from tuitune.core.serving.chat import ChatSession, GenParams, OpenAIBackend, TransformersBackend, save_exchange
+from tuitune.core.serving.chat import (
+    ChatSession,
+    GenParams,
+    OpenAIBackend,
+    TransformersBackend,
+    save_exchange,
+)
 
 pytestmark = pytest.mark.e2e
 MODEL = "smollm2-135m-instruct"

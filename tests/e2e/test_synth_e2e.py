@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from tuitune.cli import main
-from tuitune.core.synth import rounds
 from tuitune.core.data.formats import read_file
 from tuitune.core.data.store import Store
+from tuitune.core.synth import rounds
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 

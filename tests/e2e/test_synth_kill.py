@@ -14,9 +14,9 @@ import time
 import fake_teacher as fake  # tests/fake_teacher.py (tests/ is on pytest's pythonpath)
 import pytest
 
-from tuitune.core.synth import rounds
 from tuitune.core.data.samples import Sample
 from tuitune.core.data.store import Store
+from tuitune.core.synth import rounds
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 

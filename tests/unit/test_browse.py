@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tuitune.core.data import browse
-from tuitune.core.data import review
+from tuitune.core.data import browse, review
 from tuitune.core.data.samples import Sample
 from tuitune.core.data.store import StoreError
 

@@ -14,10 +14,10 @@ import time
 import pytest
 from procs import group_members
 
-from tuitune.core.serving import vllm as serving
 from tuitune.core.serving import plan as serving_plan
-from tuitune.core.serving.vllm import ServingError, VLLMServer
+from tuitune.core.serving import vllm as serving
 from tuitune.core.serving.plan import ModelSpec
+from tuitune.core.serving.vllm import ServingError, VLLMServer
 from tuitune.settings import Settings
 
 

@@ -9,8 +9,8 @@ import asyncio
 import fake_teacher as fake  # tests/fake_teacher.py (tests/ is on pytest's pythonpath)
 import pytest
 
-from tuitune.core.synth import rounds
 from tuitune.core.data.samples import Sample
+from tuitune.core.synth import rounds
 from tuitune.core.synth.engine import RequestFailed, RoundFinished, RoundParams, SampleStored, SynthRound
 from tuitune.core.synth.teacher import Teacher, TeacherConfig
 

@@ -12,9 +12,9 @@ from click.testing import CliRunner
 
 from tuitune.cli import main
 from tuitune.core.data import review
-from tuitune.core.synth import rounds
 from tuitune.core.data.export import export
 from tuitune.core.data.samples import Sample
+from tuitune.core.synth import rounds
 from tuitune.core.synth.engine import RoundParams, SynthRound, build_context, generation_messages
 from tuitune.core.synth.teacher import Teacher, TeacherConfig
 

@@ -17,8 +17,8 @@ from tuitune.commands.common import fail, open_store, settings
 # ---- resolving MODEL | RUN_ID ------------------------------------------------------------------------
 
 def resolve_spec(ctx: click.Context, arg: str, *, merged: bool = False):
-    from tuitune.core.serving.vllm import ServingError
     from tuitune.core.serving.plan import resolve_spec as core_resolve
+    from tuitune.core.serving.vllm import ServingError
 
     try:
         return core_resolve(settings(ctx), arg, merged=merged)
@@ -37,8 +37,8 @@ def _log_dir(ctx) -> Path:
 
 def _start_group(ctx, specs, port: int | None, timeout: float | None):
     """Plan and start the servers with a progress line on stderr; exits with a readable error on failure."""
-    from tuitune.core.serving.vllm import ServingError, VLLMUnavailable
     from tuitune.core.serving.plan import plan
+    from tuitune.core.serving.vllm import ServingError, VLLMUnavailable
 
     try:
         group = plan(specs, _log_dir(ctx), settings(ctx))
@@ -306,8 +306,14 @@ def eval_(ctx, run_id, no_base, data_file, limit, max_tokens, judge, merged, eng
     """Evaluate RUN_ID on its held-out split: BLEU, chrF (sacrebleu) and ROUGE-L, base vs tuned.
 
     The report is saved as runs/RUN_ID/eval/report.json and report.md."""
+    from tuitune.core.evaluation.evaluate import (
+        EvalError,
+        evaluate,
+        held_out_items,
+        items_from_records,
+        save_report,
+    )
     from tuitune.core.serving.chat import GenParams
-    from tuitune.core.evaluation.evaluate import EvalError, evaluate, held_out_items, items_from_records, save_report
 
     s = settings(ctx)
     run_dir = s.project / "runs" / run_id

@@ -30,8 +30,8 @@ class TuituneApp(App):
     def __init__(self, settings: Settings):
         super().__init__()
         self.settings = settings
-        from tuitune.core.serving.pool import EnginePool
         from tuitune.core.data.store import Store
+        from tuitune.core.serving.pool import EnginePool
 
         self.store = Store.open(settings.project)
         self.engines = EnginePool(settings, settings.project / "logs")

@@ -67,12 +67,10 @@ def grouped_split(groups: list[int], test_count: int, seed: int) -> Split:
                  groups=len(members), kept_together=len(multi), records_in_groups=sum(len(m) for m in multi))
 
 
-def holdout_count(n: int, test_size: float | int) -> int:
+def holdout_count(n: int, test_size: float) -> int:
     """Records for the test side: an int is a count, a float in (0, 1) a fraction (at least 1 record).
     Raises ValueError naming the value when it makes no sense for `n` records."""
-    if isinstance(test_size, bool):
-        raise ValueError(f"test size {test_size!r} is not a number")
-    if isinstance(test_size, int):
+    if isinstance(test_size, int) and not isinstance(test_size, bool):
         if not 0 <= test_size < n:
             raise ValueError(f"test size {test_size} must be a count from 0 to {n - 1} (there are {n} records)")
         return test_size

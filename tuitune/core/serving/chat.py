@@ -264,8 +264,8 @@ def open_backends(specs: list, log_dir: Path, settings=None, *, engine: str = "a
     (VLLMUnavailable: not installed, unsupported platform, too little memory); any other start failure is raised
     (ServingError, with the log tail). engine="vllm" never falls back; engine="transformers" never starts vLLM.
     Blocks for the start (about a minute on CPU): call it from a worker thread in a UI."""
-    from tuitune.core.serving.vllm import VLLMUnavailable
     from tuitune.core.serving.plan import plan
+    from tuitune.core.serving.vllm import VLLMUnavailable
 
     note = ""
     if engine != "transformers":

@@ -91,8 +91,8 @@ def chat_targets(pool: EnginePool, run_id: str | None, *, with_base: bool = True
     try:
         return _vllm_targets(pool, run_id, with_base=with_base)
     except VLLMUnavailable as e:  # only where vLLM cannot run at all: chat in-process, and say so
-        from tuitune.core.serving.chat import TransformersBackend
         from tuitune.core.models import resolve
+        from tuitune.core.serving.chat import TransformersBackend
 
         pool.note = f"{e} Using the transformers engine (slower, one answer at a time)."
         backends = []
@@ -110,8 +110,8 @@ def chat_targets(pool: EnginePool, run_id: str | None, *, with_base: bool = True
 def _vllm_targets(pool: EnginePool, run_id: str | None, *, with_base: bool) -> list:
     """vLLM backends: the run (as resolved by serving_plan.resolve_spec: its adapter on its base's server, or
     its merged folder on a server of its own), then the base model."""
-    from tuitune.core.serving.chat import OpenAIBackend
     from tuitune.core.models import resolve
+    from tuitune.core.serving.chat import OpenAIBackend
     from tuitune.core.serving.plan import resolve_spec
 
     settings = pool.settings

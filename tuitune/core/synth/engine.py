@@ -22,10 +22,11 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tuitune.core.synth import prompts, rounds
 from tuitune.core.data.dedup import DedupIndex
 from tuitune.core.data.samples import KEPT_STATUSES, Sample
 from tuitune.core.data.store import Store
+from tuitune.core.synth import prompts, rounds
+from tuitune.core.synth.teacher import Teacher, TeacherError, Unparseable, extract_json, items_of
 from tuitune.core.synth.types import (  # noqa: F401 - the engine's public types, re-exported
     COUNTER_NAMES,
     MODES,
@@ -39,7 +40,6 @@ from tuitune.core.synth.types import (  # noqa: F401 - the engine's public types
     SampleStored,
     SynthError,
 )
-from tuitune.core.synth.teacher import Teacher, TeacherError, Unparseable, extract_json, items_of
 
 # ---- schemas --------------------------------------------------------------------------------------------
 

@@ -47,8 +47,8 @@ class ChatScreen(Screen):
 
     @work(thread=True, exclusive=True, group="chat-engine")
     def start_engines(self) -> None:
-        from tuitune.core.serving.pool import chat_targets
         from tuitune.core.models import ModelError
+        from tuitune.core.serving.pool import chat_targets
         from tuitune.core.serving.vllm import ServingError
 
         try:

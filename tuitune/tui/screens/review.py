@@ -23,8 +23,7 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
-from tuitune.core.data import browse
-from tuitune.core.data import review
+from tuitune.core.data import browse, review
 from tuitune.core.data.samples import STATUSES, Sample
 from tuitune.core.data.store import Store, StoreError
 from tuitune.tui.screens.review_dialogs import EditScreen, LessonsScreen, RejectScreen

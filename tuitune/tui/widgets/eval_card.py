@@ -33,10 +33,10 @@ class EvalCard(Vertical):
 
     @work(thread=True, exclusive=True, group="eval")
     def run_eval(self) -> None:
-        from tuitune.core.serving.chat import ChatError
-        from tuitune.core.serving.pool import chat_targets
         from tuitune.core.evaluation.evaluate import EvalError, evaluate, held_out_items, save_report
         from tuitune.core.models import ModelError
+        from tuitune.core.serving.chat import ChatError
+        from tuitune.core.serving.pool import chat_targets
         from tuitune.core.serving.vllm import ServingError
 
         run_dir = self.app.settings.project / "runs" / self.run_id

@@ -46,8 +46,8 @@ class RoundCard(Vertical):
 
     @work(thread=True, exclusive=True, group="synth")
     def run_round(self) -> None:
-        from tuitune.core.serving.vllm import ServingError
         from tuitune.core.data.store import Store
+        from tuitune.core.serving.vllm import ServingError
         from tuitune.core.synth.engine import RoundParams, SynthError, SynthRound
         from tuitune.core.synth.teacher import Teacher, TeacherError
 
