@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
 
 import click
@@ -21,6 +22,18 @@ def open_store(ctx: click.Context, *, create: bool = False):
         return Store.open(settings(ctx).project, create=create)
     except StoreError as e:
         fail(str(e))
+
+
+_UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 2**10, "kib": 2**10, "m": 2**20, "mb": 2**20, "mib": 2**20,
+          "g": 2**30, "gb": 2**30, "gib": 2**30}
+
+
+def parse_size(text: str, option: str = "--max-size") -> int:
+    """'512M', '2G', '1.5GiB' or a plain number of bytes -> bytes (binary units). Exit 2 on anything else."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text or "")
+    if not m or m.group(2).lower() not in _UNITS or float(m.group(1)) <= 0:
+        fail(f"{option} {text!r}: expected a size such as 800M or 2G", code=2)
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
 def fail(message: str, code: int = 1) -> None:

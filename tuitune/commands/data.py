@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from tuitune.commands.common import fail, open_store, settings
+from tuitune.commands.common import fail, open_store, parse_size, settings
 from tuitune.core.data.importing import IMPORT_AS
 
 
@@ -53,15 +53,19 @@ def task(ctx, name, description, system_prompt, tags, as_json):
 @click.option("--as", "as_", type=click.Choice(list(IMPORT_AS)), default="accepted", show_default=True,
               help="seeds: examples for synthesis; accepted: ready for training; pending: to review first.")
 @click.option("--skip-invalid", is_flag=True, help="Import the valid records and report the skipped ones.")
+@click.option("--max-size", default="512M", show_default=True, metavar="SIZE",
+              help="Refuse files larger than this (e.g. 800M, 2G): parsing takes several times the file size "
+                   "in memory.")
 @click.pass_context
-def import_(ctx, file, fmt, as_, skip_invalid):
+def import_(ctx, file, fmt, as_, skip_invalid, max_size):
     """Import FILE into the project. A file with errors imports nothing unless --skip-invalid."""
     from tuitune.core.data.formats import FormatError
     from tuitune.core.data.importing import import_file
 
+    max_bytes = parse_size(max_size)
     store = open_store(ctx, create=True)
     try:
-        rep = import_file(store, file, fmt=fmt, as_=as_, skip_invalid=skip_invalid)
+        rep = import_file(store, file, fmt=fmt, as_=as_, skip_invalid=skip_invalid, max_bytes=max_bytes)
     except FormatError as e:
         fail(str(e), code=2)
     parsed, n, already = rep.parsed, rep.stored, rep.already_in_project
@@ -75,19 +79,36 @@ def import_(ctx, file, fmt, as_, skip_invalid):
             click.echo(f"  {issue}", err=True)
 
 
+def _test_size(ctx, param, value):
+    from tuitune.core.data.groups import parse_test_size
+
+    try:
+        return parse_test_size(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
 @click.command()
 @click.option("--format", "fmt", type=click.Choice(["alpaca", "sharegpt", "openai", "dpo"]), default="alpaca",
-              show_default=True)
+              show_default=True,
+              help="alpaca/sharegpt: LLaMA-Factory; openai: TRL (and LLaMA-Factory); dpo: LLaMA-Factory pairs "
+                   "plus TRL prompt/chosen/rejected files. All load with datasets.load_dataset('json').")
 @click.option("--output", "-o", type=click.Path(path_type=Path), required=True,
-              help="Output file; with --test-size, a folder (train/test files + dataset_info.json).")
-@click.option("--test-size", type=float, default=0.0, show_default=True,
-              help="Held-out share (0.1 = 10%) or count (>= 1) for a test split.")
-@click.option("--seed", type=int, default=42, show_default=True, help="Seed of the train/test shuffle.")
+              help="Output file (.json/.jsonl; without a suffix the format's is added); with --test-size, a folder "
+                   "(train/test files + dataset_info.json).")
+@click.option("--test-size", default="0", show_default=True, callback=_test_size,
+              help="Held-out fraction in [0, 1) (0.1 = 10%) or a whole count of records (20) for a test split. "
+                   "Duplicate and near-duplicate prompts stay on one side.")
+@click.option("--seed", type=int, default=42, show_default=True, help="Seed of the train/test split.")
 @click.option("--no-seeds", is_flag=True, help="Leave seed examples out (accepted samples only).")
-@click.option("--name", default="tuitune", show_default=True, help="Dataset name in dataset_info.json.")
+@click.option("--name", default=None,
+              help="Dataset name in dataset_info.json [default: tuitune for alpaca, tuitune_FORMAT otherwise].")
 @click.pass_context
 def export(ctx, fmt, output, test_size, seed, no_seeds, name):
-    """Export seeds + accepted samples (written atomically) and a LLaMA-Factory dataset_info.json entry."""
+    """Export seeds + accepted samples (written atomically) and LLaMA-Factory dataset_info.json entries.
+
+    Records without their own system prompt get the task's. A symlink at the output path is followed (its
+    target is replaced); a device node or FIFO there is refused."""
     from tuitune.core.data.export import ExportError
     from tuitune.core.data.export import export as do_export
 
@@ -95,10 +116,9 @@ def export(ctx, fmt, output, test_size, seed, no_seeds, name):
     try:
         res = do_export(store, fmt, output, test_size=test_size, seed=seed, include_seeds=not no_seeds, name=name)
     except ExportError as e:
-        fail(str(e))
-    for part, path in res.files.items():
-        click.echo(f"{part}: {res.counts[part]} records -> {path}")
-    click.echo(f"dataset_info.json: {res.dataset_info}")
+        fail(str(e), code=2)
+    for line in res.summary():
+        click.echo(line)
 
 
 @click.command()

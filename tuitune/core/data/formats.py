@@ -7,6 +7,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +17,10 @@ from tuitune.core.data.samples import Sample
 
 FORMATS = ("alpaca", "sharegpt", "openai", "csv")
 MAX_LISTED_ISSUES = 50
+# The largest file an import reads unless told otherwise: 512 MiB is about 1.5 million Alpaca records, and
+# parsing it takes a few GiB of memory. Callers may raise it (the import command's --max-size).
+MAX_IMPORT_BYTES = 512 * 1024 * 1024
+_TOO_DEEP = "nested too deeply for a dataset record (JSON records are objects of strings and short lists)"
 
 
 @dataclass(frozen=True)
@@ -228,6 +234,8 @@ def _json_records(path: Path, text: str) -> tuple[list[tuple[str, object]], list
     if path.suffix.lower() != ".jsonl":
         try:
             data = json.loads(text)
+        except RecursionError:
+            return [], [Issue(name, "", "", _TOO_DEEP)]
         except json.JSONDecodeError as e:
             if e.msg != "Extra data" or text.lstrip().startswith("["):
                 return [], [Issue(name, f"line {e.lineno}", "", f"invalid JSON at column {e.colno}: {e.msg}")]
@@ -243,13 +251,25 @@ def _json_records(path: Path, text: str) -> tuple[list[tuple[str, object]], list
             continue
         try:
             records.append((f"line {lineno}", json.loads(line)))
+        except RecursionError:
+            issues.append(Issue(name, f"line {lineno}", "", _TOO_DEEP))
         except json.JSONDecodeError as e:
             issues.append(Issue(name, f"line {lineno}", "", f"invalid JSON at column {e.colno}: {e.msg}"))
     return records, issues
 
 
 def _csv_records(path: Path, text: str) -> tuple[list[tuple[str, object]], list[Issue]]:
+    # csv refuses fields over 128 KiB by default; a long answer is legitimate data (the file size is bounded).
+    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
     reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        return _csv_rows(path, reader)
+    except csv.Error as e:
+        return [], [Issue(str(path), f"line {reader.line_num}", "", f"not readable as CSV ({e}); save it as "
+                                                                    f"comma-separated UTF-8 text and retry")]
+
+
+def _csv_rows(path: Path, reader: csv.DictReader) -> tuple[list[tuple[str, object]], list[Issue]]:
     header = [h.strip() for h in (reader.fieldnames or [])]
     missing = [c for c in ("instruction", "output") if c not in header]
     if missing:
@@ -264,17 +284,53 @@ def _csv_records(path: Path, text: str) -> tuple[list[tuple[str, object]], list[
     return records, []
 
 
-def read_file(path: Path | str, fmt: str = "auto", *, skip_invalid: bool = False) -> Parsed:
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def read_bytes_bounded(path: Path, max_bytes: int = MAX_IMPORT_BYTES) -> bytes:
+    """The bytes of a regular file of at most max_bytes. Pipes, devices and folders are refused without
+    reading from them (a FIFO with no writer would wait forever, /dev/zero would never end)."""
+    def refuse(message: str) -> FormatError:
+        return FormatError([Issue(str(path), "", "", message)])
+
+    try:
+        # O_NONBLOCK: opening a FIFO with no writer returns at once instead of waiting for one.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise refuse(f"cannot read the file: {e.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = next((name for test, name in _KINDS if test(st.st_mode)), "a special file")
+            raise refuse(f"not a regular file ({kind}); save the data to a file and import that")
+        if st.st_size > max_bytes:
+            raise refuse(_too_big(st.st_size, max_bytes))
+        raw = f.read(max_bytes + 1)  # the file may have grown since fstat
+    if len(raw) > max_bytes:
+        raise refuse(_too_big(len(raw), max_bytes))
+    return raw
+
+
+def _too_big(size: int, limit: int) -> str:
+    return (f"the file is larger than the import limit ({_mib(size)} > {_mib(limit)}); split it, or raise the "
+            f"limit (--max-size) if this machine has the memory (parsing takes several times the file size)")
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+def read_file(path: Path | str, fmt: str = "auto", *, skip_invalid: bool = False,
+              max_bytes: int = MAX_IMPORT_BYTES) -> Parsed:
     """Parse and validate a dataset file. Raises FormatError listing every problem, unless skip_invalid, in
-    which case invalid records are left out and counted. Never returns a partially validated record."""
+    which case invalid records are left out and counted. Never returns a partially validated record.
+    Only regular files of at most max_bytes are read."""
     path = Path(path)
     if fmt not in ("auto", *FORMATS):
         raise FormatError([Issue(str(path), "", "", f"unknown format {fmt!r}; expected auto or one of "
                                                     f"{', '.join(FORMATS)}")])
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise FormatError([Issue(str(path), "", "", f"cannot read the file: {e.strerror}")]) from None
+    raw = read_bytes_bounded(path, max_bytes)
     text = _decode(path, raw)
     is_csv = fmt == "csv" or (fmt == "auto" and path.suffix.lower() in (".csv", ".tsv"))
     records, issues = (_csv_records if is_csv else _json_records)(path, text)

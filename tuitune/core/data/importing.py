@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuitune.core.data.formats import Parsed, read_file
+from tuitune.core.data.formats import MAX_IMPORT_BYTES, Parsed, read_file
 from tuitune.core.data.store import Store
 
 # --as VALUE -> (origin, status) of the imported samples. Data a user brings is trusted: default "accepted".
@@ -22,11 +22,12 @@ class ImportReport:
 
 
 def import_file(store: Store, path: Path | str, *, fmt: str = "auto", as_: str = "accepted",
-                skip_invalid: bool = False) -> ImportReport:
-    """Raises formats.FormatError (nothing stored) on invalid input unless skip_invalid."""
+                skip_invalid: bool = False, max_bytes: int = MAX_IMPORT_BYTES) -> ImportReport:
+    """Raises formats.FormatError (nothing stored) on invalid input unless skip_invalid. Only regular files of
+    at most max_bytes are read."""
     if as_ not in IMPORT_AS:
         raise ValueError(f"--as {as_!r}: expected one of {', '.join(IMPORT_AS)}")
-    parsed = read_file(path, fmt, skip_invalid=skip_invalid)
+    parsed = read_file(path, fmt, skip_invalid=skip_invalid, max_bytes=max_bytes)
     origin, status = IMPORT_AS[as_]
     existing = store.existing_keys()
     samples = [s.with_(origin=origin, status=status) for s in parsed.samples]
