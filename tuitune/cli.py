@@ -43,6 +43,18 @@ class LazyGroup(click.Group):
         module, attr = COMMANDS[name][0].split(":")
         return getattr(importlib.import_module(module), attr)
 
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except Exception as e:  # a damaged/locked project database anywhere: say what it is, exit 2
+            from tuitune.commands.common import database_failure
+
+            message = database_failure(ctx, e)
+            if message is None:
+                raise
+            click.echo(f"error: {message}", err=True)
+            ctx.exit(2)
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # Short help from the table above, so `--help` imports no command module.
         with formatter.section("Commands"):

@@ -83,7 +83,7 @@ def test_teachers_and_errors(proj, tmp_path, monkeypatch):
     r = synth(proj, "--n", "0", "--teacher", "ds")
     assert r.exit_code == 2
     r = CliRunner().invoke(main, ["--project", str(tmp_path / "empty"), "synth", "--n", "2"])
-    assert r.exit_code == 1 and "tuitune init" in r.output
+    assert r.exit_code == 2 and "tuitune init" in r.output
 
 
 def test_unreachable_teacher_exits_nonzero_and_resumes_later(proj, fake_endpoint):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import re
 import sys
+from pathlib import Path
 
 import click
 
@@ -21,7 +22,7 @@ def open_store(ctx: click.Context, *, create: bool = False):
     try:
         return Store.open(settings(ctx).project, create=create)
     except StoreError as e:
-        fail(str(e))
+        fail(str(e), code=2)
 
 
 _UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 2**10, "kib": 2**10, "m": 2**20, "mb": 2**20, "mib": 2**20,
@@ -34,6 +35,20 @@ def parse_size(text: str, option: str = "--max-size") -> int:
     if not m or m.group(2).lower() not in _UNITS or float(m.group(1)) <= 0:
         fail(f"{option} {text!r}: expected a size such as 800M or 2G", code=2)
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+def database_failure(ctx: click.Context, error: Exception) -> str | None:
+    """The message for a project-database error that reached the top of a command (None: not one)."""
+    import sqlite3
+
+    from tuitune.core.data.store import DB_NAME, StoreError, damaged
+
+    if isinstance(error, StoreError):
+        return str(error)
+    if isinstance(error, sqlite3.DatabaseError):
+        project = getattr(ctx.find_root().obj, "project", None)
+        return str(damaged(project / DB_NAME if project else Path(DB_NAME), error))
+    return None
 
 
 def fail(message: str, code: int = 1) -> None:

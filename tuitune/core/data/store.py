@@ -91,6 +91,22 @@ class StoreError(Exception):
     """A problem with the project database, with what to do about it."""
 
 
+def damaged(path: Path, error: sqlite3.Error) -> StoreError:
+    """The error for a database SQLite cannot use: what it is and what to do."""
+    text = str(error)
+    if "locked" in text or "busy" in text:
+        return StoreError(f"the project database {path} is locked by another process ({text}); wait for it to "
+                          f"finish and try again")
+    if "readonly" in text or "unable to open" in text:
+        return StoreError(f"cannot write the project database {path} ({text}); check the permissions of the "
+                          f"file and its folder")
+    what = ("is not an SQLite database (overwritten or not a tuitune project file)" if "not a database" in text
+            else f"is damaged ({text}; truncated or partly overwritten)")
+    return StoreError(f"the project database {path} {what}. Restore it from a backup, or move it away with its "
+                      f"-wal and -shm files (for example `mkdir {path.parent}/damaged && mv {path}* "
+                      f"{path.parent}/damaged/`) to start an empty project in this folder.")
+
+
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
@@ -119,11 +135,22 @@ class Store:
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
-        self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA foreign_keys=ON")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self._migrate()
+        if self.path.is_dir():
+            raise StoreError(f"{self.path} is a folder, not a tuitune database. Move it away (for example "
+                             f"`mv {self.path} {self.path}.moved`), then run again to start an empty project.")
+        try:
+            self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot open the project database {self.path} ({e}); check that its folder exists "
+                             f"and is writable") from None
+        try:
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+        except sqlite3.DatabaseError as e:
+            self.conn.close()
+            raise damaged(self.path, e) from None
 
     @classmethod
     def open(cls, project: Path | str, *, create: bool = True) -> Store:
