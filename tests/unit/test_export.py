@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tuitune.core.data import review
-from tuitune.core.data.export import ExportError, export, split
+from tuitune.core.data.export import ExportError, export, held_out_count
 from tuitune.core.data.samples import Sample
 
 
@@ -24,7 +24,7 @@ def test_default_is_seeds_plus_accepted(store, tmp_path):
     res = export(store, "alpaca", tmp_path / "d.json")
     names = [r["instruction"] for r in json.loads((tmp_path / "d.json").read_text())]
     assert res.counts["all"] == 13 and "todo" not in names and "bad" not in names
-    export(store, "alpaca", tmp_path / "n.json", include_seeds=False)
+    export(store, "alpaca", tmp_path / "n.json", include_seeds=False, name="no_seeds")
     assert len(json.loads((tmp_path / "n.json").read_text())) == 10
 
 
@@ -39,8 +39,8 @@ def test_split_is_seeded_and_complete(store, tmp_path):
     assert sorted(read(a.files["train"]) + read(a.files["test"])) == sorted(
         json.dumps(s.to_openai(), ensure_ascii=False) for s in store.training_samples())
     info = json.loads((tmp_path / "a" / "dataset_info.json").read_text())
-    assert info["tuitune_train"]["file_name"] == "train.jsonl"
-    assert info["tuitune_test"]["tags"]["role_tag"] == "role"
+    assert info["tuitune_openai_train"]["file_name"] == "train.jsonl"
+    assert info["tuitune_openai_test"]["tags"]["role_tag"] == "role"
     assert not list((tmp_path / "a").glob(".*tmp"))
 
 
@@ -50,8 +50,9 @@ def test_dataset_info_entry_is_merged_not_clobbered(store, tmp_path):
     export(store, "sharegpt", tmp_path / "mine.json", name="k8s_zh")
     info = json.loads((tmp_path / "dataset_info.json").read_text())
     assert set(info) == {"alpaca_en_demo", "k8s_zh"}
+    # no record has a system prompt: the column is not declared (LLaMA-Factory would raise KeyError)
     assert info["k8s_zh"] == {"file_name": "mine.json", "formatting": "sharegpt",
-                              "columns": {"messages": "conversations", "system": "system"}}
+                              "columns": {"messages": "conversations"}}
 
 
 def test_nothing_to_export_is_an_error(store, tmp_path):
@@ -60,9 +61,10 @@ def test_nothing_to_export_is_an_error(store, tmp_path):
     assert not (tmp_path / "x.json").exists()
 
 
-def test_split_rejects_too_large_test(tmp_path):
-    with pytest.raises(ExportError, match="leaves no training data"):
-        split([1, 2], 5, 0)
+def test_split_rejects_too_large_test():
+    with pytest.raises(ExportError, match="test size 5 must be a count from 0 to 1"):
+        held_out_count(5, 2)
+    assert held_out_count(20.0, 30) == 20 and held_out_count(0.1, 30) == 3
 
 
 def test_dpo_export_from_edits_and_rejections(store, tmp_path):
@@ -78,4 +80,4 @@ def test_dpo_export_from_edits_and_rejections(store, tmp_path):
         ("Translate: node", "节点", "node"), ("Translate: pod", "Pod", "荚")}
     trl = [json.loads(line) for line in (tmp_path / "pairs.trl.jsonl").read_text().splitlines()]
     assert trl[0]["prompt"][-1]["role"] == "user" and trl[0]["chosen"][0]["role"] == "assistant"
-    assert json.loads((tmp_path / "dataset_info.json").read_text())["tuitune"]["ranking"] is True
+    assert json.loads((tmp_path / "dataset_info.json").read_text())["tuitune_dpo"]["ranking"] is True

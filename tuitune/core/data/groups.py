@@ -18,7 +18,12 @@ from tuitune.core.data.samples import Sample
 
 
 def duplicate_groups(samples: list[Sample], threshold: float = DEFAULT_THRESHOLD) -> list[int]:
-    """A group number per sample (0..k-1, in order of first appearance); duplicates share a number."""
+    """A group number per sample (0..k-1, in order of first appearance); duplicates share a number.
+
+    A sample joins the group of EVERY earlier sample it repeats (exact prompt, or near-duplicate), so a chain
+    a~b, b~c puts a, b and c in one group, and a sample close to two groups merges them."""
+    import numpy as np
+
     parent = list(range(len(samples)))
 
     def find(i: int) -> int:
@@ -27,12 +32,23 @@ def duplicate_groups(samples: list[Sample], threshold: float = DEFAULT_THRESHOLD
             i = parent[i]
         return i
 
+    def union(i: int, j: int) -> None:
+        a, b = find(i), find(j)
+        parent[max(a, b)] = min(a, b)
+
     idx = DedupIndex(threshold)
+    first_of: dict[str, int] = {}
     for i, s in enumerate(samples):
-        match = idx.check(s)
-        if match is not None:
-            a, b = find(i), find(int(match.other))
-            parent[max(a, b)] = min(a, b)
+        key = s.prompt_key()
+        if key in first_of:  # same prompt: same near matches as the first one, already merged
+            union(i, first_of[key])
+            continue
+        first_of[key] = i
+        if len(idx):
+            sigs = (idx._signature(s.instruction), idx._signature(s.input))
+            sims = np.minimum(idx._field_sims(0, sigs[0]), idx._field_sims(1, sigs[1]))
+            for j in np.flatnonzero(sims >= threshold):
+                union(i, int(idx._ids[j]))
         idx.add(s, i)
     numbers: dict[int, int] = {}
     return [numbers.setdefault(find(i), len(numbers)) for i in range(len(samples))]
@@ -77,3 +93,19 @@ def holdout_count(n: int, test_size: float) -> int:
     if not (0.0 <= test_size < 1.0):  # also false for nan
         raise ValueError(f"test size {test_size!r} must be a fraction in [0, 1) or a whole count of records")
     return 0 if test_size == 0 else min(n - 1, max(1, round(n * test_size)))
+
+
+def parse_test_size(text: str) -> int | float:
+    """A test size as typed: a whole number is a count of records ("20"), a decimal a fraction in [0, 1)
+    ("0.1"). Raises ValueError naming the text for anything else (1.5, -0.1, nan, inf, abc)."""
+    t = str(text).strip()
+    if t.isdigit():
+        return int(t)
+    try:
+        value = float(t)
+    except ValueError:
+        value = None
+    if value is None or not (0.0 <= value < 1.0):  # also false for nan
+        raise ValueError(f"test size {text!r} is neither a fraction in [0, 1) (such as 0.1) nor a whole count of "
+                         f"records (such as 20)")
+    return value

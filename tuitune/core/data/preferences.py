@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from tuitune.core.data.samples import Sample
 from tuitune.core.data.store import Store
+from tuitune.core.data.task_system import kept_samples
 
 
 @dataclass
@@ -29,12 +30,13 @@ class PreferencePair:
                 "rejected": [{"role": "assistant", "content": self.rejected}]}
 
 
-def preference_pairs(store: Store) -> list[PreferencePair]:
+def preference_pairs(store: Store, *, task_system: bool = True) -> list[PreferencePair]:
     """An edit yields (edited, original); a rejected answer yields (kept answer, rejected) for each kept
-    sample with the same prompt."""
+    sample with the same prompt. With `task_system`, a prompt without its own system prompt gets the task's."""
     pairs: list[PreferencePair] = []
     kept_by_prompt: dict[str, list[Sample]] = {}
-    for s in store.training_samples():
+    samples = kept_samples(store) if task_system else store.training_samples()
+    for s in samples:
         kept_by_prompt.setdefault(s.prompt_key(), []).append(s)
         if s.original and s.original.get("output", s.output) != s.output:
             pairs.append(PreferencePair(s, s.output, s.original["output"]))

@@ -63,7 +63,9 @@ def project_records(project: Path, method: str) -> list[dict]:
             from tuitune.core.data.preferences import preference_pairs
 
             return [p.to_trl() for p in preference_pairs(store)]
-        return [{"messages": s.to_messages()} for s in store.training_samples()]
+        from tuitune.core.data.task_system import kept_samples
+
+        return [{"messages": s.to_messages()} for s in kept_samples(store)]  # with the task's system prompt
     finally:
         store.close()
 
@@ -273,11 +275,26 @@ def read_records(path: Path | str) -> list[dict]:
 
 
 def split_holdout(records: list[dict], holdout: int, seed: int) -> tuple[list[dict], list[dict]]:
-    import random
-
+    """(train, held out): `holdout` records drawn with `seed` as whole duplicate groups
+    (tuitune.core.data.groups: exact and near-duplicate prompts by the project's MinHash measure), so no copy or
+    near-copy of a training record is held out; both lists keep the input order."""
     if holdout <= 0:
         return list(records), []
-    order = list(range(len(records)))
-    random.Random(seed).shuffle(order)
-    held = set(order[:holdout])
+    from tuitune.core.data.groups import duplicate_groups, grouped_split
+
+    split = grouped_split(duplicate_groups([_prompt_sample(r) for r in records]), holdout, seed)
+    held = set(split.test)
     return ([r for i, r in enumerate(records) if i not in held], [r for i, r in enumerate(records) if i in held])
+
+
+def _prompt_sample(record: dict):
+    """The record's prompt as a Sample (instruction = the last user turn, input = the turns before it) and its
+    answer, for duplicate grouping."""
+    from tuitune.core.data.samples import Sample
+
+    msgs = record.get("messages") or record.get("prompt")
+    if isinstance(msgs, list) and msgs and all(isinstance(m, dict) for m in msgs):
+        users = [str(m.get("content", "")) for m in msgs if m.get("role") == "user"]
+        answer = msgs[-1].get("content", "") if msgs[-1].get("role") == "assistant" else ""
+        return Sample(instruction=users[-1] if users else "", input="\n".join(users[:-1]), output=str(answer))
+    return Sample(instruction=str(record.get("text") or json.dumps(record, sort_keys=True)), output="")
