@@ -15,9 +15,11 @@ import pytest
 from procs import group_members
 
 from tuitune.core.serving import plan as serving_plan
-from tuitune.core.serving import vllm as serving
+from tuitune.core.serving import preflight as serving
+from tuitune.core.serving.errors import ChatTemplateMissing, ServingError, VLLMUnavailable
 from tuitune.core.serving.plan import ModelSpec
-from tuitune.core.serving.vllm import ServingError, VLLMServer
+from tuitune.core.serving.pool import EnginePool
+from tuitune.core.serving.vllm import VLLMServer, lora_rank
 from tuitune.settings import Settings
 
 
@@ -37,8 +39,8 @@ def _copy_model(src, dst, *, template: bool):
 
 def test_model_without_chat_template_is_a_clear_error_before_starting(embedded_model, tmp_path):
     bare = _copy_model(embedded_model, tmp_path / "bare", template=False)
-    server = VLLMServer(bare, name="bare", log_path=tmp_path / "log.txt")
-    with pytest.raises(serving.ChatTemplateMissing, match="no chat template") as e:
+    server = VLLMServer(bare, name="bare", log_path=tmp_path / "log.txt", settings=Settings())
+    with pytest.raises(ChatTemplateMissing, match="no chat template") as e:
         server.start(timeout=5)
     assert "instruct" in str(e.value)  # says what to do
     assert server.pid is None and not (tmp_path / "log.txt").exists()  # nothing was started
@@ -59,7 +61,7 @@ def test_taken_port_is_replaced_by_a_free_one():
 def test_too_little_memory_says_why_and_offers_the_fallback(embedded_model, tmp_path):
     huge = Settings(vllm_kv_cache_gib=100_000)
     server = VLLMServer(embedded_model, log_path=tmp_path / "log.txt", settings=huge)
-    with pytest.raises(serving.VLLMUnavailable, match="memory") as e:
+    with pytest.raises(VLLMUnavailable, match="memory") as e:
         server.start(timeout=5)
     assert "transformers" in str(e.value) and server.pid is None
 
@@ -89,12 +91,12 @@ def test_plan_puts_adapters_on_their_base_and_full_models_on_their_own(embedded_
 
 def test_dora_adapter_is_refused_with_the_way_out(tmp_path):
     with pytest.raises(ServingError, match="merged"):
-        serving.lora_rank(_adapter(tmp_path, "d", dora=True))
+        lora_rank(_adapter(tmp_path, "d", dora=True))
 
 
 PARENT = r"""
 import subprocess, sys, time
-guard = subprocess.Popen([sys.executable, "-m", "tuitune.core.serving.vllm", "--guard", str(__import__("os").getpid()),
+guard = subprocess.Popen([sys.executable, "-m", "tuitune.core.serving.guard", str(__import__("os").getpid()),
                           "--", sys.executable, "-c",
                           "import subprocess, time; subprocess.Popen(['sleep', '300']); time.sleep(300)"],
                          start_new_session=True)
@@ -160,15 +162,50 @@ def test_dora_run_is_served_merged_and_unfinished_run_is_a_clear_error(embedded_
 
 
 def test_fallback_to_transformers_only_when_vllm_cannot_run(embedded_model, tmp_path):
-    from tuitune.core.serving.chat import TransformersBackend, open_backends
+    from tuitune.core.serving.backends import TransformersBackend
 
     specs = [ModelSpec("base", embedded_model)]
-    engines = open_backends(specs, tmp_path, Settings(vllm_kv_cache_gib=100_000), engine="auto", timeout=5)
-    assert engines.engine == "transformers" and engines.group is None and "memory" in engines.note
-    assert isinstance(engines.backends[0], TransformersBackend) and engines.backends[0].name == "base"
-    with pytest.raises(serving.VLLMUnavailable):
-        open_backends(specs, tmp_path, Settings(vllm_kv_cache_gib=100_000), engine="vllm", timeout=5)
+    pool = EnginePool(Settings(vllm_kv_cache_gib=100_000), tmp_path)
+    backends = pool.backends(specs, engine="auto", timeout=5)
+    assert not pool.running() and "memory" in pool.note
+    assert [type(b) for b in backends] == [TransformersBackend] and backends[0].name == "base"
+    assert backends[0].engine == "transformers" and backends[0].location == "in-process"
+    with pytest.raises(VLLMUnavailable):
+        pool.backends(specs, engine="vllm", timeout=5)
     # a start failure that is not "vLLM is impossible here" is NOT hidden behind the fallback
     bare = _copy_model(embedded_model, tmp_path / "bare", template=False)
-    with pytest.raises(serving.ChatTemplateMissing):
-        open_backends([ModelSpec("bare", bare)], tmp_path, Settings(), engine="auto", timeout=5)
+    with pytest.raises(ChatTemplateMissing):
+        EnginePool(Settings(), tmp_path).backends([ModelSpec("bare", bare)], engine="auto", timeout=5)
+    # the transformers engine needs a full model: an adapter without its run's merged folder is a clear error
+    (tmp_path / "lone").mkdir()
+    adapter = _adapter(tmp_path / "lone", "adapter")
+    with pytest.raises(ServingError, match="merged"):
+        pool.backends([ModelSpec("r1", adapter, base=embedded_model)], engine="transformers")
+
+
+def test_chat_targets_tuned_first_then_the_run_base(embedded_model, tmp_path):
+    """chat_targets (chat and eval): the tuned run first, then the base it was trained from; a LoRA run is
+    served by its base's server, so where vLLM cannot run both come from the transformers fallback."""
+    from tuitune.core.serving.pool import chat_targets
+
+    s = _run(tmp_path, embedded_model, adapter=True)
+    s = s.model_copy(update={"vllm_kv_cache_gib": 100_000})
+    pool = EnginePool(s, tmp_path / "logs")
+    backends = chat_targets(pool, "r1", with_base=True)
+    assert [b.name for b in backends] == ["r1", "smollm2-135m-instruct"]
+    assert [b.path for b in backends] == [s.project / "runs" / "r1" / "merged", embedded_model]
+    assert [b.name for b in chat_targets(pool, "r1", with_base=False)] == ["r1"]
+
+
+def test_pool_builds_the_embedded_teacher_once_for_cli_and_tui(tmp_path, home):
+    """The embedded teacher's endpoint comes from one builder (EnginePool.live_teacher): a named remote teacher
+    passes through untouched; the embedded one needs vLLM, so where vLLM cannot run that is said, not hidden."""
+    from tuitune.core.synth.teacher import TeacherConfig
+
+    s = Settings(home=home, project=tmp_path, vllm_kv_cache_gib=100_000)
+    pool = EnginePool(s, tmp_path / "logs")
+    remote = TeacherConfig("remote", "http://127.0.0.1:9/v1", "m", "KEY_VAR")
+    assert pool.live_teacher(remote) is remote
+    with pytest.raises(VLLMUnavailable, match="memory"):
+        pool.teacher_config("embedded")
+    assert not pool.running()

@@ -31,33 +31,17 @@ def _default_specs(ctx, models: tuple[str, ...], merged: bool):
     return [resolve_spec(ctx, m, merged=merged) for m in (models or (s.base_model,))]
 
 
-def _log_dir(ctx) -> Path:
-    return settings(ctx).project / "logs"
+def _pool(ctx):
+    """The engine pool for this command (the same pool type the TUI uses); `with` it to stop what it started."""
+    from tuitune.core.serving.pool import EnginePool
+
+    return EnginePool(settings(ctx), settings(ctx).project / "logs")
 
 
-def _start_group(ctx, specs, port: int | None, timeout: float | None):
-    """Plan and start the servers with a progress line on stderr; exits with a readable error on failure."""
-    from tuitune.core.serving.plan import plan
-    from tuitune.core.serving.vllm import ServingError, VLLMUnavailable
-
-    try:
-        group = plan(specs, _log_dir(ctx), settings(ctx))
-    except ServingError as e:
-        fail(str(e))
-    if port and group.servers:
-        group.servers[0].requested_port = port
-    names = ", ".join(group.model_names)
-    click.echo(f"starting vLLM for {names} (about a minute on CPU) ...", err=True)
-    try:
-        group.start(timeout)
-    except VLLMUnavailable:
-        raise
-    except ServingError as e:
-        fail(str(e))
-    for srv in group.servers:
-        for note in srv.notes:
-            click.echo(f"note: {note}", err=True)
-    return group
+def _echo_notes(pool) -> None:
+    for note in pool.notes:
+        click.echo(f"note: {note}", err=True)
+    pool.notes.clear()
 
 
 class _StopServing(BaseException):
@@ -78,7 +62,7 @@ def serve(ctx, models, as_json, port, merged, timeout):
 
     Runs with a LoRA adapter share one server with their base model (--enable-lora). With no argument the
     base model is served. Prints the base URL, API key and served model names once ready."""
-    from tuitune.core.serving.vllm import VLLMUnavailable
+    from tuitune.core.serving.errors import ServingError, VLLMUnavailable
 
     specs = _default_specs(ctx, models, merged)
 
@@ -90,12 +74,16 @@ def serve(ctx, models, as_json, port, merged, timeout):
         raise _StopServing(signum)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    group = None
+    pool = _pool(ctx)
     try:
+        click.echo(f"starting vLLM for {', '.join(sp.name for sp in specs)} (about a minute on CPU) ...", err=True)
         try:
-            group = _start_group(ctx, specs, port, timeout)
+            group = pool.serve(specs, port=port, timeout=timeout)
         except VLLMUnavailable as e:
             fail(f"{e}\n`tuitune chat MODEL` works without vLLM (it uses the transformers engine in-process).", 2)
+        except ServingError as e:
+            fail(str(e))
+        _echo_notes(pool)
         servers = [{"base_url": s.base_url, "api_key": s.api_key, "models": s.model_names, "vllm_pid": s.pid,
                     "log": str(s.log_path)} for s in group.servers]
         first = group.servers[0]
@@ -118,8 +106,7 @@ def serve(ctx, models, as_json, port, merged, timeout):
     except _StopServing:
         pass
     finally:
-        if group is not None:
-            group.stop()
+        pool.stop_all()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     click.echo("stopped", err=True)
@@ -127,35 +114,68 @@ def serve(ctx, models, as_json, port, merged, timeout):
 
 # ---- chat ----------------------------------------------------------------------------------------
 
-def _backends_for(ctx, models, *, url, api_key, engine, merged, timeout):
-    """(backends, engines or None): connect to --url, or start vLLM, or fall back to transformers."""
-    from tuitune.core.serving.chat import ChatError, OpenAIBackend, open_backends
-    from tuitune.core.serving.vllm import Endpoint, ServingError
+def _backends_for(ctx, pool, models, *, url, api_key, engine, merged, timeout):
+    """Backends for `models`: at --url, or from the pool (vLLM, or transformers only where vLLM cannot run)."""
+    from tuitune.core.serving.backends import OpenAIBackend
+    from tuitune.core.serving.errors import ChatError, ServingError
+    from tuitune.core.serving.vllm import Endpoint
 
     if url:
         if not models:
-            fail("with --url, name the served model(s): tuitune chat --url URL MODEL")
-        key = api_key or os.environ.get("OPENAI_API_KEY", "none")
-        return [OpenAIBackend(Endpoint(url, key, m, "remote")) for m in models], None
+            fail("with --url, name the served model(s): tuitune chat --url URL MODEL", 2)
+        return [OpenAIBackend(Endpoint(url, api_key or os.environ.get("OPENAI_API_KEY", "none"), m, "remote"))
+                for m in models]
     specs = _default_specs(ctx, models, merged)
     if engine != "transformers":
         click.echo(f"starting vLLM for {', '.join(sp.name for sp in specs)} (about a minute on CPU) ...", err=True)
     try:
-        engines = open_backends(specs, _log_dir(ctx), settings(ctx), engine=engine, timeout=timeout)
+        backends = pool.backends(specs, engine=engine, timeout=timeout)
     except (ServingError, ChatError) as e:
         fail(str(e))
-    if engines.note:
-        click.echo(engines.note, err=True)
-    for srv in engines.group.servers if engines.group else []:
-        for note in srv.notes:
-            click.echo(f"note: {note}", err=True)
-    return engines.backends, engines
+    if pool.note:
+        click.echo(pool.note, err=True)
+    _echo_notes(pool)
+    return backends
+
+
+def _url_key(url: str | None, api_key: str | None, api_key_env: str | None, api_key_file: Path | None) -> str | None:
+    """The key for --url from at most one of --api-key (warned: visible in `ps`), --api-key-env, --api-key-file."""
+    given = [n for n, v in (("--api-key", api_key), ("--api-key-env", api_key_env), ("--api-key-file", api_key_file))
+             if v is not None]
+    if len(given) > 1:
+        fail(f"give the key one way only, not {' and '.join(given)}", 2)
+    if given and not url:
+        fail(f"{given[0]} is the key for --url (a server started elsewhere); without --url tuitune starts its own "
+             f"server with a generated key", 2)
+    if api_key is not None:
+        click.echo("warning: --api-key puts the key on the command line, where every user of this machine can read "
+                   "it (`ps`); use --api-key-env VAR or --api-key-file PATH instead", err=True)
+        return api_key
+    if api_key_env is not None:
+        key = os.environ.get(api_key_env, "")
+        if not key:
+            fail(f"--api-key-env {api_key_env}: the environment variable {api_key_env} is not set or empty; "
+                 f"export {api_key_env}=... and try again", 2)
+        return key
+    if api_key_file is not None:
+        try:
+            lines = api_key_file.read_text(encoding="utf-8").strip().splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            fail(f"--api-key-file {api_key_file}: cannot read it ({e.__class__.__name__}: {e})", 2)
+        if not lines or not lines[0].strip():
+            fail(f"--api-key-file {api_key_file}: the file is empty; put the key on its first line", 2)
+        return lines[0].strip()
+    return None
 
 
 @click.command()
 @click.argument("models", nargs=-1)
 @click.option("--url", help="Use an already running OpenAI-compatible server (e.g. from `tuitune serve`).")
-@click.option("--api-key", help="API key for --url (default: $OPENAI_API_KEY).")
+@click.option("--api-key", help="API key for --url. Visible to every user in `ps`: prefer --api-key-env or "
+              "--api-key-file (default: $OPENAI_API_KEY).")
+@click.option("--api-key-env", metavar="VAR", help="Name of the environment variable that holds the key for --url.")
+@click.option("--api-key-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="File whose first line is the key for --url (e.g. mode 0600).")
 @click.option("--engine", type=click.Choice(["auto", "vllm", "transformers"]), default="auto", show_default=True,
               help="auto: vLLM, or transformers only where vLLM cannot run.")
 @click.option("--system", "system_prompt", help="System prompt (default: the task's).")
@@ -165,12 +185,14 @@ def _backends_for(ctx, models, *, url, api_key, engine, merged, timeout):
 @click.option("--merged", is_flag=True, help="Use runs' merged models instead of base + LoRA adapter.")
 @click.option("--timeout", type=float)
 @click.pass_context
-def chat(ctx, models, url, api_key, engine, system_prompt, temperature, max_tokens, one_prompt, merged, timeout):
+def chat(ctx, models, url, api_key, api_key_env, api_key_file, engine, system_prompt, temperature, max_tokens,
+         one_prompt, merged, timeout):
     """Chat with MODEL / RUN_ID in the terminal (several: side by side).
 
     Commands: /regen  /save [corrected answer]  /seed [corrected answer]  /system TEXT  /clear  /restart  /quit"""
     from tuitune.core.serving.chat import GenParams
 
+    key = _url_key(url, api_key, api_key_env, api_key_file)
     params = GenParams(temperature=temperature, max_tokens=max_tokens)
     system = system_prompt
     if system is None:
@@ -181,20 +203,19 @@ def chat(ctx, models, url, api_key, engine, system_prompt, temperature, max_toke
             store = open_store(ctx)
             system = store.get_task().system_prompt
             store.close()
-    backends, group = _backends_for(ctx, models, url=url, api_key=api_key, engine=engine, merged=merged,
-                                    timeout=timeout)
-    try:
-        click.echo(f"engine: {backends[0].engine}; models: {', '.join(b.name for b in backends)}", err=True)
-        asyncio.run(_chat_loop(ctx, backends, system, params, one_prompt))
-    except KeyboardInterrupt:
-        click.echo()
-    finally:
-        if group is not None:
-            group.stop()
+    with _pool(ctx) as pool:
+        backends = _backends_for(ctx, pool, models, url=url, api_key=key, engine=engine, merged=merged,
+                                 timeout=timeout)
+        try:
+            click.echo(f"engine: {backends[0].engine}; models: {', '.join(b.name for b in backends)}", err=True)
+            asyncio.run(_chat_loop(ctx, backends, system, params, one_prompt))
+        except KeyboardInterrupt:
+            click.echo()
 
 
 async def _chat_loop(ctx, backends, system, params, one_prompt):
     from tuitune.core.serving.chat import ChatError, ChatSession, EngineDied, compare_collect
+    from tuitune.core.serving.errors import ServingError
 
     sessions = [ChatSession(b, system=system, params=params) for b in backends]
 
@@ -256,12 +277,11 @@ async def _chat_loop(ctx, backends, system, params, one_prompt):
                 s.system = line[len("/system"):].strip()
         elif line == "/restart":
             for b in backends:
-                if hasattr(b, "restart"):
-                    click.echo(f"restarting {b.name} ...", err=True)
-                    try:
-                        await b.restart()
-                    except Exception as e:  # noqa: BLE001 - shown to the user
-                        click.echo(f"error: {e}", err=True)
+                click.echo(f"restarting {b.name} ...", err=True)
+                try:
+                    await b.restart()
+                except (ChatError, ServingError) as e:
+                    click.echo(f"error: {e}", err=True)
         elif line.startswith(("/save", "/seed")):
             _save(ctx, sessions[0], line, as_seed=line.startswith("/seed"))
         else:
@@ -331,9 +351,6 @@ def eval_(ctx, run_id, no_base, data_file, limit, max_tokens, judge, merged, eng
     items = items[:limit] if limit else items
     resolve_spec(ctx, run_id, merged=merged)  # fails early with a clear message if the run has no model yet
     models = (run_id,) if no_base else (_base_name(run_dir), run_id)
-    backends, group = _backends_for(ctx, models, url=None, api_key=None, engine=engine, merged=merged,
-                                    timeout=timeout)
-    judge_backend = _judge_backend(s, backends) if judge else None
     task = ""
     from tuitune.core.data.store import DB_NAME
 
@@ -341,15 +358,18 @@ def eval_(ctx, run_id, no_base, data_file, limit, max_tokens, judge, merged, eng
         store = open_store(ctx)
         task = store.get_task().description
         store.close()
+    pool = _pool(ctx)
     try:
+        backends = _backends_for(ctx, pool, models, url=None, api_key=None, engine=engine, merged=merged,
+                                 timeout=timeout)
+        judge_backend = _judge_backend(s, backends) if judge else None
         report = asyncio.run(evaluate(items, backends, run_id=run_id, judge_backend=judge_backend, task=task,
                                       params=GenParams(temperature=0.0, max_tokens=max_tokens, seed=0),
                                       progress=lambda msg: click.echo(msg + " ...", err=True), project=s.project))
     except (EvalError, Exception) as e:  # noqa: BLE001 - shown with what to do
         fail(f"evaluation failed: {e}")
     finally:
-        if group is not None:
-            group.stop()
+        pool.stop_all()
     jpath, mpath = save_report(report, run_dir)
     if as_json:
         click.echo(json.dumps(report.to_json(), ensure_ascii=False))

@@ -100,7 +100,7 @@ def synth(ctx, n, teacher, base_url, model, api_key_env, json_schema, mode, answ
 
     from tuitune.core.synth import rounds as rounds_mod
     from tuitune.core.synth.engine import RoundParams, SynthError
-    from tuitune.core.synth.teacher import EMBEDDED_HINT, TeacherError, load_teachers, open_teacher
+    from tuitune.core.synth.teacher import EMBEDDED_HINT, TeacherError, load_teachers
 
     st = settings(ctx)
     if list_teachers:
@@ -148,18 +148,17 @@ def synth(ctx, n, teacher, base_url, model, api_key_env, json_schema, mode, answ
         if old is not None and not propose_topics:
             click.echo(f"Resuming round {old.id}: {store.count(round_id=old.id)} of {old.requested} already stored "
                        f"(--n is ignored; use --fresh to start a new round instead).")
-        log_path = st.project / "logs" / "teacher-vllm.log"
+        from tuitune.core.serving.pool import EnginePool
+
         if cfg.embedded or (answer_cfg and answer_cfg.embedded):
             click.echo(EMBEDDED_HINT, err=True)
-            click.echo(f"Starting the embedded teacher (vLLM on the embedded model; log {log_path}) ...", err=True)
+            click.echo(f"Starting the embedded teacher (vLLM on the embedded model; log in {st.project / 'logs'}) ...",
+                       err=True)
         try:
-            with open_teacher(cfg, settings=st, log_path=log_path) as live:
-                if answer_cfg is None or answer_cfg.name == cfg.name:
-                    live_answer = None
-                    code = _run(store, st, live, None, params, propose_topics, old, round_size, as_json)
-                else:
-                    with open_teacher(answer_cfg, settings=st, log_path=log_path) as live_answer:
-                        code = _run(store, st, live, live_answer, params, propose_topics, old, round_size, as_json)
+            with EnginePool(st, st.project / "logs") as pool:  # the same builder of the embedded teacher as the TUI's
+                live = pool.live_teacher(cfg)
+                live_answer = pool.live_teacher(answer_cfg) if answer_cfg and answer_cfg.name != cfg.name else None
+                code = _run(store, st, live, live_answer, params, propose_topics, old, round_size, as_json)
         except TeacherError as e:
             fail(str(e))
         except Exception as e:  # serving errors carry their own advice (log tail, what to do)

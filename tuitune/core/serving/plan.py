@@ -1,15 +1,22 @@
 """Which vLLM servers serve a set of models, within the memory budget, and what a name or run id means.
 
-Split from `serving.py` (one server's lifecycle); see `plan()` for why adapters share their base's server.
+`plan()` only decides (servers, flags, memory); starting, reusing and stopping them is the pool's job
+(`pool.py`), and one server's lifecycle is `vllm.py`'s. See `plan()` for why adapters share their base's server.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tuitune.core.serving.vllm import Endpoint, ServingError, VLLMServer, VLLMUnavailable, has_gpu, lora_rank
-from tuitune.settings import Settings
+from tuitune.core.serving.errors import ServingError, VLLMUnavailable
+from tuitune.core.serving.preflight import available_gib as free_gib
+from tuitune.core.serving.preflight import has_gpu
+from tuitune.core.serving.vllm import Endpoint, VLLMServer, lora_rank
+
+if TYPE_CHECKING:
+    from tuitune.settings import Settings
 
 
 @dataclass
@@ -24,45 +31,27 @@ class ModelSpec:
 
 @dataclass
 class ServerGroup:
-    """The servers started for a set of models, and which server serves which name."""
+    """Servers for a set of models (planned by `plan()`, running once `EnginePool.serve` returns them), and which
+    server serves which name."""
 
     servers: list[VLLMServer] = field(default_factory=list)
 
-    def endpoint(self, name: str) -> Endpoint:
+    def server_for(self, name: str) -> VLLMServer:
         for s in self.servers:
             if name in s.model_names:
-                return s.endpoint(name)
+                return s
         raise ServingError(f"{name!r} is not served; served: {', '.join(self.model_names)}")
+
+    def endpoint(self, name: str) -> Endpoint:
+        return self.server_for(name).endpoint(name)
 
     @property
     def model_names(self) -> list[str]:
         return [n for s in self.servers for n in s.model_names]
 
-    def start(self, timeout: float | None = None) -> None:
-        try:
-            for s in self.servers:  # one at a time: on 2 cores parallel starts only slow each other down
-                s.start(timeout)
-        except BaseException:
-            self.stop()
-            raise
 
-    def stop(self) -> None:
-        for s in self.servers:
-            s.stop()
-
-    def alive(self) -> bool:
-        return all(s.alive() for s in self.servers)
-
-    def __enter__(self) -> ServerGroup:  # noqa: PYI034
-        self.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-
-def plan(specs: list[ModelSpec], log_dir: Path, settings: Settings | None = None,
-         available_gib: float | None = None) -> ServerGroup:
+def plan(specs: list[ModelSpec], log_dir: Path, settings: Settings, available_gib: float | None = None,
+         reclaimable: dict[str, float] | None = None) -> ServerGroup:
     """Decide how many vLLM servers serve `specs`, within the memory budget.
 
     Adapters are grouped with their base into ONE server (`--enable-lora`): the base weights and the KV cache
@@ -70,8 +59,8 @@ def plan(specs: list[ModelSpec], log_dir: Path, settings: Settings | None = None
     (TUITUNE_VLLM_KV_CACHE_GIB) and the per-process overhead dominate, so N separate servers would cost N times
     that. A full model (merged, full fine-tune) needs its own server; if all of them together do not fit in
     the available memory, this raises with what to do (serve adapters instead of merged models, or fewer).
+    `reclaimable`: server name -> GiB held by a running server of that name, which the plan reuses or replaces.
     """
-    settings = settings or Settings()
     servers: list[VLLMServer] = []
     by_base: dict[Path, VLLMServer] = {}
     for spec in specs:
@@ -97,9 +86,8 @@ def plan(specs: list[ModelSpec], log_dir: Path, settings: Settings | None = None
         for srv in servers:
             srv.gpu_memory_utilization = 0.9 / len(servers)
     if available_gib is None:
-        import psutil
-
-        available_gib = psutil.virtual_memory().available / 2**30
+        available_gib = free_gib()
+    available_gib += sum((reclaimable or {}).get(s.name, 0.0) for s in servers)
     need = sum(s.memory_gib() for s in servers)
     if need > available_gib:  # "too little memory" is a reason vLLM cannot run: callers may fall back
         raise VLLMUnavailable(
@@ -138,3 +126,17 @@ def resolve_spec(settings: Settings, arg: str, *, merged: bool = False) -> Model
     except ModelError as e:
         raise ServingError(str(e)) from None
     return ModelSpec(path.name if Path(arg).expanduser().exists() else arg, path)
+
+
+def run_base_spec(settings: Settings, run_id: str) -> ModelSpec:
+    """The base model run `run_id` was trained from (its config's `base`, at `base_path` when that folder
+    exists): what the tuned model is compared with."""
+    from tuitune.core.training.config import ConfigError, TrainConfig
+
+    try:
+        cfg = TrainConfig.load(settings.project / "runs" / run_id / "config.yaml")
+    except (ConfigError, OSError) as e:
+        raise ServingError(f"run {run_id} has no readable config.yaml ({e}); is it a training run folder?") from None
+    if cfg.base_path and (Path(cfg.base_path) / "config.json").exists():
+        return ModelSpec(cfg.base, Path(cfg.base_path))
+    return resolve_spec(settings, cfg.base)

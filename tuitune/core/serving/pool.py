@@ -1,72 +1,134 @@
-"""A pool of running vLLM servers shared by one long-lived process (the TUI): the embedded teacher and the
-chat models are started once, on first use, reused across rounds and chats, and stopped together at exit.
-Starting blocks (about a minute on CPU): call `get()` from a worker thread, never from a UI event handler."""
+"""THE pool of model servers of one process: which server answers model X, started once and reused.
+
+The TUI, `tuitune chat`, `serve`, `synth` and `eval` all go through an `EnginePool`:
+- `serve(specs)`: the vLLM servers for a set of models (`plan()` decides servers, flags and memory); a server
+  already running for the same folder with the needed adapters is reused, otherwise (re)started.
+- `backends(specs, engine)`: one backend per model, with THE fallback policy: vLLM, and the in-process
+  transformers engine only where vLLM cannot run at all (`VLLMUnavailable`: no build, platform, memory).
+  Any other start failure is raised, never hidden behind the fallback.
+- `live_teacher(config)` / `teacher_config(name)`: the one builder of the embedded teacher's endpoint.
+- `chat_targets(pool, run_id, with_base=...)`: the tuned model first, then its base (chat and eval).
+Starting blocks (about a minute on CPU): call these from a worker thread, never from a UI event handler.
+`stop_all()` (or leaving `with EnginePool(...)`) stops what the pool started; adopted servers are left alone.
+"""
 
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tuitune.settings import Settings
+from tuitune.core.serving.errors import ServingError, VLLMUnavailable
+from tuitune.core.serving.plan import ModelSpec, ServerGroup, plan, resolve_spec, run_base_spec
+
+if TYPE_CHECKING:
+    from tuitune.core.serving.backends import Backend
+    from tuitune.core.serving.vllm import VLLMServer
+    from tuitune.core.synth.teacher import TeacherConfig
+    from tuitune.settings import Settings
+
+ENGINES = ("auto", "vllm", "transformers")
 
 
 class EnginePool:
     def __init__(self, settings: Settings, log_dir: Path):
         self.settings = settings
         self.log_dir = log_dir
-        self._servers: dict[str, object] = {}
+        self._servers: dict[str, VLLMServer] = {}
         self._borrowed: set[str] = set()  # adopted servers: used, never stopped or restarted by the pool
-        self.note = ""  # what the user should know about the engines (e.g. the transformers fallback)
+        self.note = ""  # what the user should know about the engines (e.g. why transformers answers)
+        self.notes: list[str] = []  # what starts had to change (e.g. "port 8000 is taken; using 41234")
         self._lock = threading.Lock()
 
-    def get(self, name: str, model: Path, *, lora: dict[str, Path] | None = None):
-        """The running server for `name`, started if needed (restarted if it died or its adapters changed)."""
-        from tuitune.core.serving.vllm import ServingError, VLLMServer
-
+    # ---- vLLM servers ----
+    def serve(self, specs: list[ModelSpec], *, port: int | None = None, timeout: float | None = None) -> ServerGroup:
+        """Running servers for `specs` (started, reused or restarted with more adapters). `port` is a preference
+        for the first server the call starts. On failure, what this call started is stopped again."""
         with self._lock:
-            srv = self._servers.get(name)
-            if name in self._borrowed:
-                if not srv.alive() or any(k not in srv.lora for k in (lora or {})):
-                    raise ServingError(f"the server serving {name!r} ({srv.base_url}) is not ours to restart and "
-                                       f"does not serve {sorted(lora or {})}; restart it there")
-                return srv
-            if srv is not None and (not srv.alive() or dict(srv.lora) != dict(lora or {})):
-                srv.stop()
-                srv = None
-            if srv is None:
-                srv = VLLMServer(model, name=name, lora=dict(lora or {}), settings=self.settings,
-                                 log_path=self.log_dir / f"vllm-{name}.log")
-                self._servers[name] = srv
-                try:
-                    srv.start()
-                except BaseException:
-                    self._servers.pop(name, None)
-                    raise
-            return srv
+            held = {n: s.memory_gib() for n, s in self._servers.items() if s.alive() and n not in self._borrowed}
+            group = plan(specs, self.log_dir, self.settings, reclaimable=held)
+            started: list[VLLMServer] = []
+            try:
+                for i, want in enumerate(group.servers):
+                    group.servers[i] = self._running(want, port if not started else None, timeout, started)
+            except BaseException:
+                for srv in started:
+                    srv.stop()
+                    self._servers.pop(srv.name, None)
+                raise
+            return group
 
-    def adopt(self, server) -> None:
-        """Use an already running server (e.g. one `tuitune serve` started) under its name; the pool never
-        stops it."""
+    def _running(self, want: VLLMServer, port: int | None, timeout: float | None,
+                 started: list[VLLMServer]) -> VLLMServer:
+        have = self._servers.get(want.name)
+        if have is not None and have.alive() and have.model.resolve() == want.model.resolve() and \
+                want.lora.items() <= have.lora.items():
+            return have
+        if want.name in self._borrowed:
+            raise ServingError(f"the server serving {want.name!r} ({have.base_url}) is not ours to restart and does "
+                               f"not serve {sorted(want.lora)}; restart it there")
+        if have is not None:
+            if have.model.resolve() == want.model.resolve():  # keep the adapters it served: no churn back
+                want.lora = {**have.lora, **want.lora}
+            have.stop()
+            self._servers.pop(want.name, None)
+        want.requested_port = port
+        want.start(timeout)
+        self.notes.extend(want.notes)
+        self._servers[want.name] = want
+        started.append(want)
+        return want
+
+    def adopt(self, server: VLLMServer) -> None:
+        """Use an already running server (e.g. one `tuitune serve` started) under its name; never stop it."""
         with self._lock:
             self._servers[server.name] = server
             self._borrowed.add(server.name)
 
-    def embedded(self):
+    def embedded(self) -> VLLMServer:
+        """The embedded model's server (the offline teacher), started on first use."""
         from tuitune.core.models import EMBEDDED_NAME, prepare_embedded
 
-        return self.get(EMBEDDED_NAME, prepare_embedded(self.settings.models_dir))
+        spec = ModelSpec(EMBEDDED_NAME, prepare_embedded(self.settings.models_dir))
+        return self.serve([spec]).servers[0]
 
-    def teacher_config(self, name: str | None = None):
-        """The teacher's config, pointing at the pooled embedded server when it is the embedded teacher."""
+    # ---- teachers ----
+    def live_teacher(self, config: TeacherConfig) -> TeacherConfig:
+        """`config` ready to use: the embedded teacher points at the pooled embedded server (started on first
+        use, with its key); any other teacher is returned as it is."""
+        if not config.embedded:
+            return config
         from tuitune.core.models import EMBEDDED_NAME
-        from tuitune.core.synth.teacher import TeacherConfig, get_teacher
 
-        cfg = get_teacher(self.settings, name)
-        if not cfg.embedded:
-            return cfg
         srv = self.embedded()
-        return TeacherConfig(cfg.name, srv.base_url, EMBEDDED_NAME, "", supports_json_schema=True,
-                             timeout=cfg.timeout, max_retries=cfg.max_retries, api_key=srv.api_key)
+        return replace(config, base_url=srv.base_url, model=EMBEDDED_NAME, api_key_env="", supports_json_schema=True,
+                       api_key=srv.api_key)
+
+    def teacher_config(self, name: str | None = None) -> TeacherConfig:
+        """The named teacher (teachers.yaml, settings, or the embedded one), ready to use."""
+        from tuitune.core.synth.teacher import get_teacher
+
+        return self.live_teacher(get_teacher(self.settings, name))
+
+    # ---- backends: the one fallback policy ----
+    def backends(self, specs: list[ModelSpec], *, engine: str = "auto", timeout: float | None = None) -> list[Backend]:
+        """One backend per spec, in order. engine "auto": vLLM, or the in-process transformers engine only where
+        vLLM cannot run here (then `note` says why); "vllm": never falls back; "transformers": never starts vLLM."""
+        from tuitune.core.serving.backends import OpenAIBackend, TransformersBackend
+
+        if engine not in ENGINES:
+            raise ServingError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+        if engine != "transformers":
+            try:
+                group = self.serve(specs, timeout=timeout)
+                self.note = ""
+                return [OpenAIBackend(group.endpoint(sp.name), group.server_for(sp.name)) for sp in specs]
+            except VLLMUnavailable as e:
+                if engine == "vllm":
+                    raise
+                self.note = f"{e} Using the transformers engine (slower, one answer at a time)."
+        return [TransformersBackend(_full_model(sp), sp.name) for sp in specs]
 
     def running(self) -> list[str]:
         return [n for n, s in self._servers.items() if s.alive()]
@@ -79,54 +141,35 @@ class EnginePool:
             self._servers.clear()
             self._borrowed.clear()
 
+    def __enter__(self) -> EnginePool:  # noqa: PYI034
+        return self
 
-def chat_targets(pool: EnginePool, run_id: str | None, *, with_base: bool = True) -> list:
-    """Start (or reuse) what chatting with run `run_id` needs and return one backend per model: the tuned
-    model first, then the base model when `with_base`. Without a run: just the base model.
+    def __exit__(self, *exc) -> None:
+        self.stop_all()
+
+
+def _full_model(spec: ModelSpec) -> Path:
+    """The folder the transformers engine loads: the spec's model, or for an adapter its run's merged model."""
+    if spec.base is None:
+        return spec.path
+    merged = spec.path.parent / "merged"
+    if not (merged / "config.json").exists():
+        raise ServingError(f"{spec.name} is a LoRA adapter without a merged model, which the transformers engine "
+                           f"needs; merge the run first (`tuitune merge {spec.name}`)")
+    return merged
+
+
+def chat_targets(pool: EnginePool, run_id: str | None, *, with_base: bool = True, engine: str = "auto",
+                 timeout: float | None = None) -> list[Backend]:
+    """Backends to chat with (or evaluate) run `run_id`: the tuned model first, then the base model it was
+    trained from when `with_base`. Without a run: the settings' base model.
 
     A run with a LoRA adapter is served as an adapter on its base's server (one process, `--enable-lora`);
-    a run without one (full fine-tune) gets its own server for the merged folder."""
-    from tuitune.core.serving.vllm import VLLMUnavailable
-
-    try:
-        return _vllm_targets(pool, run_id, with_base=with_base)
-    except VLLMUnavailable as e:  # only where vLLM cannot run at all: chat in-process, and say so
-        from tuitune.core.models import resolve
-        from tuitune.core.serving.chat import TransformersBackend
-
-        pool.note = f"{e} Using the transformers engine (slower, one answer at a time)."
-        backends = []
-        if run_id:
-            merged = pool.settings.project / "runs" / run_id / "merged"
-            if not (merged / "config.json").exists():
-                raise
-            backends.append(TransformersBackend(merged, run_id))
-        if with_base or not backends:
-            base = pool.settings.base_model
-            backends.append(TransformersBackend(resolve(pool.settings.models_dir, base), base))
-        return backends
-
-
-def _vllm_targets(pool: EnginePool, run_id: str | None, *, with_base: bool) -> list:
-    """vLLM backends: the run (as resolved by serving_plan.resolve_spec: its adapter on its base's server, or
-    its merged folder on a server of its own), then the base model."""
-    from tuitune.core.models import resolve
-    from tuitune.core.serving.chat import OpenAIBackend
-    from tuitune.core.serving.plan import resolve_spec
-
+    a run without one (full fine-tune, DoRA) gets its own server for its merged folder."""
     settings = pool.settings
-    backends = []
-    base_name, base_path, lora = settings.base_model, None, {}
-    if run_id:
-        spec = resolve_spec(settings, run_id)
-        if spec.base is not None:  # a LoRA adapter: served by its base model's server
-            base_name, base_path, lora = spec.base_name or "base", spec.base, {run_id: spec.path}
-        else:
-            backends.append(OpenAIBackend.from_server(pool.get(run_id, spec.path), run_id))
-    if lora or with_base or not backends:
-        base_srv = pool.get(base_name, base_path or resolve(settings.models_dir, base_name), lora=lora)
-        if lora:
-            backends.append(OpenAIBackend.from_server(base_srv, run_id))
-        if with_base or not backends:
-            backends.append(OpenAIBackend.from_server(base_srv, base_name))
-    return backends
+    if not run_id:
+        return pool.backends([resolve_spec(settings, settings.base_model)], engine=engine, timeout=timeout)
+    specs = [resolve_spec(settings, run_id)]
+    if with_base:
+        specs.append(run_base_spec(settings, run_id))
+    return pool.backends(specs, engine=engine, timeout=timeout)

