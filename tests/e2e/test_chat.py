@@ -89,13 +89,36 @@ async def test_models_loaded_at_once_in_threads_all_get_their_weights(embedded_m
         assert got.device.type == "cpu" and bool((got.detach() == expected).all()), b.name
 
 
-def test_cli_chat_against_a_running_server(vllm_embedded, tmp_path):
-    out = subprocess.run([sys.executable, "-m", "tuitune.cli", "--project", str(tmp_path), "chat", "--url",
-                          vllm_embedded.base_url, "--api-key", vllm_embedded.api_key, MODEL, "--temperature", "0",
-                          "--max-tokens", "16", "--prompt", "What is the capital of France?"],
-                         check=False, capture_output=True, text=True, timeout=120)
+def _chat_url(vllm_embedded, tmp_path, *key_args, env=None):
+    import os
+
+    return subprocess.run([sys.executable, "-m", "tuitune.cli", "--project", str(tmp_path), "chat", "--url",
+                           vllm_embedded.base_url, *key_args, MODEL, "--temperature", "0", "--max-tokens", "16",
+                           "--prompt", "What is the capital of France?"],
+                          check=False, capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})})
+
+
+@pytest.mark.parametrize("way", ["env", "file", "argv"])
+def test_cli_chat_against_a_running_server_takes_the_key_from_env_file_or_argv(vllm_embedded, tmp_path, way):
+    """`--api-key-env VAR` and `--api-key-file PATH` keep the key out of `ps`; `--api-key` still works, with a
+    warning that says so."""
+    key_file = tmp_path / "key"
+    key_file.write_text(vllm_embedded.api_key + "\n", encoding="utf-8")
+    args = {"env": ["--api-key-env", "MY_SERVER_KEY"], "file": ["--api-key-file", str(key_file)],
+            "argv": ["--api-key", vllm_embedded.api_key]}[way]
+    out = _chat_url(vllm_embedded, tmp_path, *args, env={"MY_SERVER_KEY": vllm_embedded.api_key})
     assert out.returncode == 0, out.stderr
     assert "Paris" in out.stdout and "engine: remote" in out.stderr
+    assert ("visible" in out.stderr or "can read it" in out.stderr) == (way == "argv"), out.stderr
+    assert vllm_embedded.api_key not in out.stderr + out.stdout
+
+
+def test_cli_chat_with_a_wrong_key_is_refused_and_exits_nonzero(vllm_embedded, tmp_path):
+    key_file = tmp_path / "key"
+    key_file.write_text("not-the-key\n", encoding="utf-8")
+    out = _chat_url(vllm_embedded, tmp_path, "--api-key-file", str(key_file))
+    assert out.returncode == 1, (out.returncode, out.stderr)
+    assert "401" in out.stderr and "Paris" not in out.stdout
 
 
 def test_cli_eval_on_a_tiny_chinese_held_out_split(tiny_tuned, embedded_model, real_fixtures, tmp_path):

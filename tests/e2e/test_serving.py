@@ -1,5 +1,6 @@
-"""Serving with real vLLM on CPU: stream through the openai client, LoRA side by side, crash + restart,
-clean stop (process group and port gone), `tuitune serve --json` on a merged model, no orphans after kill -9."""
+"""Serving with real vLLM on CPU: stream through the openai client, every route behind the key, LoRA side by
+side, crash + restart, clean stop (process group and port gone), `tuitune serve --json` on a merged model, no
+orphans after kill -9."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 
 import openai
 import psutil
@@ -17,6 +20,7 @@ from procs import group_members
 from tuitune.core.serving.vllm import port_is_free
 
 pytestmark = pytest.mark.e2e
+MODEL = "smollm2-135m-instruct"
 
 
 
@@ -48,6 +52,50 @@ def test_shared_server_streams_and_needs_the_key(vllm_embedded):
     # the key is not on the command line (other users can read `ps`)
     cmdlines = [" ".join(p.cmdline()) for p in psutil.Process(s.pid).children(recursive=True)]
     assert cmdlines and not any(s.api_key in c for c in cmdlines)
+
+
+def _status(method: str, url: str, key: str | None = None, body: dict | None = None) -> int:
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+    data = json.dumps(body if body is not None else {}).encode() if method in ("POST", "PUT", "PATCH") else None
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_every_route_of_the_server_needs_the_key(vllm_embedded):
+    """vLLM's own key check guards only /v1, /v2, /inference and /cohere (POST /invocations answered a chat
+    completion without a key; /tokenize, /metrics, /load, /docs were open). Walk the server's own route table:
+    every route, every method, answers 401 without the key (and with a wrong one), and works with it."""
+    s = vllm_embedded
+    root = s.base_url.removesuffix("/v1")
+    spec = json.loads(urllib.request.urlopen(urllib.request.Request(
+        f"{root}/openapi.json", headers={"Authorization": f"Bearer {s.api_key}"}), timeout=30).read())
+    routes = {(method.upper(), path) for path, ops in spec["paths"].items() for method in ops}
+    # routes FastAPI keeps out of its schema (docs, the schema itself, the mounted Prometheus app), an unknown path
+    # (the check runs before routing) and a CORS preflight
+    routes |= {("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/redoc"), ("GET", "/docs/oauth2-redirect"),
+               ("GET", "/metrics/"), ("GET", "/no-such-route"), ("OPTIONS", "/v1/chat/completions")}
+    assert {("POST", "/invocations"), ("POST", "/tokenize"), ("GET", "/health"), ("GET", "/load"),
+            ("GET", "/metrics"), ("POST", "/v1/chat/completions")} <= routes, sorted(routes)
+    assert len(routes) > 25
+    open_routes = {}
+    for method, path in sorted(routes):
+        url = root + path.replace("{", "").replace("}", "")  # /v1/responses/{response_id} -> a made-up id
+        for key in (None, "wrong-key", s.api_key + "x"):
+            code = _status(method, url, key)
+            if code != 401:
+                open_routes[(method, path, key)] = code
+    assert not open_routes, f"answered without the right key: {open_routes}"
+    # with the key: the routes work (the check lets the key holder through to vLLM's handlers)
+    assert _status("GET", f"{s.base_url}/models", s.api_key) == 200
+    assert _status("GET", f"{root}/health", s.api_key) == 200
+    assert _status("POST", f"{root}/tokenize", s.api_key, {"model": MODEL, "prompt": "hello"}) == 200
+    assert _status("POST", f"{root}/invocations", s.api_key,
+                   {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}) == 200
+    assert s.healthy()  # our own health check sends the key
 
 
 async def test_base_and_tuned_side_by_side_both_streams_complete(vllm_base_and_tuned):

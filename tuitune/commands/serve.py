@@ -206,14 +206,17 @@ def chat(ctx, models, url, api_key, api_key_env, api_key_file, engine, system_pr
     with _pool(ctx) as pool:
         backends = _backends_for(ctx, pool, models, url=url, api_key=key, engine=engine, merged=merged,
                                  timeout=timeout)
+        rc = 0
         try:
             click.echo(f"engine: {backends[0].engine}; models: {', '.join(b.name for b in backends)}", err=True)
-            asyncio.run(_chat_loop(ctx, backends, system, params, one_prompt))
+            rc = asyncio.run(_chat_loop(ctx, backends, system, params, one_prompt)) or 0
         except KeyboardInterrupt:
             click.echo()
+    if rc:
+        sys.exit(rc)
 
 
-async def _chat_loop(ctx, backends, system, params, one_prompt):
+async def _chat_loop(ctx, backends, system, params, one_prompt) -> int:
     from tuitune.core.serving.chat import ChatError, ChatSession, EngineDied, compare_collect
     from tuitune.core.serving.errors import ServingError
 
@@ -245,28 +248,29 @@ async def _chat_loop(ctx, backends, system, params, one_prompt):
             if not live:
                 click.echo(click.style(f"[{s.backend.name}] ", bold=True) + answers[s.backend.name])
 
-    async def guarded(prompt: str, regen: bool = False) -> None:
+    async def guarded(prompt: str, regen: bool = False) -> bool:
         try:
             await ask(prompt, regen)
+            return True
         except EngineDied as e:
             click.echo(f"\nerror: {e}\ntype /restart to restart the server, then ask again.", err=True)
         except ChatError as e:
             click.echo(f"\nerror: {e}", err=True)
+        return False
 
-    if one_prompt is not None:
-        await guarded(one_prompt)
-        return
+    if one_prompt is not None:  # one question: the exit code says whether it was answered
+        return 0 if await guarded(one_prompt) else 1
     while True:
         try:
             line = await asyncio.to_thread(input, "> ")
         except (EOFError, KeyboardInterrupt):
             click.echo()
-            return
+            return 0
         line = line.strip()
         if not line:
             continue
         if line in ("/quit", "/exit"):
-            return
+            return 0
         if line == "/regen":
             await guarded("", regen=True)
         elif line == "/clear":

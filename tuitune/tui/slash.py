@@ -28,7 +28,6 @@ SLASH_COMMANDS: tuple[Slash, ...] = (
     Slash("lessons", "/lessons", "what review taught; used in the next round's prompt"),
     Slash("train", "/train", "open the training form and launch a background run"),
     Slash("runs", "/runs", "list training runs"),
-    Slash("serve", "/serve [RUN_ID]", "start vLLM for the tuned (or base) model"),
     Slash("chat", "/chat [RUN_ID]", "chat with the tuned model (base side by side)"),
     Slash("compare", "/compare [RUN_ID]", "base vs tuned, side by side"),
     Slash("eval", "/eval RUN_ID", "BLEU / chrF / ROUGE-L on the held-out split"),
