@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tuitune.settings import load_settings
+
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "real"
 
 
@@ -97,7 +99,7 @@ def run_tuitune(records: list[dict], batch: int, r: int, work: Path, overrides: 
     project.mkdir()
     cfg = TrainConfig(method="lora", data=str(data), epochs=1, batch_size=batch, lora_r=r, learning_rate=2e-4,
                       holdout=0, merge=False).updated(**(overrides or {}))
-    run_id = jobs.launch(project, cfg)
+    run_id = jobs.launch(load_settings(project=project), cfg)
     d = project / "runs" / run_id
     info = jobs.wait(d, timeout=3600, poll=2)
     if info.status != "done":

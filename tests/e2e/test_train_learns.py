@@ -10,6 +10,7 @@ from tuitune.core.data.samples import Sample
 from tuitune.core.data.store import Store
 from tuitune.core.training import jobs
 from tuitune.core.training.config import TrainConfig
+from tuitune.settings import load_settings
 
 pytestmark = pytest.mark.e2e
 
@@ -26,7 +27,7 @@ def test_a_few_records_are_learned(tmp_path, embedded_model):
 
     with Store.open(tmp_path) as store:
         store.add_samples([Sample(instruction=q, output=a, origin="seed", status="accepted") for q, a in FACTS])
-    run_id = jobs.launch(tmp_path, TrainConfig(epochs=10, batch_size=4, lora_r=16, learning_rate=1e-3,
+    run_id = jobs.launch(load_settings(project=tmp_path), TrainConfig(epochs=10, batch_size=4, lora_r=16, learning_rate=1e-3,
                                                warmup_ratio=0.0, lr_scheduler="constant", check_prompts=0))
     d = tmp_path / "runs" / run_id
     info = jobs.wait(d, timeout=900, poll=2)

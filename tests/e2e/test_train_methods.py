@@ -12,6 +12,7 @@ import pytest
 from tuitune.core.data.formats import read_file
 from tuitune.core.data.store import Store
 from tuitune.core.training import jobs
+from tuitune.settings import load_settings
 
 pytestmark = pytest.mark.e2e
 
@@ -26,7 +27,7 @@ def test_qlora_trains_on_a_4bit_base_and_merges(tmp_path, real_fixtures, embedde
         store.add_samples([s.with_(status="accepted") for s in samples])
     from tuitune.core.training.config import TrainConfig
 
-    run_id = jobs.launch(tmp_path, TrainConfig(method="qlora", max_steps=2, lora_r=4, batch_size=3,
+    run_id = jobs.launch(load_settings(project=tmp_path), TrainConfig(method="qlora", max_steps=2, lora_r=4, batch_size=3,
                                                check_prompts=1, check_max_new_tokens=16))
     d = tmp_path / "runs" / run_id
     info = jobs.wait(d, timeout=900, poll=2)

@@ -11,6 +11,7 @@ from tuitune.core.data.formats import read_file
 from tuitune.core.data.store import Store
 from tuitune.core.training import jobs
 from tuitune.core.training.config import TrainConfig
+from tuitune.settings import load_settings
 
 pytestmark = pytest.mark.e2e
 
@@ -21,7 +22,7 @@ def _short_samples(real_fixtures, n=6):
 
 
 def _train(project, cfg: TrainConfig) -> tuple:
-    run_id = jobs.launch(project, cfg)
+    run_id = jobs.launch(load_settings(project=project), cfg)
     d = project / "runs" / run_id
     info = jobs.wait(d, timeout=900, poll=2)
     assert info.status == "done", (d / "worker.log").read_text()[-3000:]

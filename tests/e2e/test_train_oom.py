@@ -19,6 +19,7 @@ from tuitune.core.data.formats import read_file
 from tuitune.core.data.store import Store
 from tuitune.core.training import jobs
 from tuitune.core.training.config import TrainConfig
+from tuitune.settings import load_settings
 
 pytestmark = pytest.mark.e2e
 
@@ -48,7 +49,7 @@ def oom_run(tmp_path_factory, real_fixtures, embedded_model):
     try:  # only the worker launched here inherits the injection
         mp.setenv("PYTHONPATH", str(inject))
         mp.setenv("TUITUNE_TEST_INJECT_OOM", "1")
-        run_id = jobs.launch(project, TrainConfig(max_steps=2, lora_r=4, merge=False))
+        run_id = jobs.launch(load_settings(project=project), TrainConfig(max_steps=2, lora_r=4, merge=False))
     finally:
         mp.undo()
     d = project / "runs" / run_id

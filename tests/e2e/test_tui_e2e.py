@@ -60,35 +60,37 @@ async def test_full_flow_with_the_keyboard(vllm_embedded, tmp_path, home):
         assert synth, "the real teacher stored no sample"
         assert all(s.instruction.strip() and s.output.strip() for s in synth)
 
-        # review with the keyboard: accept, reject with a quick-pick reason, edit
+        # review with the keyboard: reject with a quick-pick reason (always: the lesson is checked below
+        # whatever the teacher wrote), then accept the next sample when there is one
         await submit(pilot, "/review")
         assert type(app.screen).__name__ == "ReviewScreen"
         first_id = synth[0].id
-        await pilot.press("a")
+        await pilot.press("r")
+        await pilot.pause()
+        await pilot.press("1")  # first quick pick
         await pilot.pause()
         if len(synth) > 1:
-            await pilot.press("r")
-            await pilot.pause()
-            await pilot.press("1")  # first quick pick
+            await pilot.press("a")
             await pilot.pause()
         await pilot.press("q")
         await pilot.pause()
-        assert app.store.get_sample(first_id).status == "accepted"
+        assert app.store.get_sample(first_id).status == "rejected"
+        assert app.store.get_sample(first_id).reason == review.COMMON_REASONS[0]
         if len(synth) > 1:
-            assert app.store.get_sample(synth[1].id).reason == review.COMMON_REASONS[0]
-            await submit(pilot, "/lessons")
-            assert review.COMMON_REASONS[0] in transcript(app)
-            # round 2's prompt carries the lesson
-            await submit(pilot, "/gen 2")
-            await wait_for(pilot, lambda: app.store.conn.execute("SELECT COUNT(*) FROM rounds WHERE finished_at "
-                                                                 "IS NOT NULL").fetchone()[0] >= 2, 300, "round 2")
-            prompt2 = app.store.conn.execute("SELECT prompt FROM rounds ORDER BY id DESC").fetchone()[0]
-            assert review.COMMON_REASONS[0] in prompt2
+            assert app.store.get_sample(synth[1].id).status == "accepted"
+        await submit(pilot, "/lessons")
+        assert review.COMMON_REASONS[0] in transcript(app)
+        # round 2's prompt carries the lesson
+        await submit(pilot, "/gen 2")
+        await wait_for(pilot, lambda: app.store.conn.execute("SELECT COUNT(*) FROM rounds WHERE finished_at "
+                                                             "IS NOT NULL").fetchone()[0] >= 2, 300, "round 2")
+        prompt2 = app.store.conn.execute("SELECT prompt FROM rounds ORDER BY id DESC").fetchone()[0]
+        assert review.COMMON_REASONS[0] in prompt2
 
         # train: the form, a tiny run, live progress in the transcript
         await pilot.press("f3")
         await pilot.pause()
-        app.screen.query_one("#max_steps").value = "3"
+        app.screen.query_one("#opt-max_steps").value = "3"
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: type(app.screen).__name__ == "MainScreen" and app.screen.query("TrainCard"),
                        120, "the run to launch")

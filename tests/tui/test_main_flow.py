@@ -145,11 +145,15 @@ async def test_train_form_reports_too_little_data_and_creates_nothing(app):
         await pilot.press("f3")
         await pilot.pause()
         assert type(app.screen).__name__ == "TrainScreen"
-        app.screen.query_one("#epochs").value = "two"
+        app.screen.query_one("#opt-epochs").value = "two"
         await pilot.press("ctrl+s")
         await pilot.pause()
-        assert "is not a float" in str(app.screen.query_one("#train-error").render())
-        app.screen.query_one("#epochs").value = ""
+        assert "epochs: 'two' is not a number" in str(app.screen.query_one("#train-error").render())
+        app.screen.query_one("#opt-epochs").value = "-1"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert "epochs: Input should be greater than 0" in str(app.screen.query_one("#train-error").render())
+        app.screen.query_one("#opt-epochs").value = ""
         await pilot.press("ctrl+s")
         await app.workers.wait_for_complete()
         await pilot.pause()

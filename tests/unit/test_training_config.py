@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from tuitune.core.training import presets
 from tuitune.core.training.config import ConfigError, TrainConfig
-from tuitune.core.training.events import EventWriter, read_events
-from tuitune.core.training.jobs import status_from_events
 
 CPU = presets.Hardware(cuda=False, gpus=0, bf16=False)
 GPU = presets.Hardware(cuda=True, gpus=1, bf16=True)
@@ -74,28 +70,3 @@ def test_explicit_values_beat_presets():
                         [100] * 10, CPU)
     assert (cfg.epochs, cfg.lora_r, cfg.lora_alpha, cfg.batch_size, cfg.max_length, cfg.learning_rate) == \
         (1, 4, 8, 3, 2048, 1e-3)
-
-
-def test_read_events_is_incremental_and_skips_partial_lines(tmp_path):
-    w = EventWriter(tmp_path)
-    w.emit("started", pid=1)
-    w.emit("step", step=1, loss=2.0)
-    events, off = read_events(tmp_path)
-    assert [e["event"] for e in events] == ["started", "step"]
-    with open(tmp_path / "events.jsonl", "a") as f:
-        f.write(json.dumps({"event": "step", "step": 2})[:10])  # a line still being written
-    events, off2 = read_events(tmp_path, off)
-    assert events == [] and off2 == off
-    with open(tmp_path / "events.jsonl", "a") as f:
-        f.write(json.dumps({"event": "step", "step": 2})[10:] + "\n")
-    events, off3 = read_events(tmp_path, off2)
-    assert [e["step"] for e in events] == [2] and off3 > off2
-    assert read_events(tmp_path / "missing") == ([], 0)
-
-
-def test_status_follows_the_last_start():
-    assert status_from_events([{"event": "started"}, {"event": "step"}])[0] == "running"
-    assert status_from_events([{"event": "started"}, {"event": "stopped"}])[0] == "stopped"
-    assert status_from_events([{"event": "started"}, {"event": "stopped"}, {"event": "resumed"}])[0] == "running"
-    st, last = status_from_events([{"event": "started"}, {"event": "failed", "error": "x"}])
-    assert st == "failed" and last["error"] == "x"

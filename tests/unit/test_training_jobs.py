@@ -18,6 +18,7 @@ from tuitune.core.training import jobs
 from tuitune.core.training.config import ConfigError, TrainConfig
 from tuitune.core.training.data import DataError
 from tuitune.core.training.events import EventWriter
+from tuitune.settings import load_settings
 
 
 @pytest.fixture
@@ -42,20 +43,20 @@ def _nothing_created(project):
 ])
 def test_bad_input_fails_before_anything_is_created(filled, embedded_model, cfg, error, match):
     with pytest.raises(error, match=match):
-        jobs.launch(filled, cfg)
+        jobs.launch(load_settings(project=filled), cfg)
     assert _nothing_created(filled)
 
 
 def test_empty_and_too_small_datasets(project, store, real_fixtures, embedded_model):
     with pytest.raises(DataError, match="Only 0 training records"):
-        jobs.launch(project, TrainConfig())
+        jobs.launch(load_settings(project=project), TrainConfig())
     store.add_samples([s.with_(status="accepted") for s in
                        read_file(real_fixtures / "llamafactory_alpaca_en_demo.json").samples[:2]])
     with pytest.raises(DataError, match="Only 2 training records"):
-        jobs.launch(project, TrainConfig())
+        jobs.launch(load_settings(project=project), TrainConfig())
     assert _nothing_created(project)
     with pytest.raises(DataError, match="tuitune init"):
-        jobs.launch(project / "not-a-project", TrainConfig())
+        jobs.launch(load_settings(project=project / "not-a-project"), TrainConfig())
 
 
 def test_cli_train_bad_input_exit_2_and_no_run(filled, embedded_model):
@@ -85,14 +86,14 @@ def test_stale_run_is_interrupted(project):
     _fake_run(project, "r-dead", dead.pid)
     _fake_run(project, "r-recycled", os.getpid())  # alive, but not a worker for this run: pid reuse
     infos = {r.id: r for r in jobs.list_runs(project)}
-    assert infos["r-dead"].status == "interrupted" and "--resume" in infos["r-dead"].error
+    assert infos["r-dead"].status == "interrupted" and "resumed" in infos["r-dead"].error
     assert infos["r-recycled"].status == "interrupted"
     assert (infos["r-dead"].step, infos["r-dead"].max_steps, infos["r-dead"].loss) == (2, 4, 1.5)
 
 
 def test_worker_failure_writes_failed_event(filled, embedded_model):
     cfg = TrainConfig(max_steps=1, lora_r=4, merge=False)
-    run_id = jobs.launch(filled, cfg)
+    run_id = jobs.launch(load_settings(project=filled), cfg)
     d = filled / "runs" / run_id
     # Make the worker fail for real while it starts: its data file disappears under it.
     (d / "data.jsonl").unlink()
@@ -116,7 +117,7 @@ def test_oom_is_recognised_with_advice():
 
 
 def test_detached_worker_is_in_its_own_session(filled, embedded_model):
-    run_id = jobs.launch(filled, TrainConfig(max_steps=1, lora_r=4, merge=False))
+    run_id = jobs.launch(load_settings(project=filled), TrainConfig(max_steps=1, lora_r=4, merge=False))
     d = filled / "runs" / run_id
     pid = int((d / "worker.pid").read_text())
     try:
@@ -145,7 +146,7 @@ def test_bf16_on_a_cpu_that_would_emulate_it_is_refused(filled, embedded_model, 
 
     monkeypatch.setattr(presets, "cpu_has_native_bf16", lambda cpuinfo=None: False)  # e.g. AVX2-only laptop
     with pytest.raises(ConfigError, match="native bf16"):
-        jobs.launch(filled, TrainConfig(bf16=True))
+        jobs.launch(load_settings(project=filled), TrainConfig(bf16=True))
     assert _nothing_created(filled)
-    cfg, _ = jobs.prepare(filled, TrainConfig())
+    cfg, _ = jobs.prepare(load_settings(project=filled), TrainConfig())
     assert cfg.bf16 is False  # the preset stays in fp32 there

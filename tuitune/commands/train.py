@@ -11,8 +11,6 @@ import click
 
 from tuitune.commands.common import fail, settings
 
-METHOD_CHOICES = ["lora", "qlora", "dora", "full", "dpo", "kto", "orpo", "pretrain"]
-
 
 def _errors():
     from tuitune.core.models import ModelError
@@ -24,55 +22,103 @@ def _errors():
     return (ConfigError, DataError, JobError, ModelError, MergeError)
 
 
+def config_options(f):
+    """One click option per TrainConfig field (tuitune.core.training.options): same name, help and choices as
+    the config file and the TUI form. An option not given leaves the field to --config / the presets."""
+    from tuitune.core.training.options import option_specs
+
+    for spec in reversed(option_specs()):
+        default = "" if spec.optional or spec.default in (None, "", []) else f" [default: {spec.default}]"
+        help_text = spec.help + default
+        if spec.kind == "bool":
+            f = click.option(f"{spec.flag}/--no-{spec.flag[2:]}", spec.name, default=None, help=help_text)(f)
+        elif spec.kind == "choice":
+            f = click.option(spec.flag, spec.name, type=click.Choice(spec.choices), help=help_text)(f)
+        elif spec.kind in ("int", "float"):
+            f = click.option(spec.flag, spec.name, type={"int": int, "float": float}[spec.kind],
+                             help=help_text)(f)
+        else:  # str, list (comma-separated)
+            f = click.option(spec.flag, spec.name, metavar="TEXT" if spec.kind == "str" else "A,B,...",
+                             help=help_text)(f)
+    return f
+
+
+def config_from(base, values: dict, sets: tuple[str, ...]):
+    """`base` (a TrainConfig) with the given options and --set FIELD=VALUE overrides applied and checked."""
+    from tuitune.core.training.config import ConfigError
+    from tuitune.core.training.options import parse, spec
+
+    changes = {}
+    for name, value in values.items():
+        if value is None:
+            continue
+        if spec(name).kind == "list":
+            value = parse(name, value)
+        elif name == "data" and value:
+            value = str(Path(value).expanduser().resolve())
+        changes[name] = value
+    for s in sets:
+        if "=" not in s:
+            raise ConfigError(f"--set {s!r}: expected FIELD=VALUE")
+        k, v = s.split("=", 1)
+        changes[k.strip()] = parse(k.strip(), v)
+    return base.updated(**changes)
+
+
 @click.command()
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
               help="YAML training config (see `runs/<id>/config.yaml` of any run for every field).")
-@click.option("--method", type=click.Choice(METHOD_CHOICES), help="Training method (default: lora).")
-@click.option("--base", help="Base model: registered name or folder (default: settings' base model).")
-@click.option("--epochs", type=float, help="Passes over the data (default: preset from dataset size).")
-@click.option("--max-steps", type=int, help="Stop after N optimizer steps.")
-@click.option("--data", "data_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Train on an exported file instead of the project's accepted samples.")
 @click.option("--set", "sets", multiple=True, metavar="FIELD=VALUE",
-              help="Override any config field, e.g. --set lora_r=8 --set batch_size=4 (repeatable).")
+              help="Override any config field, e.g. --set lora_r=8 (repeatable; the same as --lora-r 8).")
 @click.option("--resume", "resume_id", metavar="ID", help="Continue run ID from its last checkpoint.")
+@click.option("--from-scratch", is_flag=True, help="With --resume: restart from step 0 when the run has no "
+                                                   "checkpoint left.")
+@click.option("--dry-run", is_flag=True, help="Check the data and settings, print the resolved config and the "
+                                              "worker's command line; create and start nothing.")
+@click.option("--json", "as_json", is_flag=True, help="With --dry-run: one JSON object.")
 @click.option("--foreground", is_flag=True, help="Stream progress and return when the run ends (exit 0 only "
                                                  "on success). The worker still runs as its own process.")
+@config_options
 @click.pass_context
-def train(ctx, config_file, method, base, epochs, max_steps, data_file, sets, resume_id, foreground):
-    """Launch a training run in the background and print its id."""
+def train(ctx, config_file, sets, resume_id, from_scratch, dry_run, as_json, foreground, **values):
+    """Launch a training run in the background and print its id.
+
+    Every setting is an option below (or a field of --config FILE, or --set FIELD=VALUE); unset ones are
+    chosen by the presets from your data and hardware."""
     from tuitune.core.training import jobs
     from tuitune.core.training.config import TrainConfig
 
-    project = settings(ctx).project
+    s = settings(ctx)
     try:
         if resume_id:
-            run_id = jobs.resume(project, resume_id)
+            run_id = jobs.resume(s.project, resume_id, from_scratch=from_scratch)
         else:
-            cfg = TrainConfig.load(config_file) if config_file else TrainConfig(base=settings(ctx).base_model)
-            overrides = dict(_parse_sets(sets))
-            overrides.update(method=method, base=base, epochs=epochs, max_steps=max_steps,
-                             data=str(data_file.resolve()) if data_file else None)
-            cfg = cfg.updated(**overrides)
-            run_id = jobs.launch(project, cfg)
+            base = TrainConfig.load(config_file) if config_file else TrainConfig(base=s.base_model)
+            cfg = config_from(base, values, sets)
+            if dry_run:
+                _dry_run(s, cfg, as_json)
+                return
+            run_id = jobs.launch(s, cfg)
+    except jobs.NoCheckpoint as e:
+        fail(f"{e} (`tuitune train --resume {resume_id} --from-scratch`)", code=2)
     except _errors() as e:
         fail(str(e), code=2)
     click.echo(run_id)
     if foreground:
-        info = _watch(project, run_id, plot=True)
+        info = _watch(s.project, run_id, plot=True)
         sys.exit(0 if info.status == "done" else 1)
 
 
-def _parse_sets(sets) -> list[tuple[str, object]]:
-    import yaml
+def _dry_run(s, cfg, as_json: bool) -> None:
+    from tuitune.core.training import jobs
 
-    out = []
-    for s in sets:
-        if "=" not in s:
-            fail(f"--set {s!r}: expected FIELD=VALUE", code=2)
-        k, v = s.split("=", 1)
-        out.append((k.strip(), yaml.safe_load(v)))
-    return out
+    plan = jobs.dry_run(s, cfg)
+    if as_json:
+        click.echo(json.dumps(plan, ensure_ascii=False))
+        return
+    click.echo(plan["config_yaml"], nl=False)
+    click.echo(f"# launcher: {' '.join(plan['launcher'])}")
+    click.echo(f"# effective batch: {plan['effective_batch']} records per optimizer step")
 
 
 @click.group(invoke_without_command=True)
@@ -96,9 +142,13 @@ def runs(ctx, as_json):
         step = f"{r.step}/{r.max_steps if r.max_steps and r.max_steps > 0 else '?'}"
         loss = f"{r.loss:.4f}" if isinstance(r.loss, (int, float)) else "-"
         click.echo(f"{r.id:34} {r.status:12} {r.method:9} {step:>11} {loss:>8}  {r.base}")
-        for line in (r.error, r.hint):
+        if r.status == "interrupted":
+            r.error += f" (`tuitune train --resume {r.id}`)"
+        for line in (r.error, r.hint, (r.verdict or {}).get("summary") or (r.verdict or {}).get("verdict")):
             if line:
                 click.echo(f"{'':34} {line}")
+        if r.bad_lines:
+            click.echo(f"{'':34} ({r.bad_lines} unreadable line(s) in events.jsonl skipped)")
 
 
 @runs.command()
@@ -165,6 +215,8 @@ def _describe(ev: dict) -> str | None:
     if kind == "eval":
         return "eval: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                     for k, v in ev.items() if k not in ("event", "time"))
+    if kind == "verdict":
+        return f"verdict: {ev.get('summary') or ev.get('verdict')}"
     extras = {k: v for k, v in ev.items() if k not in ("event", "time") and v is not None}
     return f"{kind}: " + ", ".join(f"{k}={v}" for k, v in extras.items())
 
@@ -180,21 +232,20 @@ def _watch(project: Path, run_id: str, *, plot: bool, poll: float = 1.0):
         TimeElapsedColumn,
     )
 
-    from tuitune.core.training.events import read_events
-    from tuitune.core.training.jobs import run_dir, run_info
+    from tuitune.core.training.jobs import find, run_info
 
-    d = run_dir(project, run_id)
-    offset, losses = 0, []
-    info = run_info(d)
+    run = find(project, run_id)
+    follower = run.follower()
+    info = run_info(run.path)
     console = Console(stderr=True)
 
     def handle(events, prog, task) -> None:
+        st = follower.state
         for ev in events:
-            if ev.get("event") == "step":
-                losses.append((ev["step"], ev.get("loss")))
-                prog.update(task, total=ev.get("max_steps") or None, completed=ev["step"],
-                            description=f"loss {ev.get('loss') or 0:.4f}  {ev.get('tokens_per_second') or 0:.0f} "
-                                        f"tok/s  eta {ev.get('eta_seconds') or 0:.0f}s")
+            if ev["event"] == "step":
+                tps, eta = _num(ev.get("tokens_per_second")), _num(ev.get("eta_seconds"))
+                prog.update(task, total=st.max_steps, completed=ev["step"],
+                            description=f"loss {_num(ev.get('loss')):.4f}  {tps:.0f} tok/s  eta {eta:.0f}s")
             elif (msg := _describe(ev)):
                 prog.console.print(msg, markup=False, highlight=False)
 
@@ -204,28 +255,30 @@ def _watch(project: Path, run_id: str, *, plot: bool, poll: float = 1.0):
                       console=console) as prog:
             task = prog.add_task(f"{run_id} starting", total=None)
             while True:
-                events, offset = read_events(d, offset)
-                handle(events, prog, task)
-                info = run_info(d)
+                handle(follower.poll(), prog, task)
+                info = run_info(run.path)
                 if info.status != "running":
-                    events, offset = read_events(d, offset)
-                    handle(events, prog, task)
+                    handle(follower.poll(final=True), prog, task)
                     break
                 time.sleep(poll)
     except KeyboardInterrupt:
         click.echo(f"\nStopped watching; the run goes on. `tuitune runs watch {run_id}` to follow it again.",
                    err=True)
-    if plot and len([x for x in losses if x[1] is not None]) >= 2:
-        _plot_losses(losses)
+    if plot and len(follower.state.losses) >= 2:
+        _plot_losses(follower.state.losses)
     click.echo(f"{run_id}: {info.status}" + (f" ({info.error})" if info.error else ""), err=True)
     return info
+
+
+def _num(v) -> float:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else 0.0
 
 
 def _plot_losses(losses: list[tuple[int, float]]) -> None:
     import plotext as plt
 
-    xs = [s for s, v in losses if v is not None]
-    ys = [v for s, v in losses if v is not None]
+    xs = [s for s, _ in losses]
+    ys = [v for _, v in losses]
     fig = plt.figure
     fig.clear()
     fig.plot_size(70, 15)

@@ -1,21 +1,26 @@
 """The training configuration: one plain YAML file per run (`runs/<id>/config.yaml`), every field documented.
 
-`None` means "decide for me": presets (presets.py) fill those from the data and the hardware at launch, and the
-filled-in values are what the run folder records, so the file alone re-runs the same training.
+An unset (null) field means "decide for me": presets (presets.py) fill those from the data and the hardware at
+launch, and the filled-in values are what the run folder records, so the file alone re-runs the same training.
+Every field states its range in its help and is checked here, before any run folder exists.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 Method = Literal["lora", "qlora", "dora", "full", "dpo", "kto", "orpo", "pretrain"]
-METHODS: tuple[str, ...] = ("lora", "qlora", "dora", "full", "dpo", "kto", "orpo", "pretrain")
+METHODS: tuple[str, ...] = get_args(Method)  # the one list of training methods (CLI, form, presets read it)
 PREFERENCE_METHODS: tuple[str, ...] = ("dpo", "kto", "orpo")
 # Methods that train a PEFT adapter (the preference and pretrain methods use `adapter` below).
 ADAPTER_METHODS: tuple[str, ...] = ("lora", "qlora", "dora")
+Scheduler = Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+                    "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "warmup_stable_decay"]
+# Fields filled in at launch, not chosen by the user (the CLI and the form leave them out).
+DERIVED: tuple[str, ...] = ("base_path",)
 
 
 class ConfigError(Exception):
@@ -23,7 +28,8 @@ class ConfigError(Exception):
 
 
 class TrainConfig(BaseModel):
-    """Everything a training run needs. Saved as runs/<id>/config.yaml; any field can be edited there."""
+    """Everything a training run needs. Saved as runs/<id>/config.yaml; any field can be edited there.
+    An empty (unset) field is decided at launch by the presets, from the data and the hardware."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -31,52 +37,96 @@ class TrainConfig(BaseModel):
                                                "pretrain (continued pre-training on raw text files).")
     adapter: Literal["lora", "qlora", "dora", "none"] = Field(
         "lora", description="For dpo/kto/orpo/pretrain: train a LoRA/QLoRA/DoRA adapter or all weights (none).")
-    base: str = Field("smollm2-135m-instruct", description="Base model: a registered name or a model folder.")
+    base: str = Field("smollm2-135m-instruct", min_length=1,
+                      description="Base model: a registered name or a model folder.")
     base_path: str = Field("", description="Resolved folder of the base model (filled at launch).")
-    data: str = Field("", description="Training data file (JSONL). At launch the project's samples are "
-                                      "snapshotted into runs/<id>/data.jsonl and this points there.")
-    text_files: list[str] = Field(default_factory=list, description="Raw .txt/.md files for method=pretrain.")
-    holdout: int | None = Field(None, description="Records kept out of training for eval loss and the stop check "
-                                                  "(None: 3 when there are at least 12 records, else 0).")
-    epochs: float | None = Field(None, description="Passes over the data (None: preset from dataset size).")
-    max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1: run all epochs).")
-    learning_rate: float | None = Field(None, description="Peak learning rate (None: preset by method).")
-    lr_scheduler: str = Field("cosine", description="transformers scheduler name (linear, cosine, constant...).")
-    warmup_ratio: float = Field(0.05, description="Fraction of steps for linear warm-up.")
-    weight_decay: float = Field(0.0, description="AdamW weight decay.")
-    batch_size: int | None = Field(None, description="Per-device batch size (None: preset from lengths).")
-    grad_accum: int = Field(1, description="Gradient accumulation steps (effective batch = batch_size x this).")
+    data: str = Field("", description="Training data file (JSON/JSONL export); empty: the project's seeds and "
+                                      "accepted samples, snapshotted into the run folder at launch.")
+    text_files: list[str] = Field(default_factory=list, description="Raw .txt/.md files for method pretrain.")
+    holdout: int | None = Field(None, ge=0, description="Records kept out of training for eval loss, early "
+                                                        "stopping, the stop check and the verdict, >= 0 and fewer "
+                                                        "than the records (unset: ~10% from 40 records on, at "
+                                                        "least 8 and at most 200; 3 with 12-39 records; else 0). "
+                                                        "Drawn as whole duplicate groups: no exact or near "
+                                                        "duplicate of a training record is held out.")
+    epochs: float | None = Field(None, gt=0, le=1000, description="Passes over the data, > 0 (unset: preset from "
+                                                                  "dataset size).")
+    max_steps: int = Field(-1, ge=-1, description="Stop after this many optimizer steps, >= 1 (-1: run all "
+                                                  "epochs).")
+    learning_rate: float | None = Field(None, gt=0, le=1, description="Peak learning rate, in (0, 1] (unset: "
+                                                                      "preset by method).")
+    lr_scheduler: Scheduler = Field("cosine", description="Learning-rate schedule (transformers' names).")
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Fraction of steps for linear warm-up, in [0, 1).")
+    weight_decay: float = Field(0.0, ge=0, le=1, description="AdamW weight decay, in [0, 1].")
+    batch_size: int | None = Field(None, ge=1, description="Records per optimizer step on each device, >= 1 "
+                                                           "(unset: preset from lengths).")
+    grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps, >= 1 (effective batch = "
+                                                 "batch_size x this).")
     micro_batch_size: int | None = Field(
-        None, description="Records per forward pass; gradients add up over batch_size / micro_batch_size passes, "
-                          "so the optimizer sees the same batch (None on CPU: as many records as fit about 350 tokens, "
-                          "often 1, as padding and attention masks cost more than batching gains there; "
-                          "batch_size on CUDA). Must divide batch_size. SFT only.")
-    max_length: int | None = Field(None, description="Max tokens per record (None: longest record, rounded up). "
-                                                     "A longer record is an error, not silently truncated.")
-    lora_r: int | None = Field(None, description="LoRA rank (None: preset from dataset size).")
-    lora_alpha: int | None = Field(None, description="LoRA alpha (None: 2 x rank).")
-    lora_dropout: float = Field(0.05, description="LoRA dropout.")
-    target_modules: str | list[str] = Field("all-linear", description="Modules that get adapters.")
-    beta: float = Field(0.1, description="DPO/KTO/ORPO beta.")
-    seed: int = Field(42, description="Random seed.")
-    save_steps: int | None = Field(None, description="Checkpoint every N steps (None: about 10 per run, >= 1).")
-    logging_steps: int = Field(1, description="Write a step event every N steps.")
+        None, ge=1, description="Records per forward pass, >= 1 and a divisor of batch_size; gradients add up "
+                                "over batch_size / micro_batch_size passes, so the optimizer sees the same batch "
+                                "(unset on CPU: as many records as fit about 350 tokens, often 1, as padding and "
+                                "attention masks cost more than batching gains there; batch_size on CUDA). "
+                                "Lower it when memory runs out. SFT only.")
+    max_length: int | None = Field(None, ge=16, description="Max tokens per record, >= 16 (unset: longest record, "
+                                                            "rounded up). A longer record is an error, not "
+                                                            "silently truncated.")
+    lora_r: int | None = Field(None, ge=1, le=1024, description="LoRA rank, 1-1024 (unset: preset from dataset "
+                                                                "size).")
+    lora_alpha: int | None = Field(None, ge=1, description="LoRA alpha, >= 1 (unset: 2 x rank).")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout, in [0, 1).")
+    target_modules: str | list[str] = Field("all-linear", description="Modules that get adapters: all-linear, "
+                                                                      "or module names separated by commas.")
+    beta: float = Field(0.1, gt=0, description="DPO/KTO/ORPO beta, > 0.")
+    seed: int = Field(42, ge=0, description="Random seed, >= 0.")
+    save_steps: int | None = Field(None, ge=1, description="Checkpoint every N steps, >= 1 (unset: about 10 per "
+                                                           "run).")
+    logging_steps: int = Field(1, ge=1, description="Write a step event every N steps, >= 1.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present, else CPU.")
-    bf16: bool | None = Field(None, description="bf16 mixed precision (None: on with a bf16 CUDA GPU; on a CPU with "
-                                                "native bf16 (AVX512-BF16/AMX, Arm BF16) only where a one-second probe "
-                                                "measured it faster than fp32 (matmuls in bf16, weights stay fp32); "
-                                                "off on other CPUs, which only emulate it).")
+    bf16: bool | None = Field(None, description="bf16 mixed precision (unset: on with a bf16 CUDA GPU; on a CPU "
+                                                "with native bf16 (AVX512-BF16/AMX, Arm BF16) only where a "
+                                                "one-second probe measured it faster than fp32 (matmuls in bf16, "
+                                                "weights stay fp32); off on other CPUs, which only emulate it).")
     fp16: bool = Field(False, description="fp16 mixed precision (CUDA only).")
-    gradient_checkpointing: bool | None = Field(None, description="None: on with CUDA, off on CPU (it only "
-                                                                  "slows a CPU down).")
+    gradient_checkpointing: bool | None = Field(None, description="Recompute activations to save memory (unset: "
+                                                                  "on with CUDA, off on CPU, where it only slows "
+                                                                  "training down).")
     group_by_length: bool = Field(True, description="Batch records of similar length, padding each batch only "
                                                     "to its longest record (when micro_batch_size > 1).")
     padding_free: bool = Field(False, description="Concatenate a batch into one row with no padding; only "
                                                   "correct with flash-attention (CUDA), refused on CPU.")
-    merge: bool = Field(True, description="Merge the adapter into runs/<id>/merged/ at the end.")
-    check_prompts: int = Field(3, description="Held-out prompts the merged model must answer and stop on.")
-    check_max_new_tokens: int | None = Field(None, description="Token budget of the stop check (None: max_length).")
-    num_threads: int | None = Field(None, description="torch CPU threads (None: torch's default).")
+    merge: bool = Field(True, description="Merge the adapter into the run's merged/ folder at the end.")
+    check_prompts: int = Field(3, ge=0, le=100, description="Held-out prompts the merged model must answer and "
+                                                            "stop on, 0-100.")
+    check_max_new_tokens: int | None = Field(None, ge=1, description="Token budget of the stop check, >= 1 "
+                                                                     "(unset: max_length).")
+    num_threads: int | None = Field(None, ge=1, description="torch CPU threads, >= 1 (unset: torch's default).")
+    early_stopping_patience: int | None = Field(
+        None, ge=0, le=100, description="Stop when the held-out loss (evaluated every save_steps) has not improved "
+                                        "for this many evaluations, 0-100; 0: off (unset: 3 when at least 8 "
+                                        "records are held out, else 0). An adapter run then keeps the best "
+                                        "checkpoint's weights.")
+    eval: bool = Field(False, description="After training, compare tuned vs base vs few-shot prompting on the "
+                                          "held-out records (and tuned vs base on a sample of training records) "
+                                          "and record a verdict in words (the TUI turns it on).")
+
+    @field_validator("max_steps")
+    @classmethod
+    def _steps(cls, v: int) -> int:
+        if v == 0:
+            raise ValueError("must be -1 (all epochs) or >= 1")
+        return v
+
+    @field_validator("target_modules")
+    @classmethod
+    def _modules(cls, v: str | list[str]) -> str | list[str]:
+        if isinstance(v, str) and "," in v:
+            v = [m.strip() for m in v.split(",") if m.strip()]
+        if v == ["all-linear"]:  # PEFT's keyword works only as a plain string
+            v = "all-linear"
+        if not v:
+            raise ValueError("name at least one module, or all-linear")
+        return v
 
     # ---- YAML round-trip ------------------------------------------------------------------------
     def to_yaml(self) -> str:
@@ -97,8 +147,7 @@ class TrainConfig(BaseModel):
         try:
             return cls(**data)
         except ValidationError as e:
-            problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-            raise ConfigError(f"{where}: {problems}") from None
+            raise ConfigError(f"{where}: {problems(e)}") from None
 
     @classmethod
     def load(cls, path: Path | str) -> TrainConfig:
@@ -114,8 +163,7 @@ class TrainConfig(BaseModel):
         try:
             return TrainConfig(**data)
         except ValidationError as e:
-            problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-            raise ConfigError(problems) from None
+            raise ConfigError(problems(e)) from None
 
     @property
     def peft_kind(self) -> str:
@@ -129,3 +177,13 @@ class TrainConfig(BaseModel):
 
 def field_help() -> dict[str, str]:
     return {name: f.description or "" for name, f in TrainConfig.model_fields.items()}
+
+
+def problems(e: ValidationError) -> str:
+    """A pydantic error as `field: what is wrong (got value)`, one per problem."""
+    out = []
+    for err in e.errors():
+        where = ".".join(map(str, err["loc"])) or "config"
+        got = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""
+        out.append(f"{where}: {err['msg']}{got}")
+    return "; ".join(out)

@@ -1,9 +1,8 @@
-"""events.jsonl: one JSON object per line, appended and flushed as it happens, so a TUI or `runs watch` can
-tail it with `read_events(run_dir, offset)`.
+"""Writing a run's events.jsonl: one JSON object per line, appended, flushed and fsynced as it happens.
 
-Event types: started, resumed, step (loss, lr, grad_norm, tokens_per_second, eta_seconds), eval, checkpoint,
-check (post-train checks), merged, stopped, done, failed (error, kind, hint). Every event has `event` and `time`
-(Unix seconds) fields.
+Event types: started, resumed, model, step (loss, lr, grad_norm, tokens_per_second, eta_seconds), eval,
+checkpoint, check (post-train checks), merged, verdict (held-out evaluation), stopped, done, failed (error,
+kind, hint). Every event has `event` and `time` (Unix seconds). Reading is `run_dir.EventFollower`'s job.
 """
 
 from __future__ import annotations
@@ -13,22 +12,27 @@ import os
 import time
 from pathlib import Path
 
-EVENTS_FILE = "events.jsonl"
-TERMINAL = ("done", "failed", "stopped")
+from tuitune.core.training.run_dir import EventFollower, RunDir
 
 
 class EventWriter:
-    """Appends events to runs/<id>/events.jsonl, one flushed (and fsynced) line each."""
+    """Appends events to a run's events.jsonl. Each event starts on a fresh line: if the file ends in a torn
+    line (a writer killed mid-write), a newline goes first, so the new event is never glued to it."""
 
     def __init__(self, run_dir: Path | str, *, enabled: bool = True):
-        self.path = Path(run_dir) / EVENTS_FILE
+        self.path = RunDir(Path(run_dir)).events
         self.enabled = enabled
 
     def emit(self, event: str, **fields) -> dict:
         rec = {"event": event, "time": round(time.time(), 3), **fields}
         if self.enabled:
-            line = json.dumps(rec, ensure_ascii=False, default=str) + "\n"
-            with open(self.path, "a", encoding="utf-8") as f:
+            line = (json.dumps(rec, ensure_ascii=False, default=str) + "\n").encode("utf-8")
+            with open(self.path, "a+b") as f:
+                size = f.seek(0, os.SEEK_END)
+                if size:
+                    f.seek(size - 1)
+                    if f.read(1) != b"\n":
+                        line = b"\n" + line
                 f.write(line)
                 f.flush()
                 os.fsync(f.fileno())
@@ -36,24 +40,8 @@ class EventWriter:
 
 
 def read_events(run_dir: Path | str, offset: int = 0) -> tuple[list[dict], int]:
-    """Events written since byte `offset`, and the offset to pass next time. A line still being written
-    (no trailing newline yet) is left for the next call; an unparsable complete line is skipped."""
-    path = Path(run_dir) / EVENTS_FILE
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            data = f.read()
-    except FileNotFoundError:
-        return [], offset
-    end = data.rfind(b"\n")
-    if end < 0:
-        return [], offset
-    events = []
-    for line in data[: end + 1].splitlines():
-        if not line.strip():
-            continue
-        try:
-            events.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return events, offset + end + 1
+    """The valid events written since byte `offset`, and the offset for the next call (see EventFollower)."""
+    f = EventFollower(RunDir(Path(run_dir)).events)
+    f.offset = offset
+    events = f.poll()
+    return events, f.offset

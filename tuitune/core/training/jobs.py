@@ -1,9 +1,8 @@
 """Job control: validate and launch a detached training worker, list runs with their status, stop, resume.
 
-A run is the folder `<project>/runs/<id>/`: config.yaml, data.jsonl, events.jsonl, worker.pid, worker.log,
-chat_template.jinja, checkpoints/, tensorboard/, adapter/, merged/.
-Status comes from the events and the worker process: the last of started/resumed/done/failed/stopped decides;
-`running` whose pid is gone (or belongs to another program) is `interrupted` (killed, crashed, machine reboot).
+A run is the folder `<project>/runs/<id>/` (every path in `run_dir.RunDir`). Status comes from the events and
+the worker process: the last of started/resumed/done/failed/stopped decides; `running` whose pid is gone (or
+belongs to another program) is `interrupted` (killed, crashed, machine reboot).
 """
 
 from __future__ import annotations
@@ -17,10 +16,15 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tuitune.core.training import data as data_mod
 from tuitune.core.training.config import PREFERENCE_METHODS, ConfigError, TrainConfig
-from tuitune.core.training.events import TERMINAL, EventWriter, read_events
+from tuitune.core.training.events import EventWriter, read_events
+from tuitune.core.training.run_dir import RunDir, RunNotFound, all_runs, iso, read_all
+
+if TYPE_CHECKING:
+    from tuitune.settings import Settings
 
 __all__ = [
     "JobError",
@@ -36,8 +40,6 @@ __all__ = [
     "wait",
 ]
 
-PID_FILE = "worker.pid"
-LOG_FILE = "worker.log"
 STATUSES = ("running", "done", "failed", "interrupted", "stopped")
 
 
@@ -58,35 +60,36 @@ class RunInfo:
     error: str = ""
     hint: str = ""  # what to do about a failure (a failed event's advice, e.g. for out-of-memory)
     path: str = ""
+    verdict: dict | None = None  # the held-out verdict after training (the last `verdict` event), if any
+    bad_lines: int = 0  # lines of events.jsonl that could not be read (skipped)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def runs_root(project: Path | str) -> Path:
-    return Path(project) / "runs"
+def find(project: Path | str, run_id: str) -> RunDir:
+    try:
+        return RunDir.find(project, run_id)
+    except RunNotFound as e:
+        raise JobError(str(e)) from None
 
 
 def run_dir(project: Path | str, run_id: str) -> Path:
-    d = runs_root(project) / run_id
-    if not (d / "config.yaml").exists():
-        known = ", ".join(sorted(p.name for p in runs_root(project).glob("*") if (p / "config.yaml").exists()))
-        raise JobError(f"No run {run_id!r} in {runs_root(project)}. Known runs: {known or 'none'} "
-                       f"(see `tuitune runs`).")
-    return d
+    """The existing run's folder (JobError when there is none)."""
+    return find(project, run_id).path
 
 
 # ---- validation before anything is created ---------------------------------------------------------
 
-def prepare(project: Path | str, cfg: TrainConfig, *, models_dir: Path | None = None) -> tuple[TrainConfig, list[dict]]:
+def prepare(settings: Settings, cfg: TrainConfig) -> tuple[TrainConfig, list[dict]]:
     """Resolve the base model, gather and check the data, fill presets. Raises ConfigError/DataError/
     ModelError/JobError with a clear message; creates nothing."""
     from tuitune.core.models import ModelError, resolve
     from tuitune.core.training import presets
-    from tuitune.settings import Settings
 
+    project = settings.project
     # The preset measures once per machine whether bf16 pays on this CPU (bf16_probe); the result is kept in home.
-    hw = presets.detect_hardware(cfg.device, probe_dir=Settings().home if cfg.bf16 is None else None)
+    hw = presets.detect_hardware(cfg.device, probe_dir=settings.home if cfg.bf16 is None else None)
     if cfg.device == "cuda" and not hw.cuda:
         raise ConfigError("device: cuda was asked for but no CUDA GPU is visible; use device: auto or cpu.")
     if not hw.cuda:
@@ -97,9 +100,8 @@ def prepare(project: Path | str, cfg: TrainConfig, *, models_dir: Path | None = 
         if cfg.bf16 and not hw.bf16:
             raise ConfigError("bf16: true needs a CUDA GPU or a CPU with native bf16 (AVX512-BF16, AMX or Arm "
                               "BF16); this one would emulate it, slower than fp32. Remove bf16 or set it to false.")
-    models_dir = models_dir or Settings().models_dir
     try:
-        base_path = resolve(models_dir, cfg.base)
+        base_path = resolve(settings.models_dir, cfg.base)
     except ModelError as e:
         raise ConfigError(f"base model: {e}") from None
     cfg = cfg.updated(base_path=str(base_path))
@@ -113,7 +115,7 @@ def prepare(project: Path | str, cfg: TrainConfig, *, models_dir: Path | None = 
         records = data_mod.project_records(Path(project), cfg.method)
     data_mod.check_count(records, cfg.method)
     if cfg.holdout is None:
-        cfg = cfg.updated(holdout=3 if cfg.method not in ("pretrain",) and len(records) >= 12 else 0)
+        cfg = cfg.updated(holdout=presets.holdout_for(len(records), cfg.method))
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(base_path)
@@ -128,8 +130,9 @@ def prepare(project: Path | str, cfg: TrainConfig, *, models_dir: Path | None = 
         lengths = data_mod.tokenize_sft(tok, records).lengths
     if cfg.max_length is not None and cfg.method != "pretrain":
         data_mod.check_lengths(lengths, cfg.max_length)
-    max_pos = getattr(_config(base_path), "max_position_embeddings", None)
-    cfg = presets.apply(cfg, lengths, hw)
+    model_config = _config(base_path)
+    max_pos = getattr(model_config, "max_position_embeddings", None)
+    cfg = presets.apply(cfg, lengths, hw, model_params=presets.param_count(model_config))
     if cfg.batch_size % cfg.micro_batch_size:
         raise ConfigError(f"micro_batch_size {cfg.micro_batch_size} must divide batch_size {cfg.batch_size} "
                           f"(the optimizer steps once per batch_size records); pick a divisor or leave it unset.")
@@ -151,20 +154,32 @@ def new_run_id(method: str) -> str:
     return f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{method}-{secrets.token_hex(2)}"
 
 
-def launch(project: Path | str, config: TrainConfig, *, models_dir: Path | None = None) -> str:
+def launch(settings: Settings, config: TrainConfig) -> str:
     """Validate, create runs/<id>/ (config.yaml, data.jsonl) and start the worker detached. Returns the id."""
-    cfg, records = prepare(project, config, models_dir=models_dir)
+    cfg, records = prepare(settings, config)
     run_id = new_run_id(cfg.method)
-    d = runs_root(project) / run_id
-    d.mkdir(parents=True)
+    run = RunDir.of(settings.project, run_id)
+    run.path.mkdir(parents=True)
     # The run keeps its own copy of the data, so it can be resumed or re-run after the project changes.
-    data_mod.write_records(d / "data.jsonl", records)
-    cfg = cfg.updated(data=str((d / "data.jsonl").resolve()))
+    data_mod.write_records(run.data, records)
+    cfg = cfg.updated(data=str(run.data.resolve()))
     from tuitune.core import atomic
 
-    atomic.write_text(d / "config.yaml", cfg.to_yaml())
-    _spawn(d)
+    atomic.write_text(run.config, cfg.to_yaml())
+    _spawn(run.path)
     return run_id
+
+
+def dry_run(settings: Settings, config: TrainConfig) -> dict:
+    """What `launch` would do, without creating or starting anything: the resolved config, the worker's
+    command line (for a run folder named RUN_ID) and the effective batch."""
+    from tuitune.core.training.presets import detect_hardware
+
+    cfg, records = prepare(settings, config)
+    gpus = max(1, detect_hardware(cfg.device).gpus)
+    run = RunDir.of(settings.project, "RUN_ID")
+    return {"config": cfg.model_dump(mode="json"), "config_yaml": cfg.to_yaml(), "records": len(records),
+            "launcher": worker_command(run.path, gpus), "effective_batch": cfg.batch_size * cfg.grad_accum * gpus}
 
 
 def worker_command(d: Path, gpus: int) -> list[str]:
@@ -178,23 +193,24 @@ def worker_command(d: Path, gpus: int) -> list[str]:
 def _spawn(d: Path) -> int:
     from tuitune.core.training.presets import detect_hardware
 
-    cfg = TrainConfig.load(d / "config.yaml")
+    run = RunDir(d)
+    cfg = TrainConfig.load(run.config)
     env = dict(os.environ)
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    with open(d / LOG_FILE, "ab") as log:
+    with open(run.log, "ab") as log:
         proc = subprocess.Popen(worker_command(d, detect_hardware(cfg.device).gpus),
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True, cwd=str(d), env=env, close_fds=True)
     from tuitune.core import atomic
 
-    atomic.write_text(d / PID_FILE, f"{proc.pid}\n")
+    atomic.write_text(run.pid_file, f"{proc.pid}\n")
     return proc.pid
 
 
 def _pid(d: Path) -> int | None:
     try:
-        return int((d / PID_FILE).read_text().strip())
-    except (FileNotFoundError, ValueError):
+        return int(RunDir(d).pid_file.read_text().strip())
+    except (OSError, ValueError):
         return None
 
 
@@ -231,23 +247,30 @@ def stop(project: Path | str, run_id: str, *, timeout: float = 0) -> RunInfo:
     return info
 
 
-def resume(project: Path | str, run_id: str) -> str:
-    """Continue an interrupted, stopped or failed run from its last checkpoint (same id, same folder)."""
-    from tuitune.core.training.worker import last_checkpoint
+class NoCheckpoint(JobError):
+    """Resuming would silently start over: the run has no checkpoint left."""
 
-    d = run_dir(project, run_id)
-    info = run_info(d)
+
+def resume(project: Path | str, run_id: str, *, from_scratch: bool = False) -> str:
+    """Continue an interrupted, stopped or failed run from its last checkpoint (same id, same folder).
+    Without a checkpoint that would mean starting again from step 0: only when `from_scratch` says so."""
+    run = find(project, run_id)
+    info = run_info(run.path)
     if info.status == "running":
-        raise JobError(f"Run {run_id} is still running; watch it with `tuitune runs watch {run_id}`.")
+        raise JobError(f"Run {run_id} is still running; wait for it or stop it first.")
     if info.status == "done":
-        raise JobError(f"Run {run_id} already finished; start a new run with `tuitune train`.")
-    cfg = TrainConfig.load(d / "config.yaml")
+        raise JobError(f"Run {run_id} already finished; start a new run instead.")
+    cfg = TrainConfig.load(run.config)
     if not Path(cfg.base_path).is_dir():
         raise JobError(f"The base model folder {cfg.base_path} of run {run_id} is gone; cannot resume.")
-    ck = last_checkpoint(d)
-    EventWriter(d).emit("resume_requested", checkpoint=str(ck) if ck else None,
-                        note=None if ck else "no checkpoint yet: training restarts from step 0")
-    _spawn(d)
+    ck = run.last_checkpoint()
+    if ck is None and not from_scratch:
+        gone = " (its checkpoints were deleted)" if info.step > 0 else ""
+        raise NoCheckpoint(f"Run {run_id} has no checkpoint to resume from{gone}: it would start again from "
+                           f"step 0. Ask for a restart from scratch to do that.")
+    EventWriter(run.path).emit("resume_requested", checkpoint=str(ck) if ck else None,
+                               note=None if ck else "restart from scratch: training starts again from step 0")
+    _spawn(run.path)
     return run_id
 
 
@@ -263,54 +286,32 @@ def wait(d: Path, *, timeout: float, poll: float = 1.0) -> RunInfo:
 
 # ---- listing ------------------------------------------------------------------------------------------
 
-def status_from_events(events: list[dict]) -> tuple[str, dict]:
-    """(status as the events tell it, the last terminal event or {}): running unless a terminal event came
-    after the last start."""
-    status, last = "running", {}
-    for ev in events:
-        kind = ev.get("event")
-        if kind in ("started", "resumed", "resume_requested"):
-            status, last = "running", {}
-        elif kind in TERMINAL:
-            status, last = kind, ev
-    return status, last
-
-
-def run_info(d: Path) -> RunInfo:
-    d = Path(d)
-    events, _ = read_events(d)
-    status, last = status_from_events(events)
-    if status == "running" and not worker_alive(d):
+def run_info(d: Path | str) -> RunInfo:
+    run = RunDir(Path(d))
+    state = read_all(run.events)
+    status = state.status
+    if status == "running" and not worker_alive(run.path):
         # Freshly spawned workers may not have written `started` yet; the pid file is written at spawn.
         status = "interrupted"
     try:
-        cfg = TrainConfig.load(d / "config.yaml")
+        cfg = TrainConfig.load(run.config)
         method, base, max_steps_cfg = cfg.method, cfg.base, cfg.max_steps
     except ConfigError:
         method, base, max_steps_cfg = "?", "?", -1
-    steps = [e for e in events if e.get("event") == "step"]
-    step = steps[-1]["step"] if steps else 0
-    max_steps = steps[-1].get("max_steps", max_steps_cfg) if steps else max_steps_cfg
-    if last.get("event") == "done":
-        step = last.get("step", step)
-    created = datetime.fromtimestamp((d / "config.yaml").stat().st_mtime, timezone.utc).isoformat(
-        timespec="seconds") if (d / "config.yaml").exists() else ""
-    if events:
-        created = datetime.fromtimestamp(events[0]["time"], timezone.utc).isoformat(timespec="seconds")
-    error = last.get("error", "") if status == "failed" else ""
-    hint = last.get("hint", "") if status == "failed" else ""
+    created = iso(state.started)
+    if not created and run.config.exists():
+        created = iso(run.config.stat().st_mtime)
+    last = state.terminal
+    error = str(last.get("error", "")) if status == "failed" else ""
+    hint = str(last.get("hint", "")) if status == "failed" else ""
     if status == "interrupted":
-        error = (f"the worker process is gone without a done/failed event (killed, crashed, or ended by the OS "
-                 f"when memory ran out: then lower micro_batch_size/max_length or use qlora); continue with "
-                 f"`tuitune train --resume {d.name}`")
-    return RunInfo(id=d.name, status=status, method=method, base=base, step=step, max_steps=max_steps,
-                   loss=steps[-1].get("loss") if steps else None, created=created, error=error, hint=hint,
-                   path=str(d))
+        error = ("the worker process is gone without a done/failed event (killed, crashed, or ended by the OS "
+                 "when memory ran out: then lower micro_batch_size/max_length or use qlora); it can be resumed "
+                 "from its last checkpoint")
+    return RunInfo(id=run.id, status=status, method=method, base=base, step=state.step,
+                   max_steps=state.max_steps or max_steps_cfg, loss=state.loss, created=created, error=error,
+                   hint=hint, path=str(run.path), verdict=state.verdict, bad_lines=state.bad_lines)
 
 
 def list_runs(project: Path | str) -> list[RunInfo]:
-    root = runs_root(project)
-    if not root.is_dir():
-        return []
-    dirs = sorted((p for p in root.iterdir() if (p / "config.yaml").exists()), key=lambda p: p.name)
-    return [run_info(p) for p in dirs]
+    return [run_info(r.path) for r in all_runs(project)]

@@ -11,8 +11,6 @@ import os
 import shutil
 from pathlib import Path
 
-TEMPLATE_FILE = "chat_template.jinja"  # the template used in training, saved in the run folder
-
 
 class MergeError(Exception):
     """The adapter cannot be merged, with what to do about it."""
@@ -60,17 +58,17 @@ def merge_adapter(base_path: Path | str, adapter_dir: Path | str, out_dir: Path 
 def merge_run(run_dir: Path | str) -> Path:
     """Merge runs/<id>/adapter into runs/<id>/merged (for full fine-tuning the model is already there)."""
     from tuitune.core.training.config import TrainConfig
+    from tuitune.core.training.run_dir import RunDir
 
-    run_dir = Path(run_dir)
-    cfg = TrainConfig.load(run_dir / "config.yaml")
-    merged = run_dir / "merged"
+    run = RunDir(Path(run_dir))
+    cfg = TrainConfig.load(run.config)
     if cfg.peft_kind == "none":
-        if (merged / "config.json").exists():
-            return merged
-        raise MergeError(f"{run_dir.name} is a full fine-tuning run and has no model in merged/ yet; it "
-                         f"has not finished. Resume it with `tuitune train --resume {run_dir.name}`.")
-    template = run_dir / TEMPLATE_FILE
-    return merge_adapter(cfg.base_path, run_dir / "adapter", merged,
+        if run.has_merged():
+            return run.merged
+        raise MergeError(f"{run.id} is a full fine-tuning run and has no model in merged/ yet; it has not "
+                         f"finished. Resume it first.")
+    template = run.chat_template
+    return merge_adapter(cfg.base_path, run.adapter, run.merged,
                          template.read_text(encoding="utf-8") if template.exists() else None)
 
 

@@ -18,12 +18,13 @@ import time
 import traceback
 from pathlib import Path
 
+from tuitune.core.training import early_stop
 from tuitune.core.training.config import PREFERENCE_METHODS, TrainConfig
 from tuitune.core.training.events import EventWriter
-from tuitune.core.training.merge import TEMPLATE_FILE
+from tuitune.core.training.run_dir import RunDir
 
 OOM_HINT = ("Out of memory. Lower micro_batch_size (records per forward pass; 1 uses the least memory and the "
-            "optimizer still sees batch_size records per step), lower max_length, or use --method qlora "
+            "optimizer still sees batch_size records per step), lower max_length, or use method qlora "
             "(4-bit base) or a smaller base model.")
 
 
@@ -57,12 +58,6 @@ def _cmdline(pid: int) -> str:
         return " ".join(psutil.Process(pid).cmdline())[:200]
     except (psutil.Error, OSError):  # the sender may be gone already; this is only a diagnostic
         return "?"
-
-
-def last_checkpoint(run_dir: Path) -> Path | None:
-    ckpts = [p for p in (run_dir / "checkpoints").glob("checkpoint-*")
-             if p.is_dir() and p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").exists()]
-    return max(ckpts, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
 def is_main_process() -> bool:
@@ -127,7 +122,7 @@ def common_args(cfg: TrainConfig, run_dir: Path, cuda: bool, n_train: int) -> di
     # need their whole batch at once (KTO's KL term pairs examples within it).
     micro = cfg.batch_size if cfg.method in PREFERENCE_METHODS else (cfg.micro_batch_size or cfg.batch_size)
     return dict(  # noqa: C408 - reads like the TrainingArguments call it feeds
-        output_dir=str(run_dir / "checkpoints"), per_device_train_batch_size=micro,
+        output_dir=str(RunDir(run_dir).checkpoints), per_device_train_batch_size=micro,
         per_device_eval_batch_size=micro, gradient_accumulation_steps=cfg.grad_accum * (cfg.batch_size // micro),
         num_train_epochs=cfg.epochs, max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler, warmup_steps=warmup, weight_decay=cfg.weight_decay,
@@ -144,6 +139,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, records: list[dict], held: li
 
     model = load_model(cfg, cuda)
     args = common_args(cfg, run_dir, cuda, len(records))
+    args.update(early_stop.trainer_args(cfg, len(held)))  # held-out loss plateau: stop, keep the best
     template = tok.chat_template
     if cfg.method in PREFERENCE_METHODS:
         from datasets import Dataset
@@ -257,14 +253,15 @@ def _run(run_dir: Path, events: EventWriter, stop: StopFlag, main: bool) -> int:
     from tuitune.core.training import data
     from tuitune.core.training.presets import detect_hardware
 
-    cfg = TrainConfig.load(run_dir / "config.yaml")
+    run = RunDir(run_dir)
+    cfg = TrainConfig.load(run.config)
     hw = detect_hardware(cfg.device)
     if cfg.num_threads:
         import torch
 
         torch.set_num_threads(cfg.num_threads)
-    os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(run_dir / "tensorboard"))
-    resume_from = last_checkpoint(run_dir)
+    os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(run.tensorboard))
+    resume_from = run.last_checkpoint()
     events.emit("resumed" if resume_from else "started", pid=os.getpid(), method=cfg.method, base=cfg.base,
                 device=hw.kind, gpus=hw.gpus, checkpoint=str(resume_from) if resume_from else None)
     from transformers import AutoTokenizer
@@ -272,12 +269,13 @@ def _run(run_dir: Path, events: EventWriter, stop: StopFlag, main: bool) -> int:
     tok = AutoTokenizer.from_pretrained(cfg.base_path)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    template_file = run_dir / TEMPLATE_FILE
-    if tok.chat_template and main and not template_file.exists():
-        template_file.write_text(tok.chat_template, encoding="utf-8")
+    if tok.chat_template and main and not run.chat_template.exists():
+        run.chat_template.write_text(tok.chat_template, encoding="utf-8")
     records = data.read_records(cfg.data)
     train, held = data.split_holdout(records, cfg.holdout or 0, cfg.seed)
     trainer = build_trainer(cfg, run_dir, train, held, tok, hw.cuda)
+    if early_stop.callback(cfg, len(held)) is not None:
+        trainer.add_callback(early_stop.callback(cfg, len(held)))
     events.emit("model", **model_summary(trainer.model), train_records=len(train), held_out=len(held),
                 precision=_precision(cfg, hw.cuda), records_per_pass=trainer.args.per_device_train_batch_size,
                 passes_per_step=trainer.args.gradient_accumulation_steps)
@@ -290,28 +288,31 @@ def _run(run_dir: Path, events: EventWriter, stop: StopFlag, main: bool) -> int:
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     step = trainer.state.global_step
     if stop.requested and step < trainer.state.max_steps:
-        ck = last_checkpoint(run_dir)
+        ck = run.last_checkpoint()
         events.emit("stopped", step=step, checkpoint=str(ck) if ck else None,
-                    reason="stop requested; continue with `tuitune train --resume " + run_dir.name + "`",
-                    signal=stop.by)
+                    reason="stop requested; the run can be resumed from this checkpoint", signal=stop.by)
         return 0
     if held:
         trainer.evaluate()
     if not main:
         return 0
     if cfg.peft_kind == "none":
-        trainer.save_model(str(run_dir / "merged"))
-        tok.save_pretrained(run_dir / "merged")
+        trainer.save_model(str(run.merged))
+        tok.save_pretrained(run.merged)
     else:
-        trainer.model.save_pretrained(run_dir / "adapter")
-        tok.save_pretrained(run_dir / "adapter")
+        trainer.model.save_pretrained(run.adapter)
+        tok.save_pretrained(run.adapter)
     del trainer
     metrics = {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))}
     if cfg.merge:
-        _merge_and_check(cfg, run_dir, events, records, held)
+        _merge_and_check(cfg, run, events, records, held)
+    if cfg.eval and cfg.method not in PREFERENCE_METHODS and cfg.method != "pretrain":
+        from tuitune.core.evaluation.after_training import evaluate_run
+
+        events.emit("verdict", **evaluate_run(run.path, cfg, train, held))
     events.emit("done", step=step, metrics=metrics,
-                adapter=str(run_dir / "adapter") if cfg.peft_kind != "none" else None,
-                merged=str(run_dir / "merged") if (run_dir / "merged" / "config.json").exists() else None)
+                adapter=str(run.adapter) if cfg.peft_kind != "none" else None,
+                merged=str(run.merged) if run.has_merged() else None)
     return 0
 
 
@@ -323,16 +324,15 @@ def _precision(cfg: TrainConfig, cuda: bool) -> str:
     return "fp32"
 
 
-def _merge_and_check(cfg: TrainConfig, run_dir: Path, events: EventWriter, records: list[dict],
+def _merge_and_check(cfg: TrainConfig, run: RunDir, events: EventWriter, records: list[dict],
                      held: list[dict]) -> None:
     from tuitune.core.training.merge import check_stops, check_template, merge_run
 
     t0 = time.monotonic()
-    merged = merge_run(run_dir)
+    merged = merge_run(run.path)
     events.emit("merged", path=str(merged), seconds=round(time.monotonic() - t0, 1))
-    template_file = run_dir / TEMPLATE_FILE
-    if template_file.exists():
-        events.emit("check", **check_template(merged, template_file.read_text(encoding="utf-8")))
+    if run.chat_template.exists():
+        events.emit("check", **check_template(merged, run.chat_template.read_text(encoding="utf-8")))
     if cfg.check_prompts <= 0 or cfg.method == "pretrain":
         return
     source = held or records

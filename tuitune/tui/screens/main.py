@@ -256,7 +256,7 @@ class MainScreen(Screen):
             if run_id:
                 self.follow_run(run_id)
 
-        self.app.push_screen(TrainScreen(), launched)
+        self.app.push_screen(TrainScreen({"base": self.app.settings.base_model}), launched)
 
     def follow_run(self, run_id: str) -> None:
         from tuitune.tui.widgets.train_card import TrainCard

@@ -1,4 +1,5 @@
-"""Training form: base model, method, preset overrides (with help text); launches a background run."""
+"""Training form: every training setting, generated from TrainConfig's fields (the same names, help and choices
+as `tuitune train --help`); the common ones first, the rest under "All settings". Launches a background run."""
 
 from __future__ import annotations
 
@@ -9,43 +10,70 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
+from textual.widgets import Button, Collapsible, Footer, Header, Input, Label, Select, Static
 
-METHODS = ("lora", "qlora", "dora", "full", "dpo", "orpo", "kto")
-# Form fields that override the preset; empty means "preset decides".
-NUMERIC = (("epochs", float), ("max_steps", int), ("learning_rate", float), ("lora_r", int), ("batch_size", int),
-           ("max_length", int))
+# Shown first; every other setting is under "All settings".
+COMMON = ("base", "method", "epochs", "max_steps", "learning_rate", "lora_r", "batch_size", "micro_batch_size",
+          "max_length", "holdout")
+UNSET = "preset"  # the Select value of an optional on/off setting left to the presets
 
 
 class TrainScreen(Screen[str | None]):
     """Returns (dismisses with) the id of the launched run, or None."""
 
-    BINDINGS: ClassVar[list[Binding]] = [Binding("ctrl+s", "launch", "Launch", priority=True), Binding("escape", "cancel", "Back")]
+    BINDINGS: ClassVar[list[Binding]] = [Binding("ctrl+s", "launch", "Launch", priority=True),
+                                         Binding("escape", "cancel", "Back")]
+
+    def __init__(self, defaults: dict | None = None):
+        super().__init__()
+        self.defaults = defaults or {}  # field -> value the form starts with (e.g. the app's base model)
 
     def compose(self) -> ComposeResult:
-        from tuitune.core.models import list_models
-        from tuitune.core.training.config import field_help
+        from tuitune.core.training.options import option_specs
 
-        helps = field_help()
-        models = [(f"{m.name} ({m.kind}{'' if m.ready else ', not prepared'})", m.name)
-                  for m in list_models(self.app.settings.models_dir)]
+        specs = {s.name: s for s in option_specs()}
         yield Header()
         with VerticalScroll(id="train-form"):
-            yield Static("[b]New training run[/b] — runs in the background; you can close tuitune meanwhile.")
-            yield Label("Base model")
-            yield Select(models, value=self.app.settings.base_model if any(
-                v == self.app.settings.base_model for _, v in models) else models[0][1], id="base", allow_blank=False)
-            yield Label("Method")
-            yield Select([(m, m) for m in METHODS], value="lora", id="method", allow_blank=False)
-            yield Static(helps["method"], classes="help", markup=False)
-            for name, _ in NUMERIC:
-                with Horizontal(classes="field"):
-                    yield Label(name.replace("_", " "), classes="field-label")
-                    yield Input(placeholder="preset", id=name, classes="field-input")
-                yield Static(helps.get(name, ""), classes="help", markup=False)
+            yield Static("[b]New training run[/b] — runs in the background; you can close tuitune meanwhile. "
+                         "Empty fields are chosen by the presets from your data and hardware.")
+            for name in COMMON:
+                yield from self._field(specs[name])
+            with Collapsible(title="All settings", id="all-settings"):
+                for name, spec in specs.items():
+                    if name not in COMMON:
+                        yield from self._field(spec)
             yield Static("", id="train-error")
             yield Button("Launch (Ctrl+S)", id="launch", variant="primary")
         yield Footer()
+
+    def _field(self, spec) -> ComposeResult:
+        from tuitune.core.training.options import show
+
+        start = self.defaults.get(spec.name, spec.default)
+        wid = f"opt-{spec.name}"
+        with Horizontal(classes="field"):
+            yield Label(spec.name.replace("_", " "), classes="field-label")
+            if spec.name == "base":
+                yield self._base_select(wid, start)
+            elif spec.kind == "choice":
+                yield Select([(c, c) for c in spec.choices], value=start, id=wid, allow_blank=False)
+            elif spec.kind == "bool":
+                opts = [("on", "on"), ("off", "off")] + ([(UNSET, UNSET)] if spec.optional else [])
+                value = UNSET if start is None else ("on" if start else "off")
+                yield Select(opts, value=value, id=wid, allow_blank=False)
+            else:
+                yield Input(value=show(start) if not spec.optional else "", id=wid, classes="field-input",
+                            placeholder=UNSET if spec.optional else "")
+        yield Static(spec.help, classes="help", markup=False)
+
+    def _base_select(self, wid: str, start) -> Select:
+        from tuitune.core.models import list_models
+
+        models = [(f"{m.name} ({m.kind}{'' if m.ready else ', not prepared'})", m.name)
+                  for m in list_models(self.app.settings.models_dir)]
+        if start not in [v for _, v in models]:
+            models.append((str(start), start))
+        return Select(models, value=start, id=wid, allow_blank=False)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "launch":
@@ -54,28 +82,32 @@ class TrainScreen(Screen[str | None]):
     def action_cancel(self) -> None:
         self.dismiss(None)
 
-    def _config(self):
+    def config(self):
+        """The TrainConfig the form describes (ConfigError naming the field when a value is wrong)."""
         from tuitune.core.training.config import TrainConfig
+        from tuitune.core.training.options import option_specs, parse
 
-        overrides = {}
-        for name, kind in NUMERIC:
-            raw = self.query_one(f"#{name}", Input).value.strip()
-            if raw:
-                try:
-                    overrides[name] = kind(raw)
-                except ValueError:
-                    raise ValueError(f"{name.replace('_', ' ')}: `{raw}` is not a {kind.__name__}") from None
-        method = self.query_one("#method", Select).value
-        return TrainConfig(method=method, base=self.query_one("#base", Select).value, **overrides)
+        values = {}
+        for spec in option_specs():
+            widget = self.query_one(f"#opt-{spec.name}")
+            if isinstance(widget, Select):
+                raw = widget.value
+                if spec.kind == "bool":
+                    values[spec.name] = None if raw == UNSET else raw == "on"
+                else:
+                    values[spec.name] = raw
+            else:
+                values[spec.name] = parse(spec.name, widget.value)
+        return TrainConfig().updated(**values)
 
     def action_launch(self) -> None:
-        error = self.query_one("#train-error", Static)
-        from pydantic import ValidationError
+        from tuitune.core.training.config import ConfigError
 
+        error = self.query_one("#train-error", Static)
         try:
-            cfg = self._config()
-        except (ValueError, ValidationError) as e:  # a bad number or an invalid field: show it by the form
-            error.update(f"[red]{e}[/red]")
+            cfg = self.config()
+        except ConfigError as e:  # a bad number or a value out of range: show it by the form
+            error.update(f"[red]{_escape(str(e))}[/red]")
             return
         error.update("Checking the data and launching…")
         self.query_one("#launch", Button).disabled = True
@@ -89,12 +121,18 @@ class TrainScreen(Screen[str | None]):
         from tuitune.core.training.jobs import JobError, launch
 
         try:
-            run_id = launch(self.app.settings.project, cfg, models_dir=self.app.settings.models_dir)
+            run_id = launch(self.app.settings, cfg)
         except (ConfigError, DataError, JobError, ModelError) as e:
             self.app.call_from_thread(self._failed, str(e))
             return
         self.app.call_from_thread(self.dismiss, run_id)
 
     def _failed(self, message: str) -> None:
-        self.query_one("#train-error", Static).update(f"[red]{message}[/red]")
+        self.query_one("#train-error", Static).update(f"[red]{_escape(message)}[/red]")
         self.query_one("#launch", Button).disabled = False
+
+
+def _escape(text: str) -> str:
+    from textual.markup import escape
+
+    return escape(text)

@@ -1,5 +1,5 @@
 """A transcript card that follows a training run from its events.jsonl: progress, loss sparkline, speed, ETA.
-It reads the file, so it works for runs started before the TUI was (re)opened."""
+It tails the file (only new bytes each second), so it works for runs started before the TUI was (re)opened."""
 
 from __future__ import annotations
 
@@ -30,10 +30,8 @@ class TrainCard(Vertical):
     def __init__(self, run_id: str, **kw):
         super().__init__(**kw)
         self.run_id = run_id
-        self._events_offset = 0
-        self.losses: list[float] = []
         self.status = "running"
-        self.last: dict = {}
+        self._follower = None
 
     def compose(self) -> ComposeResult:
         yield Static(f"Training run [b]{self.run_id}[/b]", classes="card-title")
@@ -41,54 +39,60 @@ class TrainCard(Vertical):
         yield Sparkline([], id="loss")
         yield Static("waiting for the worker…", id="train-status")
 
-    def on_mount(self) -> None:
-        from tuitune.core.training.jobs import run_dir
+    @property
+    def state(self):
+        """What the events said so far (run_dir.RunState)."""
+        return self._follower.state
 
-        self._run_dir = run_dir(self.app.settings.project, self.run_id)
+    @property
+    def last(self) -> dict:
+        """The last step event."""
+        return self._follower.state.last_step if self._follower else {}
+
+    def on_mount(self) -> None:
+        from tuitune.core.training.run_dir import RunDir
+
+        self._run = RunDir.of(self.app.settings.project, self.run_id)
+        self._follower = self._run.follower()
         self._timer = self.set_interval(1.0, self.poll)  # before the first poll, which stops it if the run ended
         self.poll()
 
     def poll(self) -> None:
-        from tuitune.core.training.events import read_events
-        from tuitune.core.training.jobs import run_info
+        from tuitune.core.training.jobs import worker_alive
 
-        events, self._events_offset = read_events(self._run_dir, self._events_offset)
-        for ev in events:
-            self.apply(ev)
-        if events:
+        if self._follower.poll():
+            self.status = self.state.status
             self.render_state()
-        if self.status == "running" and run_info(self._run_dir).status != "running":
-            self.status = run_info(self._run_dir).status  # the worker vanished: interrupted
+        if self.status == "running" and not worker_alive(self._run.path):
+            self._follower.poll(final=True)  # the worker vanished: read what it left, then it is interrupted
+            self.status = "interrupted" if self.state.status == "running" else self.state.status
             self.render_state()
         if self.status != "running":
             self._timer.stop()
             self.post_message(self.Finished(self.run_id, self.status))
 
-    def apply(self, ev: dict) -> None:
-        kind = ev.get("event")
-        if kind == "step":
-            self.last = ev
-            if ev.get("loss") is not None:
-                self.losses.append(float(ev["loss"]))
-        elif kind in ("done", "failed", "stopped"):
-            self.status = kind
-            self.last = {**self.last, **ev}
-
     def render_state(self) -> None:
+        st = self.state
         bar = self.query_one("#train-progress", ProgressBar)
-        ev = self.last
-        if ev.get("max_steps"):
-            bar.update(total=ev["max_steps"], progress=ev.get("step", 0))
-        self.query_one("#loss", Sparkline).data = self.losses[-200:]
+        if st.max_steps:
+            bar.update(total=st.max_steps, progress=st.step)
+        self.query_one("#loss", Sparkline).data = [v for _, v in st.losses[-200:]]
+        ev, end = st.last_step, st.terminal
         if self.status == "running":
-            loss = f"{ev['loss']:.3f}" if ev.get("loss") is not None else "?"
-            text = (f"step {ev.get('step', 0)}/{ev.get('max_steps', '?')} · loss {loss} · "
-                    f"{ev.get('tokens_per_second') or 0:.0f} tok/s · ETA {_eta(ev.get('eta_seconds'))}")
+            loss = f"{st.loss:.3f}" if st.loss is not None else "?"
+            text = (f"step {st.step}/{st.max_steps or '?'} · loss {loss} · "
+                    f"{_num(ev.get('tokens_per_second')):.0f} tok/s · ETA {_eta(_num(ev.get('eta_seconds'), None))}")
         elif self.status == "done":
             text = f"[green]done[/green] · merged model in runs/{self.run_id}/merged — try it: `/chat {self.run_id}`"
         elif self.status == "failed":
-            advice = f"\n{escape(ev['hint'])}" if ev.get("hint") else ""
-            text = f"[red]failed[/red]: {escape(ev.get('error', 'see worker.log'))}{advice}"
+            advice = f"\n{escape(str(end['hint']))}" if end.get("hint") else ""
+            text = f"[red]failed[/red]: {escape(str(end.get('error', 'see worker.log')))}{advice}"
         else:
             text = f"[yellow]{self.status}[/yellow] — resume with `tuitune train --resume {self.run_id}`"
+        if st.verdict:
+            text += f"\n[b]verdict[/b]: {escape(str(st.verdict.get('summary') or st.verdict.get('verdict')))}"
         self.query_one("#train-status", Static).update(text)
+
+
+def _num(v, default: float | None = 0.0) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else default
