@@ -1,0 +1,70 @@
+"""The automatic evaluation at the end of a training run (TrainConfig `eval`): base vs few-shot vs tuned on the
+run's held-out records, in the worker's process with transformers (local.py), greedy; the report is saved in
+runs/<id>/eval/ and summed up in one `verdict` event."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+from tuitune.core.evaluation.contenders import items_from_records
+from tuitune.core.evaluation.evaluate import answer_budget, evaluate, three_way
+from tuitune.core.evaluation.metrics import EvalError
+from tuitune.core.evaluation.report import REPORT_DIR, save_report
+
+
+def _skipped(why: str) -> dict:
+    return {"verdict": "skipped", "summary": why, "report": None, "contenders": {}}
+
+
+def evaluate_run(run_dir: Path, cfg, train: list[dict], held: list[dict],
+                 progress: Callable[[str], None] | None = None) -> dict:
+    """The `verdict` event's fields: verdict (code), summary (words), report (path in the run folder),
+    contenders ({base, few_shot, tuned}: headline metrics), n, few_shot_k, seconds."""
+    import time
+
+    from tuitune.core.evaluation.local import LocalModel
+    from tuitune.core.serving.chat import GenParams
+
+    run_dir = Path(run_dir)
+    items = items_from_records(held)
+    if not items:
+        return _skipped("no held-out chat records to compare on (hold out at least 8 records for a verdict)")
+    merged = run_dir / "merged"
+    if not (merged / "config.json").exists():
+        return _skipped("no merged model to evaluate (the run was trained with merge off)")
+    t0 = time.monotonic()
+    base = LocalModel(cfg.base_path, cfg.base)
+    tuned = LocalModel(merged, run_dir.name)
+    budget = answer_budget(items, base.count_tokens, cap=cfg.max_length or 512)
+    contenders, sample = three_way(train, items, base, tuned, seed=cfg.seed, count_tokens=base.count_tokens,
+                                   context=base.context, answer_tokens=budget)
+    try:
+        report = asyncio.run(evaluate(items, contenders, run_id=run_dir.name, judge_backend=_judge(),
+                                      params=GenParams(temperature=0.0, max_tokens=budget, seed=0),
+                                      progress=progress, train_items=sample))
+    except EvalError as e:
+        return _skipped(f"evaluation failed: {e}")
+    save_report(report, run_dir)
+    verdict = report.verdict or {}
+    return {"verdict": verdict.get("code", "inconclusive"), "summary": verdict.get("text", ""),
+            "report": f"{REPORT_DIR}/report.json", "n": len(items), "few_shot_k": len(report.shots),
+            "contenders": {role: r.summary() for role, r in report.by_role().items()},
+            "max_new_tokens": budget, "seconds": round(time.monotonic() - t0, 1)}
+
+
+def _judge():
+    """The configured teacher endpoint as the judge (TUITUNE_TEACHER_BASE_URL), or None."""
+    import os
+
+    from tuitune.settings import Settings
+
+    s = Settings()
+    if not s.teacher_base_url:
+        return None
+    from tuitune.core.serving.chat import OpenAIBackend
+    from tuitune.core.serving.vllm import Endpoint
+
+    key = os.environ.get(s.teacher_api_key_env, "none")
+    return OpenAIBackend(Endpoint(s.teacher_base_url, key, s.teacher_model or "default", "remote"))
