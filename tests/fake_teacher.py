@@ -25,6 +25,10 @@ SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "so", "ta", "vi", "ze", "po", "qu", "
 WORDS = [a + b + c for a in SYLLABLES for b in SYLLABLES for c in ("n", "r", "s", "l")][:600]
 # The fault script: request k (counted over all POSTs, retries included) gets FAULTS[k % len(FAULTS)].
 FAULTS = ["ok", "429", "prose", "500", "truncated", "reset", "fenced", "slow", "dup", "garbage", "ok"]
+# Replies no real endpoint should send but proxies, captive portals and broken servers do (mode "hostile"):
+# an HTML page with status 200, a JSON body cut off mid-way, JSON that is not a chat completion, and a
+# 200k-character brace-heavy reply. Modes "html", "cutbody", "notchat" and "braces" send only that kind.
+HOSTILE = ["ok", "html", "ok", "cutbody", "notchat", "ok", "braces"]
 
 
 class State:
@@ -82,7 +86,8 @@ def make_handler(state: State):
                 self._send(400, json.dumps({"error": {"message": "response_format json_schema is not supported",
                                                       "type": "invalid_request_error"}}).encode())
                 return
-            behaviour = FAULTS[k % len(FAULTS)] if state.mode == "faults" else "ok"
+            cycle = {"faults": FAULTS, "hostile": HOSTILE}.get(state.mode, [state.mode])
+            behaviour = cycle[k % len(cycle)]
             with state.lock:
                 state.behaviours[behaviour] = state.behaviours.get(behaviour, 0) + 1
             if state.delay:
@@ -103,6 +108,17 @@ def make_handler(state: State):
                 return
             if behaviour == "slow":
                 time.sleep(state.slow)
+            if behaviour == "html":
+                page = b"<!DOCTYPE html><html><body><h1>Welcome to nginx!</h1></body></html>"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+                return
+            if behaviour == "notchat":
+                self._send(200, b'{"hello": "world", "choices": "none"}')
+                return
             if '{"topics"' in user:
                 content = json.dumps({"topics": [f"topic {i} {WORDS[i]}" for i in range(n)]})
             elif "samples" not in user and "inputs" not in user:  # an answer request (second pass)
@@ -124,6 +140,8 @@ def make_handler(state: State):
                     content = f"```json\n{content}\n```"
                 elif behaviour == "garbage":
                     content = "I am sorry, I cannot produce that."
+                elif behaviour == "braces":
+                    content = "{" * 200_000
             with state.lock:
                 state.samples_sent += content.count('"instruction"')
             finish = "length" if behaviour == "truncated" else "stop"
@@ -131,8 +149,11 @@ def make_handler(state: State):
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
                                  "finish_reason": finish}],
                     "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20}}
+            raw = json.dumps(body).encode()
+            if behaviour == "cutbody":  # the HTTP body itself ends mid-JSON (a proxy cut it)
+                raw = raw[: len(raw) // 2]
             try:
-                self._send(200, json.dumps(body).encode())
+                self._send(200, raw)
             except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout)
                 pass
 
@@ -148,7 +169,8 @@ class QuietServer(ThreadingHTTPServer):
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--mode", choices=["ok", "faults"], default="ok")
+    ap.add_argument("--mode", choices=["ok", "faults", "hostile", "html", "cutbody", "notchat", "braces"],
+                    default="ok")
     ap.add_argument("--delay", type=float, default=0.0)
     ap.add_argument("--slow", type=float, default=3.0, help="seconds a 'slow' answer takes")
     ap.add_argument("--no-schema", action="store_true", help="answer 400 to response_format")

@@ -115,3 +115,22 @@ def test_items_of_shapes():
     assert items_of({"data": [1]}, "samples") == [1]  # a single list under another key
     assert items_of({"instruction": "a"}, "samples") == [{"instruction": "a"}]  # one object
     assert items_of("text", "samples") == []
+
+
+@pytest.mark.parametrize("text", ["{" * 200_000, "[" * 200_000, '{"a": ' * 50_000, "x {y} " * 40_000,
+                                  '[{"a": "' + "b" * 200_000, "{[" * 100_000])
+def test_extract_json_is_linear_on_hostile_replies(text):
+    """Brace-heavy or deeply nested replies of 200k characters: an answer (Unparseable) in well under a second,
+    never a RecursionError (before: 30-50 s per reply, inside the event loop)."""
+    import time
+
+    t0 = time.perf_counter()
+    with pytest.raises(Unparseable):
+        extract_json(text)
+    assert time.perf_counter() - t0 < 1.0
+
+
+def test_json_after_prose_with_many_braces_is_still_found():
+    text = "Use {name} and {value} in templates. " * 5 + '{"samples": [{"instruction": "a", "output": "b"}]}'
+    value, truncated = extract_json(text)
+    assert not truncated and items_of(value, "samples") == [{"instruction": "a", "output": "b"}]

@@ -16,6 +16,7 @@ RoundFinished) to a callback or as an async iterator, so the TUI can drive, obse
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import random
 from collections.abc import AsyncIterator, Callable
@@ -26,7 +27,7 @@ from tuitune.core.data.dedup import DedupIndex
 from tuitune.core.data.samples import KEPT_STATUSES, Sample
 from tuitune.core.data.store import Store
 from tuitune.core.synth import prompts, rounds
-from tuitune.core.synth.teacher import Teacher, TeacherError, Unparseable, extract_json, items_of
+from tuitune.core.synth.teacher import BadResponse, Teacher, TeacherError, Unparseable, extract_json, items_of
 from tuitune.core.synth.types import (  # noqa: F401 - the engine's public types, re-exported
     COUNTER_NAMES,
     MODES,
@@ -40,6 +41,8 @@ from tuitune.core.synth.types import (  # noqa: F401 - the engine's public types
     SampleStored,
     SynthError,
 )
+
+OFF_LOOP_CHARS = 20_000  # replies longer than this are parsed off the event loop
 
 # ---- schemas --------------------------------------------------------------------------------------------
 
@@ -226,7 +229,7 @@ class SynthRound:
         self.ctx = build_context(self.store, self.params, project=self.project, shuffle_seed=rid * 1000 +
                                  self.counters.sessions + self.params.seed)
         if not self.ctx.pool and not self.ctx.task_description:
-            rounds.finish_round(self.store, rid, self.counters.to_dict(), "failed")
+            rounds.finish_round(self.store, rid, self.counters.saved(), "failed")
             raise SynthError("no seeds and no task description: add seed examples (`tuitune import FILE --as "
                              "seeds`) or describe the task (`tuitune task --description ...`)")
         self.task_system = self.ctx.system_prompt
@@ -234,7 +237,7 @@ class SynthRound:
         for s in self.store.samples():
             self.index.add(s)
         prompt = messages_text(generation_messages(self.ctx, self.params, 0, self.params.per_request))
-        rounds.update_round(self.store, rid, prompt=prompt, counters=self.counters.to_dict(), status="running")
+        rounds.update_round(self.store, rid, prompt=prompt, counters=self.counters.saved(), status="running")
         self._emit(RoundStarted(rid, self.need, already, resumed, prompt))
 
         missing = self.need - already
@@ -262,13 +265,21 @@ class SynthRound:
                 if external:
                     stored = rounds.stored_in_round(self.store, rid)
                     self.counters.stored = stored
-                    rounds.finish_round(self.store, rid, self.counters.to_dict(), "cancelled")
+                    rounds.finish_round(self.store, rid, self.counters.saved(), "cancelled")
                     raise
             except TeacherError as e:
                 self._fatal = str(e)
                 for t in self._tasks:
                     t.cancel()
                 await asyncio.gather(*self._tasks, return_exceptions=True)
+            except Exception as e:  # a bug or the disk: stop the round, keep it resumable, say what happened
+                for t in self._tasks:
+                    t.cancel()
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+                with contextlib.suppress(Exception):  # the database may be what failed
+                    rounds.finish_round(self.store, rid, self.counters.saved(), "failed")
+                raise SynthError(f"round {rid} stopped on an unexpected error ({type(e).__name__}: {e}); what "
+                                 f"was stored is kept, run again to resume") from e
         stored = rounds.stored_in_round(self.store, rid)
         self.counters.stored = stored
         if self._cancelled:
@@ -285,7 +296,7 @@ class SynthRound:
             message = (f"stopped after {self.requests_this_run} requests with {stored} of {self.need} stored "
                        f"(the teacher's replies were failing, unparseable or repeating). Run again to resume, "
                        f"or try a stronger teacher / higher temperature / topics.")
-        rounds.finish_round(self.store, rid, self.counters.to_dict(), status)
+        rounds.finish_round(self.store, rid, self.counters.saved(), status)
         ev = RoundFinished(rid, status, self.counters, message)
         self._emit(ev)
         return ev
@@ -328,7 +339,7 @@ class SynthRound:
         except asyncio.CancelledError:
             self.counters.cancelled_requests += 1
             raise
-        except openai.APIError as e:  # 429/5xx/timeouts/resets that survived the retries, bad bodies
+        except (openai.APIError, BadResponse) as e:  # 429/5xx/timeouts/resets after the retries, bad bodies
             self.counters.failed_requests += 1
             self.consecutive_failures += 1
             self.last_error = f"{type(e).__name__}: {e}"
@@ -356,7 +367,10 @@ class SynthRound:
             self._save_counters()
             return
         try:
-            value, truncated = extract_json(reply.text)
+            if len(reply.text) > OFF_LOOP_CHARS:  # long replies are parsed in a thread: other requests go on
+                value, truncated = await asyncio.to_thread(extract_json, reply.text)
+            else:
+                value, truncated = extract_json(reply.text)
         except Unparseable:
             self.counters.unparseable += 1
             self._save_counters()
@@ -419,13 +433,13 @@ class SynthRound:
         with self.store.transaction():
             stored = self.store.add_sample(sample)
             self.counters.stored += 1
-            rounds.update_round(self.store, self.round.id, counters=self.counters.to_dict())
+            rounds.update_round(self.store, self.round.id, counters=self.counters.saved())
         if self.params.mode == "samples":
             self.claimed += 1
         self._emit(SampleStored(stored, self.counters))
 
     def _save_counters(self) -> None:
-        rounds.update_round(self.store, self.round.id, counters=self.counters.to_dict())
+        rounds.update_round(self.store, self.round.id, counters=self.counters.saved())
 
     async def _answer(self, sample: Sample, i: int) -> None:
         self.counters.answer_requests += 1

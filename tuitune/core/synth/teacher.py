@@ -37,6 +37,11 @@ class TeacherError(Exception):
     """A teacher that cannot be configured or reached, with what to do next."""
 
 
+class BadResponse(Exception):
+    """An HTTP 200 whose body is not a chat completion: an HTML page, a cut-off or foreign JSON body.
+    One failed request (the round goes on); many in a row mean the endpoint is wrong."""
+
+
 @dataclass
 class TeacherConfig:
     """How to reach one OpenAI-compatible chat endpoint."""
@@ -175,6 +180,9 @@ class Teacher:
             resp = await self.client.chat.completions.create(
                 model=self.config.model, messages=messages, temperature=temperature, max_tokens=max_tokens,
                 **kwargs)
+        except json.JSONDecodeError as e:  # a 200 whose JSON body ends early (a proxy or the server cut it)
+            raise BadResponse(f"teacher {self.config.name!r} sent a JSON body that breaks off ({e.msg} at "
+                              f"character {e.pos}); a proxy or the server cut the response") from None
         except openai.BadRequestError as e:
             if structured and self.config.supports_json_schema == "auto":
                 self.json_schema = False  # this endpoint does not take JSON schema: plain text from now on
@@ -186,13 +194,33 @@ class Teacher:
         except openai.NotFoundError as e:
             raise TeacherError(f"teacher {self.config.name!r}: {e}. Is the model name {self.config.model!r} "
                                f"right for {self.config.base_url}?") from None
+        reply = self._reply_of(resp, structured)
         if structured and self.json_schema == "auto":
             self.json_schema = True
-        if not resp.choices:
-            return Reply("", None, structured=structured)
-        choice = resp.choices[0]
-        tokens = resp.usage.completion_tokens if resp.usage else 0
-        return Reply(choice.message.content or "", choice.finish_reason, tokens or 0, structured)
+        return reply
+
+    def _reply_of(self, resp: Any, structured: bool) -> Reply:
+        """The Reply in a response body, or BadResponse when the body is not a chat completion."""
+        if isinstance(resp, str | bytes):  # the client hands over non-JSON bodies as they are
+            kind = "an HTML page" if "<html" in str(resp[:2000]).lower() else "plain text"
+            raise BadResponse(f"teacher {self.config.name!r} answered with {kind} (HTML or text, not JSON), not "
+                              f"an OpenAI-compatible chat completion; check its base_url "
+                              f"({self.config.base_url}: usually the API's address, ending in /v1)")
+        try:
+            choices = resp.choices
+            if not choices:
+                return Reply("", None, structured=structured)
+            choice = choices[0]
+            content = choice.message.content or ""
+            finish = choice.finish_reason
+            tokens = (resp.usage.completion_tokens if resp.usage else 0) or 0
+            if not isinstance(content, str) or not isinstance(tokens, int):
+                raise TypeError("content is not text")
+        except (AttributeError, TypeError, IndexError, KeyError):
+            raise BadResponse(f"teacher {self.config.name!r} answered with JSON that is not a chat completion "
+                              f"(no choices[0].message.content); check its base_url ({self.config.base_url}) "
+                              f"and that it serves the OpenAI chat API") from None
+        return Reply(content, finish, tokens, structured)
 
     async def close(self) -> None:
         await self.client.close()
@@ -224,17 +252,19 @@ def extract_json(text: str) -> tuple[Any, bool]:
         except (json.JSONDecodeError, RecursionError):
             pass
     dec = json.JSONDecoder()
-    starts = [m.start() for m, _ in zip(re.finditer(r"[{\[]", text), range(MAX_STARTS))]
-    for i in starts:
+    for m, _ in zip(re.finditer(r"[{\[]", text), range(MAX_STARTS)):
+        i = m.start()
         try:
             value, _ = dec.raw_decode(text, i)
             return value, False
-        except (json.JSONDecodeError, RecursionError):
-            pass
-    for i in dict.fromkeys(a for a in (text.find("[", i) for i in starts) if a >= 0):  # truncated replies
-        salvaged = _salvage_items(text, i)
-        if salvaged:
-            return salvaged, True
+        except RecursionError:
+            continue
+        except json.JSONDecodeError as e:
+            array_at = text.find("[", i, e.pos)
+            if array_at >= 0:  # the value starting here got into an array before it broke off: truncated
+                salvaged = _salvage_items(text, array_at)
+                if salvaged:
+                    return salvaged, True
     raise Unparseable(f"no JSON found in the reply ({len(text)} chars: {text[:80]!r})")
 
 

@@ -79,10 +79,26 @@ class Counters:
 
     @classmethod
     def from_dict(cls, d: dict) -> Counters:
-        return cls(**{k: int(v) for k, v in d.items() if k in COUNTER_NAMES})
+        """Counters read back from a round's row. Requests that a killed process left in flight (saved by an
+        older version) are counted as cancelled, so the invariant holds on resume."""
+        c = cls(**{k: int(v) for k, v in d.items() if k in COUNTER_NAMES and isinstance(v, int | float)})
+        c.cancelled_requests += c.in_flight
+        return c
+
+    @property
+    def in_flight(self) -> int:
+        """Requests counted but not yet answered, failed or cancelled."""
+        return max(0, self.requests - self.responses - self.failed_requests - self.cancelled_requests)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def saved(self) -> dict:
+        """What goes to the database while requests may be in flight: they are saved as cancelled (what they
+        become if the process dies now), so the saved counters add up at every moment, also after kill -9."""
+        d = asdict(self)
+        d["cancelled_requests"] += self.in_flight
+        return d
 
 
 # ---- events -------------------------------------------------------------------------------------------
