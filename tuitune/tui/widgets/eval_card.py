@@ -1,4 +1,5 @@
-"""A transcript card that evaluates a run (base vs tuned on the held-out split) in a worker and shows the table."""
+"""A transcript card that evaluates a run (base vs few-shot vs tuned on the held-out split) in a worker and
+shows the table and the verdict."""
 
 from __future__ import annotations
 
@@ -33,7 +34,14 @@ class EvalCard(Vertical):
 
     @work(thread=True, exclusive=True, group="eval")
     def run_eval(self) -> None:
-        from tuitune.core.evaluation.evaluate import EvalError, evaluate, held_out_items, save_report
+        from tuitune.core.evaluation.evaluate import (
+            EvalError,
+            evaluate,
+            held_out_items,
+            run_split,
+            save_report,
+            three_way,
+        )
         from tuitune.core.models import ModelError
         from tuitune.core.serving.chat import ChatError
         from tuitune.core.serving.pool import chat_targets
@@ -42,13 +50,15 @@ class EvalCard(Vertical):
         run_dir = self.app.settings.project / "runs" / self.run_id
         try:
             items = held_out_items(run_dir)
-            backends = chat_targets(self.app.engines, self.run_id, with_base=True)
+            tuned, base = chat_targets(self.app.engines, self.run_id, with_base=True)
+            train, _, cfg = run_split(run_dir)
+            contenders, sample = three_way(train, items, base, tuned, seed=cfg.seed)
 
             def progress(text: str) -> None:
                 self.post_message(self.Progress(text))
 
-            report = asyncio.run(evaluate(items, backends, run_id=self.run_id, progress=progress,
-                                          task=self.app.store.get_task().description))
+            report = asyncio.run(evaluate(items, contenders, run_id=self.run_id, progress=progress,
+                                          task=self.app.store.get_task().description, train_items=sample))
             _, md_path = save_report(report, run_dir)
         except (EvalError, ServingError, ModelError, ChatError) as e:
             self.post_message(self.Progress(str(e), error=True))
