@@ -141,7 +141,7 @@ def test_cli_eval_on_a_tiny_chinese_held_out_split(tiny_tuned, embedded_model, r
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads(out.stdout)
     assert report["tokenizer"] == "zh" and report["n"] == 2
-    assert set(report["models"]) == {MODEL, "r1"}
+    assert set(report["models"]) == {MODEL, f"{MODEL} + {report['few_shot']['k']}-shot", "r1"}  # base, few-shot, tuned
     for m in report["models"].values():
         assert m["engine"] == "transformers"
         assert set(m["metrics"]) >= {"bleu", "chrf", "rougeL"} and "tok:zh" in m["metrics"]["bleu_signature"]

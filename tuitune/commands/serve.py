@@ -327,7 +327,9 @@ def _save(ctx, session, line: str, *, as_seed: bool) -> None:
 @click.option("--timeout", type=float)
 @click.pass_context
 def eval_(ctx, run_id, no_base, data_file, limit, max_tokens, judge, merged, engine, as_json, timeout):
-    """Evaluate RUN_ID on its held-out split: BLEU, chrF (sacrebleu) and ROUGE-L, base vs tuned.
+    """Evaluate RUN_ID on its held-out split: base vs base + few-shot (k training records as examples) vs tuned,
+    greedy; BLEU, chrF, ROUGE-L, exact-match / contains for short answers, the same on a sample of training
+    records, and a verdict in words with a bootstrap confidence interval.
 
     The report is saved as runs/RUN_ID/eval/report.json and report.md."""
     from tuitune.core.evaluation.evaluate import (
@@ -367,9 +369,11 @@ def eval_(ctx, run_id, no_base, data_file, limit, max_tokens, judge, merged, eng
         backends = _backends_for(ctx, pool, models, url=None, api_key=None, engine=engine, merged=merged,
                                  timeout=timeout)
         judge_backend = _judge_backend(s, backends) if judge else None
-        report = asyncio.run(evaluate(items, backends, run_id=run_id, judge_backend=judge_backend, task=task,
+        contenders, sample = (backends, []) if no_base else _three_way(run_dir, items, backends, max_tokens)
+        report = asyncio.run(evaluate(items, contenders, run_id=run_id, judge_backend=judge_backend, task=task,
                                       params=GenParams(temperature=0.0, max_tokens=max_tokens, seed=0),
-                                      progress=lambda msg: click.echo(msg + " ...", err=True), project=s.project))
+                                      progress=lambda msg: click.echo(msg + " ...", err=True), project=s.project,
+                                      train_items=sample))
     except (EvalError, Exception) as e:  # noqa: BLE001 - shown with what to do
         fail(f"evaluation failed: {e}")
     finally:
@@ -380,6 +384,14 @@ def eval_(ctx, run_id, no_base, data_file, limit, max_tokens, judge, merged, eng
     else:
         click.echo(report.to_markdown())
         click.echo(f"\nsaved {jpath} and {mpath}", err=True)
+
+
+def _three_way(run_dir: Path, items, backends, max_tokens: int):
+    """[base, base + few-shot, tuned] and a sample of training items, from the run's training records."""
+    from tuitune.core.evaluation.evaluate import run_split, three_way
+
+    train, _, cfg = run_split(run_dir)
+    return three_way(train, items, backends[0], backends[1], seed=cfg.seed, answer_tokens=max_tokens)
 
 
 def _base_name(run_dir: Path) -> str:

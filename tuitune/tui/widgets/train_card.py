@@ -11,6 +11,8 @@ from textual.markup import escape
 from textual.message import Message
 from textual.widgets import ProgressBar, Sparkline, Static
 
+from tuitune.tui.widgets.verdict import VerdictView
+
 
 def _eta(seconds: float | None) -> str:
     if seconds is None:
@@ -89,9 +91,9 @@ class TrainCard(Vertical):
             text = f"[red]failed[/red]: {escape(str(end.get('error', 'see worker.log')))}{advice}"
         else:
             text = f"[yellow]{self.status}[/yellow] — resume with `tuitune train --resume {self.run_id}`"
-        if st.verdict:
-            text += f"\n[b]verdict[/b]: {escape(str(st.verdict.get('summary') or st.verdict.get('verdict')))}"
         self.query_one("#train-status", Static).update(text)
+        if st.verdict and not self.query(VerdictView):  # the held-out verdict: a table, the words, `v` for items
+            self.mount(VerdictView(st.verdict, self._run.path, id="verdict"))
 
 
 def _num(v, default: float | None = 0.0) -> float | None:
