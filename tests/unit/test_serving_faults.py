@@ -209,3 +209,26 @@ def test_pool_builds_the_embedded_teacher_once_for_cli_and_tui(tmp_path, home):
     with pytest.raises(VLLMUnavailable, match="memory"):
         pool.teacher_config("embedded")
     assert not pool.running()
+
+
+def test_synth_cli_gets_the_embedded_teacher_from_the_pool(project, home, monkeypatch):
+    """`tuitune synth` with the embedded teacher asks the engine pool for it (the TUI's builder): where vLLM
+    cannot run, the pool's reason is the command's error (exit 1), and no server is left behind."""
+    from click.testing import CliRunner
+
+    from tuitune.cli import main
+    from tuitune.core.data.samples import Sample
+    from tuitune.core.data.store import Store
+
+    calls = []
+    real = EnginePool.live_teacher
+    monkeypatch.setattr(EnginePool, "live_teacher", lambda self, cfg: calls.append(cfg.name) or real(self, cfg))
+    monkeypatch.setenv("TUITUNE_HOME", str(home))
+    monkeypatch.setenv("TUITUNE_VLLM_KV_CACHE_GIB", "100000")
+    monkeypatch.delenv("TUITUNE_TEACHER_BASE_URL", raising=False)
+    with Store.open(project) as st:
+        st.set_task(description="Explain made-up words.")
+        st.add_samples([Sample(f"Explain quib{i}", f"Quib{i} is a thing.", origin="seed") for i in range(3)])
+    r = CliRunner().invoke(main, ["--project", str(project), "synth", "--n", "2", "--teacher", "embedded"])
+    assert calls == ["embedded"], r.output
+    assert r.exit_code == 1 and "too little memory for vLLM" in r.output and "Traceback" not in r.output

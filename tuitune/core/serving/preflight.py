@@ -122,5 +122,5 @@ def diagnose(log_text: str) -> str:
     if "chat template" in low:
         return "The model has no usable chat template; use an instruct model."
     if "tuitune.core.serving.auth" in low:
-        return "vLLM could not load tuitune's key check (--middleware); reinstall tuitune in this environment."
+        return "vLLM could not import tuitune's key check (tuitune.core.serving.auth); reinstall tuitune here."
     return "See the full log for the cause."
