@@ -78,7 +78,10 @@ def main(ctx: click.Context, project: Path | None) -> None:
     if ctx.invoked_subcommand is None:
         from tuitune.tui.app import make_app
 
-        make_app(ctx.obj).run()
+        app = make_app(ctx.obj)
+        app.run()
+        if app.return_code:  # the app ended on an error (Textual printed it): never exit 0 then
+            ctx.exit(app.return_code)
 
 
 if __name__ == "__main__":

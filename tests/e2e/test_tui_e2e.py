@@ -39,13 +39,22 @@ def transcript(app) -> str:
 
 
 
+def _pool_with(server, settings):
+    """The app's engine pool with the test run's shared vLLM adopted (it stands in for the embedded teacher
+    and the base model), injected into make_app."""
+    from tuitune.core.serving.pool import EnginePool
+
+    pool = EnginePool(settings, settings.project / "logs")
+    pool.adopt(server)
+    return pool
+
+
 async def test_full_flow_with_the_keyboard(vllm_embedded, tmp_path, home):
     from tuitune.core.training.jobs import list_runs, run_dir, wait
 
     project = tmp_path / "proj"
     settings = load_settings(project=project, home=home)
-    app = make_app(settings)
-    app.engines.adopt(vllm_embedded)  # the run's shared vLLM stands in for the pool's embedded teacher
+    app = make_app(settings, engines=_pool_with(vllm_embedded, settings))
     async with app.run_test(size=(100, 32)) as pilot:
         await submit(pilot, "Translate Kubernetes documentation sentences from English to Chinese")
         await submit(pilot, f"/import {REPO_DATA / 'k8s_docs_en_zh.json'} seeds")
@@ -101,8 +110,7 @@ async def test_full_flow_with_the_keyboard(vllm_embedded, tmp_path, home):
         assert card.status in ("running", "done"), card.last
     # the app is closed; the detached run goes on, and a new app shows it
     assert any(r.id == run_id for r in list_runs(project))
-    app2 = make_app(settings)
-    app2.engines.adopt(vllm_embedded)
+    app2 = make_app(settings, engines=_pool_with(vllm_embedded, settings))
     async with app2.run_test(size=(100, 32)) as pilot:
         await submit(pilot, "/runs")
         assert run_id in transcript(app2)
@@ -116,8 +124,8 @@ async def test_full_flow_with_the_keyboard(vllm_embedded, tmp_path, home):
 async def test_chat_screen_streams_and_saves_a_seed(vllm_embedded, tmp_path, home):
     from tuitune.tui.screens.chat import ChatScreen
 
-    app = make_app(load_settings(project=tmp_path / "proj", home=home))
-    app.engines.adopt(vllm_embedded)
+    settings = load_settings(project=tmp_path / "proj", home=home)
+    app = make_app(settings, engines=_pool_with(vllm_embedded, settings))
     async with app.run_test(size=(100, 32)) as pilot:
         await app.push_screen(ChatScreen(run_id=None))
         await pilot.pause()

@@ -189,3 +189,61 @@ def test_train_form_snapshot(snap_compare, tmp_path, home, size):
     app = make_app(load_settings(project=tmp_path / "proj", home=home))
     app.sub_title = "demo project"
     assert snap_compare(app, terminal_size=size, press=["f3"])
+
+
+@pytest.mark.parametrize("broken", ["teachers: [1, 2, 3]\n", "teachers: {a: [unclosed\n"])
+async def test_settings_opens_on_a_broken_teachers_file_and_fixes_it(tmp_path, home, broken):
+    (home / "teachers.yaml").write_text(broken)
+    app = make_app(load_settings(project=tmp_path / "proj", home=home))
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.press("f5")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "SettingsScreen"
+        problem = str(app.screen.query_one("#teachers-problem").render())
+        assert "teachers.yaml" in problem and "add a teacher below" in problem
+        for wid, value in (("#t-name", "local"), ("#t-url", "http://127.0.0.1:9/v1"), ("#t-model", "m")):
+            app.screen.query_one(wid).value = value
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert str(app.screen.query_one("#teachers-problem").render()) == ""
+        assert "local" in str(app.screen.query_one("#teacher-list").render())
+    assert (home / "teachers.yaml.broken").read_text() == broken  # the user's file is kept, not lost
+    assert app.return_code in (0, None)
+
+
+def test_a_crash_in_the_app_exits_non_zero(tmp_path, home, monkeypatch):
+    from click.testing import CliRunner
+
+    from tuitune.cli import main
+    from tuitune.tui.app import TuituneApp
+    from tuitune.tui.screens.main import MainScreen
+
+    def boom(self):
+        raise RuntimeError("boom")
+
+    monkeypatch.setenv("TUITUNE_HOME", str(home))
+    monkeypatch.setattr(MainScreen, "compose", boom)
+    real_run = TuituneApp.run
+    monkeypatch.setattr(TuituneApp, "run", lambda self, **kw: real_run(self, headless=True, **kw))
+    r = CliRunner().invoke(main, ["--project", str(tmp_path / "proj")])
+    assert r.exit_code != 0
+
+
+async def test_the_seed_example_wraps_at_80_columns(tmp_path, home):
+    import html
+    import re
+
+    from tuitune.core.data.store import Store
+
+    with Store.open(tmp_path / "proj") as st:
+        st.set_task(name="k8s-zh", description="Translate Kubernetes docs from English to Chinese")
+    app = make_app(load_settings(project=tmp_path / "proj", home=home))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        svg = app.export_screenshot()
+    rows: dict[float, list] = {}
+    for m in re.finditer(r'<text[^>]*x="([\d.]+)" y="([\d.]+)"[^>]*>(.*?)</text>', svg):
+        rows.setdefault(float(m.group(2)), []).append((float(m.group(1)), html.unescape(m.group(3))))
+    text = " ".join("".join(t for _, t in sorted(r)) for _, r in sorted(rows.items())).replace("\xa0", " ")
+    text = re.sub(r"[█▌▐▊▎\s]+", " ", text)
+    assert "create and manage in" in text and "Kubernetes." in text  # nothing cut at the right edge

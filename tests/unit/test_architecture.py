@@ -46,3 +46,34 @@ def test_help_path_imports_nothing_heavy():
         "assert 'import' in r.output and 'train' in r.output\n"
         f"print(sorted({{n.split('.')[0] for n in sys.modules}} & set({HEAVY!r} + ('textual',))))")
     assert out == "[]"
+
+
+def _imports(path) -> set[str]:
+    """Top-level package of every import in the file, at module level or inside functions alike."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_core_source_never_imports_the_ui_anywhere():
+    """sys.modules only sees module-level imports; a Textual/Rich/click import inside a core function
+    would pass that check and still tie core to the UI: read the source instead."""
+    from pathlib import Path
+
+    core = Path(tuitune.core.__path__[0])
+    offenders = {str(p.relative_to(core)): sorted(_imports(p) & {"textual", "rich", "click"})
+                 for p in core.rglob("*.py")}
+    assert {k: v for k, v in offenders.items() if v} == {}
+    assert len(offenders) > 30  # the walk did see the package
+
+
+def test_the_ast_check_catches_an_import_inside_a_function(tmp_path):
+    f = tmp_path / "m.py"
+    f.write_text("def f():\n    from textual.app import App\n    import rich.console\n")
+    assert _imports(f) == {"textual", "rich"}

@@ -10,10 +10,12 @@ MIN_SEEDS = 3
 FIRST_ROUND = 20
 ENOUGH_TO_TRAIN = 30
 
+# A Markdown list, not a code block: list items wrap at any terminal width (a code block is cut at the edge).
 GOOD_SEED_EXAMPLE = (
-    "instruction: Translate this Kubernetes doc sentence into Chinese.\n"
-    "input: A Pod is the smallest deployable unit of computing that you can create and manage in Kubernetes.\n"
-    "output: Pod 是可以在 Kubernetes 中创建和管理的、最小的可部署的计算单元。"
+    "- **instruction**: Translate this Kubernetes doc sentence into Chinese.\n"
+    "- **input**: A Pod is the smallest deployable unit of computing that you can create and manage in "
+    "Kubernetes.\n"
+    "- **output**: Pod 是可以在 Kubernetes 中创建和管理的、最小的可部署的计算单元。"
 )
 
 
@@ -40,7 +42,7 @@ def next_step(store: Store, *, runs_done: int = 0) -> Step:
         return Step("seeds", "Add seed examples",
                     f"Give me at least {MIN_SEEDS} seed examples ({seeds} so far): `/seed` opens a form, "
                     f"`/import FILE seeds` reads Alpaca/ShareGPT/OpenAI JSONL/CSV. A good seed is specific and "
-                    f"complete:\n\n```\n{GOOD_SEED_EXAMPLE}\n```", "/seed")
+                    f"complete:\n\n{GOOD_SEED_EXAMPLE}", "/seed")
     if st["rounds"] == 0:
         return Step("generate", "First round",
                     f"Let the teacher write a first small round of {FIRST_ROUND} so you can spot its typical "

@@ -27,14 +27,11 @@ class TuituneApp(App):
         Binding("ctrl+t", "toggle_dark", "Theme", show=False),
     ]
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, store, engines):
         super().__init__()
         self.settings = settings
-        from tuitune.core.data.store import Store
-        from tuitune.core.serving.pool import EnginePool
-
-        self.store = Store.open(settings.project)
-        self.engines = EnginePool(settings, settings.project / "logs")
+        self.store = store  # tuitune.core.data.store.Store of settings.project
+        self.engines = engines  # tuitune.core.serving.pool.EnginePool: every vLLM server the app starts
         self.sub_title = str(settings.project)
 
     def on_mount(self) -> None:
@@ -86,5 +83,15 @@ class TuituneApp(App):
             main.prefill(f"/{command} ")
 
 
-def make_app(settings: Settings) -> TuituneApp:
-    return TuituneApp(settings)
+def make_app(settings: Settings, *, store=None, engines=None) -> TuituneApp:
+    """The app on `settings.project`. Tests may pass their own Store and EnginePool (e.g. one that adopted a
+    running server); by default both are opened here from the settings."""
+    if store is None:
+        from tuitune.core.data.store import Store
+
+        store = Store.open(settings.project)
+    if engines is None:
+        from tuitune.core.serving.pool import EnginePool
+
+        engines = EnginePool(settings, settings.project / "logs")
+    return TuituneApp(settings, store, engines)

@@ -26,11 +26,6 @@ class RoundFailed(Message):
     error: str
 
 
-@dataclass
-class TrainProgress(Message):
-    run_id: str
-    events: list[dict]
-
 
 @dataclass
 class ServerReady(Message):
@@ -41,21 +36,4 @@ class ServerReady(Message):
 
 @dataclass
 class ServerFailed(Message):
-    error: str
-
-
-@dataclass
-class ResponseDelta(Message):
-    pane: int
-    text: str
-
-
-@dataclass
-class ResponseDone(Message):
-    pane: int
-
-
-@dataclass
-class ResponseFailed(Message):
-    pane: int
     error: str

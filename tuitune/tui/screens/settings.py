@@ -7,20 +7,20 @@ from typing import ClassVar
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
+from textual.markup import escape
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, Static
 
 
 class SettingsScreen(Screen):
-    BINDINGS: ClassVar[list[Binding]] = [Binding("ctrl+s", "save", "Save teacher", priority=True), Binding("escape", "back", "Back")]
+    BINDINGS: ClassVar[list[Binding]] = [Binding("ctrl+s", "save", "Save teacher", priority=True),
+                                         Binding("escape", "back", "Back")]
 
     def compose(self) -> ComposeResult:
-        from tuitune.core.synth.teacher import load_teachers, teachers_path
+        from tuitune.core.synth.teacher import teachers_path
 
         s = self.app.settings
-        teachers = load_teachers(s)
-        rows = "\n".join(f"  {name:12} {t.base_url or '(embedded vLLM)'}  {t.model}  key: ${t.api_key_env or '-'}"
-                         for name, t in teachers.items())
+        rows, problem = _teacher_rows(s)
         yield Header()
         with VerticalScroll(id="settings-form"):
             yield Static(f"[b]Paths[/b]\n  project: {s.project}\n  models:  {s.models_dir}\n"
@@ -28,6 +28,7 @@ class SettingsScreen(Screen):
                          f"(TUITUNE_BASE_MODEL)", markup=True)
             yield Static("[b]Teachers[/b]")
             yield Static(rows, markup=False, id="teacher-list")
+            yield Static(problem, markup=False, id="teachers-problem", classes="error")
             yield Static("\n[b]Add or replace a teacher[/b] (any OpenAI-compatible endpoint: OpenAI, DeepSeek, "
                          "DashScope, vLLM, Ollama, LM Studio). The key stays in your environment; only the "
                          "variable's name is saved.")
@@ -49,18 +50,40 @@ class SettingsScreen(Screen):
         if not (vals["t-name"] and vals["t-url"] and vals["t-model"]):
             msg.update("[red]name, base URL and model are needed[/red]")
             return
+        from tuitune.core.synth.teacher import teachers_path
+
+        kept = ""
+        try:
+            load_teachers(self.app.settings)
+        except TeacherError:  # the file is broken: keep it aside, start a fresh one with this teacher
+            broken = teachers_path(self.app.settings)
+            aside = broken.with_name(broken.name + ".broken")
+            broken.replace(aside)
+            kept = f" The broken file was kept as {aside}."
         try:
             path = save_teacher(self.app.settings, TeacherConfig(vals["t-name"], vals["t-url"], vals["t-model"],
                                                                  vals["t-key"]))
-            teachers = load_teachers(self.app.settings)
         except TeacherError as e:
-            msg.update(f"[red]{e}[/red]")
+            msg.update(f"[red]{escape(str(e))}[/red]")
             return
-        self.query_one("#teacher-list", Static).update("\n".join(
-            f"  {n:12} {t.base_url or '(embedded vLLM)'}  {t.model}  key: ${t.api_key_env or '-'}"
-            for n, t in teachers.items()))
-        msg.update(f"saved to {path}. Use it with `/gen 20 {vals['t-name']}` or `tuitune synth --teacher "
+        rows, problem = _teacher_rows(self.app.settings)
+        self.query_one("#teacher-list", Static).update(rows)
+        self.query_one("#teachers-problem", Static).update(problem)
+        msg.update(f"saved to {escape(str(path))}.{escape(kept)} Use it with `/gen 20 {vals['t-name']}` or `tuitune synth --teacher "
                    f"{vals['t-name']}`.")
 
     def action_back(self) -> None:
         self.app.pop_screen()
+
+
+def _teacher_rows(settings) -> tuple[str, str]:
+    """The configured teachers, one per line, and what is wrong with teachers.yaml ("" when nothing)."""
+    from tuitune.core.synth.teacher import TeacherError, load_teachers
+
+    try:
+        teachers = load_teachers(settings)
+    except TeacherError as e:
+        return "  (none readable)", (f"{e}\nFix the file in an editor, or add a teacher below: saving keeps the "
+                                     f"broken file aside as teachers.yaml.broken and starts a new one.")
+    return "\n".join(f"  {name:12} {t.base_url or '(embedded vLLM)'}  {t.model}  key: ${t.api_key_env or '-'}"
+                     for name, t in teachers.items()), ""
