@@ -23,7 +23,7 @@ from tuitune.core.data.samples import Sample
 # LLaMA-Factory's DatasetAttr defaults (columns and sharegpt tags)
 LF_COLUMNS = {"prompt": "instruction", "query": "input", "response": "output", "messages": "conversations"}
 LF_TAGS = {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt",
-           "system_tag": None}
+           "system_tag": "system"}
 
 
 def load_rows(path: Path) -> list[dict]:
