@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tuitune.core.models import EMBEDDED_NAME
+
 
 def _default_home() -> Path:
     from platformdirs import user_cache_dir
@@ -22,7 +24,7 @@ class Settings(BaseSettings):
     home: Path = Field(default_factory=_default_home,
                        description="Cache folder for converted models and registries (not per project).")
     project: Path = Field(default_factory=Path.cwd, description="Project folder holding tuitune.db, runs/, exports/.")
-    base_model: str = Field("smollm2-135m-instruct", description="Default base model: a registered name or a folder.")
+    base_model: str = Field(EMBEDDED_NAME, description="Default base model: a registered name or a folder.")
     teacher_base_url: str = Field("", description="OpenAI-compatible base URL of the teacher; empty = embedded model via vLLM.")
     teacher_model: str = Field("", description="Teacher model name as the endpoint knows it.")
     teacher_api_key_env: str = Field("OPENAI_API_KEY",

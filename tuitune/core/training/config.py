@@ -12,6 +12,8 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from tuitune.core.models import EMBEDDED_NAME
+
 Method = Literal["lora", "qlora", "dora", "full", "dpo", "kto", "orpo", "pretrain"]
 METHODS: tuple[str, ...] = get_args(Method)  # the one list of training methods (CLI, form, presets read it)
 PREFERENCE_METHODS: tuple[str, ...] = ("dpo", "kto", "orpo")
@@ -37,7 +39,7 @@ class TrainConfig(BaseModel):
                                                "pretrain (continued pre-training on raw text files).")
     adapter: Literal["lora", "qlora", "dora", "none"] = Field(
         "lora", description="For dpo/kto/orpo/pretrain: train a LoRA/QLoRA/DoRA adapter or all weights (none).")
-    base: str = Field("smollm2-135m-instruct", min_length=1,
+    base: str = Field(EMBEDDED_NAME, min_length=1,
                       description="Base model: a registered name or a model folder.")
     base_path: str = Field("", description="Resolved folder of the base model (filled at launch).")
     data: str = Field("", description="Training data file (JSON/JSONL export); empty: the project's seeds and "

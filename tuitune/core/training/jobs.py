@@ -116,6 +116,9 @@ def prepare(settings: Settings, cfg: TrainConfig) -> tuple[TrainConfig, list[dic
     data_mod.check_count(records, cfg.method)
     if cfg.holdout is None:
         cfg = cfg.updated(holdout=presets.holdout_for(len(records), cfg.method))
+    elif cfg.holdout >= len(records):
+        raise ConfigError(f"holdout {cfg.holdout}: must leave records to train on; there are only {len(records)} "
+                          f"records (hold out fewer, or leave holdout unset).")
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(base_path)

@@ -49,7 +49,7 @@ class RoundCard(Vertical):
         from tuitune.core.data.store import Store
         from tuitune.core.serving.vllm import ServingError
         from tuitune.core.synth.engine import RoundParams, SynthError, SynthRound
-        from tuitune.core.synth.teacher import Teacher, TeacherError
+        from tuitune.core.synth.teacher import EMBEDDED, Teacher, TeacherError
 
         settings = self.app.settings
         try:
@@ -57,7 +57,7 @@ class RoundCard(Vertical):
         except (TeacherError, ServingError) as e:
             self.post_message(RoundFailed(str(e)))
             return
-        if cfg.model == "smollm2-135m-instruct":
+        if cfg.name == EMBEDDED:  # the pool pointed it at its embedded server
             self.app.call_from_thread(self._status, "embedded teacher ready (SmolLM2-135M: offline but weak; "
                                                     "a stronger teacher in /settings gives better data)")
         store = Store.open(settings.project)
