@@ -247,3 +247,22 @@ async def test_the_seed_example_wraps_at_80_columns(tmp_path, home):
     text = " ".join("".join(t for _, t in sorted(r)) for _, r in sorted(rows.items())).replace("\xa0", " ")
     text = re.sub(r"[█▌▐▊▎\s]+", " ", text)
     assert "create and manage in" in text and "Kubernetes." in text  # nothing cut at the right edge
+
+
+async def test_the_app_starts_and_lists_runs_with_garbage_in_events(tmp_path, home):
+    from tuitune.core.training.config import TrainConfig
+
+    run = tmp_path / "proj" / "runs" / "20260101-000000-lora-abcd"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(TrainConfig(max_steps=4).to_yaml())
+    (run / "events.jsonl").write_bytes(b'null\n[1,2,3]\n{"event": "step"}\n\xff\xfe\n{"event": "step", "step": 1, '
+                                       b'"loss": "abc"}\n{"event": "done", "step": 4}\n{"event": "st')
+    app = make_app(load_settings(project=tmp_path / "proj", home=home))
+    async with app.run_test(size=(100, 32)) as pilot:
+        await pilot.pause()
+        app.screen.run_command("/runs")
+        await pilot.pause()
+        text = " ".join(str(w.render()) for w in app.screen.query("Static, Markdown"))
+        assert "20260101-000000-lora-abcd" in " ".join(getattr(w, "source", "") for w in app.screen.query("Markdown")) \
+            or "20260101-000000-lora-abcd" in text
+    assert app.return_code in (0, None)
