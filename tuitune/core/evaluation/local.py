@@ -30,6 +30,7 @@ class LocalModel:
         dtype = torch.float32 if self.device == "cpu" else torch.bfloat16
         self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=dtype).to(self.device).eval()
         self.context = int(getattr(self.model.config, "max_position_embeddings", 2048) or 2048)
+        self.stopped: list[bool] = []  # of the last answer() call
 
     def count_tokens(self, messages: list[dict]) -> int:
         return len(self._ids(messages))
@@ -48,6 +49,8 @@ class LocalModel:
         encoded = [self._ids(c) for c in conversations]
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         out: list[str] = [""] * len(encoded)
+        self.stopped = [False] * len(encoded)  # per answer: ended with EOS within max_new_tokens
+        eos_ids = set(eos if isinstance(eos, list) else [eos]) | {tok.eos_token_id}
         start = 0
         while start < len(order):
             size = batch
@@ -63,5 +66,6 @@ class LocalModel:
                 gen = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
                                      do_sample=False, pad_token_id=pad, eos_token_id=eos)
             for row, i in zip(gen[:, width:].tolist(), idx):
+                self.stopped[i] = any(t in eos_ids for t in row)
                 out[i] = tok.decode(row, skip_special_tokens=True).strip()
         return out
