@@ -56,14 +56,19 @@ class _StopServing(BaseException):
 @click.option("--port", type=int, help="Preferred port (another free one is used if it is taken).")
 @click.option("--merged", is_flag=True, help="Serve runs as their merged model instead of base + LoRA adapter.")
 @click.option("--timeout", type=float, help="Seconds to wait for readiness (default TUITUNE_VLLM_STARTUP_TIMEOUT).")
+@click.option("--dry-run", is_flag=True, help="Print the planned vLLM command lines and environment (the API key "
+                                              "redacted; with --json as JSON) and start nothing.")
 @click.pass_context
-def serve(ctx, models, as_json, port, merged, timeout):
+def serve(ctx, models, as_json, port, merged, timeout, dry_run):
     """Serve MODEL names, model folders or RUN_IDs with vLLM until Ctrl-C / SIGTERM.
 
     Runs with a LoRA adapter share one server with their base model (--enable-lora). With no argument the
     base model is served. Prints the base URL, API key and served model names once ready."""
     from tuitune.core.serving.errors import ServingError, VLLMUnavailable
 
+    if dry_run:
+        _dry_run(ctx, models, merged, port, as_json)
+        return
     specs = _default_specs(ctx, models, merged)
 
     def on_signal(signum, frame):
@@ -110,6 +115,28 @@ def serve(ctx, models, as_json, port, merged, timeout):
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     click.echo("stopped", err=True)
+
+
+def _dry_run(ctx, models, merged, port, as_json) -> None:
+    """Plan without starting. A folder holding only a config.json (say, a 70B model's) plans as the real model."""
+    from tuitune.core.hardware import HardwareError
+    from tuitune.core.serving.errors import ServingError
+    from tuitune.core.serving.plan import ModelSpec, dry_run
+
+    s = settings(ctx)
+    specs = [ModelSpec(Path(m).name, Path(m)) if (Path(m) / "config.json").is_file() else
+             resolve_spec(ctx, m, merged=merged) for m in (models or (s.base_model,))]
+    try:
+        planned = dry_run(specs, s.project / "logs", s, port=port)
+    except (ServingError, HardwareError) as e:
+        fail(f"cannot serve {', '.join(sp.name for sp in specs)}: {e}", 2)
+    if as_json:
+        click.echo(json.dumps(planned))
+        return
+    for srv in planned["servers"]:
+        click.echo(f"models  {', '.join(srv['models'])}")
+        click.echo("env     " + " ".join(f"{k}={v}" for k, v in srv["env"].items()))
+        click.echo("command " + " ".join(srv["command"]))
 
 
 # ---- chat ----------------------------------------------------------------------------------------

@@ -10,9 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tuitune.core import hardware, resources
+from tuitune.core.hardware import Machine
+from tuitune.core.resources import Holder, thread_budget
 from tuitune.core.serving.errors import ServingError, VLLMUnavailable
+from tuitune.core.serving.gpu_plan import ServerNeed, plan_gpu
 from tuitune.core.serving.preflight import available_gib as free_gib
-from tuitune.core.serving.preflight import has_gpu
+from tuitune.core.serving.preflight import folder_gib
 from tuitune.core.serving.vllm import Endpoint, VLLMServer, lora_rank
 
 if TYPE_CHECKING:
@@ -51,7 +55,9 @@ class ServerGroup:
 
 
 def plan(specs: list[ModelSpec], log_dir: Path, settings: Settings, available_gib: float | None = None,
-         reclaimable: dict[str, float] | None = None) -> ServerGroup:
+         reclaimable: dict[str, float] | None = None, *, machine: Machine | None = None,
+         holders: list[Holder] | None = None, reclaimable_gpu: dict[str, tuple[tuple[int, ...], float]] | None = None,
+         ) -> ServerGroup:
     """Decide how many vLLM servers serve `specs`, within the memory budget.
 
     Adapters are grouped with their base into ONE server (`--enable-lora`): the base weights and the KV cache
@@ -60,6 +66,11 @@ def plan(specs: list[ModelSpec], log_dir: Path, settings: Settings, available_gi
     that. A full model (merged, full fine-tune) needs its own server; if all of them together do not fit in
     the available memory, this raises with what to do (serve adapters instead of merged models, or fewer).
     `reclaimable`: server name -> GiB held by a running server of that name, which the plan reuses or replaces.
+
+    With GPUs (`machine`, default: this machine's description), `gpu_plan.plan_gpu` gives each server its GPUs,
+    memory share and context length from the free GPU memory and what this app already runs (`holders`,
+    default: found on this machine); `reclaimable_gpu`: server name -> (GPUs, GiB per GPU) it holds now. On CPU
+    every server gets a thread budget beside what already runs (resources.thread_budget).
     """
     servers: list[VLLMServer] = []
     by_base: dict[Path, VLLMServer] = {}
@@ -82,9 +93,26 @@ def plan(specs: list[ModelSpec], log_dir: Path, settings: Settings, available_gi
                 by_base[key] = srv
                 servers.append(srv)
             by_base[key].lora[spec.name] = spec.path
-    if has_gpu() and len(servers) > 1:  # vLLM's CUDA build takes 90% of the GPU by default: share it out
-        for srv in servers:
-            srv.gpu_memory_utilization = 0.9 / len(servers)
+    machine = machine or hardware.detect_now()
+    holders = resources.running() if holders is None else holders
+    mine = {s.name for s in servers}
+    replaced = mine & (set(reclaimable or {}) | set(reclaimable_gpu or {}))  # this process's, reused or replaced
+    others = [h for h in holders if not (h.kind == "server" and h.name in replaced)]
+    for srv in servers:
+        srv.cuda = machine.cuda
+    if machine.cuda:
+        reclaim: dict[int, float] = {}
+        for name, (gpus, gib) in (reclaimable_gpu or {}).items():
+            if name in mine:
+                for k in gpus:
+                    reclaim[k] = reclaim.get(k, 0.0) + gib
+        needs = [ServerNeed(s.name, _size(s.model), sum(folder_gib(p) for p in s.lora.values())) for s in servers]
+        for srv, share in zip(servers, plan_gpu(machine, needs, others, reclaim)):
+            srv.gpu_share = share
+    else:
+        for i, srv in enumerate(servers):  # each new server also counts the ones planned before it
+            srv.threads = thread_budget(machine, others + [Holder("server", s.name, cores=s.threads.cores)
+                                                           for s in servers[:i]])
     if available_gib is None:
         available_gib = free_gib()
     available_gib += sum((reclaimable or {}).get(s.name, 0.0) for s in servers)
@@ -93,9 +121,34 @@ def plan(specs: list[ModelSpec], log_dir: Path, settings: Settings, available_gi
         raise VLLMUnavailable(
             f"too little memory for vLLM: serving {', '.join(s.name for s in servers)} needs about {need:.1f} GiB "
             f"({len(servers)} vLLM processes), {available_gib:.1f} GiB is available. Serve the runs' adapters "
-            f"(they share the base model's server) instead of merged models, serve fewer models at once, "
-            f"or lower TUITUNE_VLLM_KV_CACHE_GIB.")
+            f"(they share the base model's server) instead of merged models, serve fewer models at once"
+            + ("." if machine.cuda else ", or lower TUITUNE_VLLM_KV_CACHE_GIB."))
     return ServerGroup(servers)
+
+
+def dry_run(specs: list[ModelSpec], log_dir: Path, settings: Settings, *, port: int | None = None,
+            machine: Machine | None = None, holders: list[Holder] | None = None) -> dict:
+    """What serving `specs` would start, starting nothing: per server its models, the exact vLLM command line
+    and the environment tuitune sets for it (the API key redacted). Raises like `plan()` when it can't fit."""
+    from tuitune.core.serving import auth
+    from tuitune.core.serving.preflight import free_port
+
+    group = plan(specs, log_dir, settings, machine=machine, holders=holders)
+    out = []
+    for i, srv in enumerate(group.servers):
+        srv.port = free_port(port if i == 0 else None)
+        env = srv.env(base={})
+        env[auth.KEY_ENV] = "<redacted>"
+        out.append({"models": srv.model_names, "command": srv.command(), "env": env,
+                    "gpu_gib": srv.gpu_share.gib_per_gpu if srv.gpu_share else None})
+    return {"servers": out}
+
+
+def _size(model: Path) -> hardware.ModelSize:
+    try:
+        return hardware.model_size(model)
+    except hardware.HardwareError as e:
+        raise ServingError(str(e)) from None
 
 
 def resolve_spec(settings: Settings, arg: str, *, merged: bool = False) -> ModelSpec:

@@ -46,8 +46,10 @@ class EnginePool:
         """Running servers for `specs` (started, reused or restarted with more adapters). `port` is a preference
         for the first server the call starts. On failure, what this call started is stopped again."""
         with self._lock:
-            held = {n: s.memory_gib() for n, s in self._servers.items() if s.alive() and n not in self._borrowed}
-            group = plan(specs, self.log_dir, self.settings, reclaimable=held)
+            mine = {n: s for n, s in self._servers.items() if s.alive() and n not in self._borrowed}
+            held = {n: s.memory_gib() for n, s in mine.items()}
+            held_gpu = {n: (s.gpu_share.gpus, s.gpu_share.gib_per_gpu) for n, s in mine.items() if s.gpu_share}
+            group = plan(specs, self.log_dir, self.settings, reclaimable=held, reclaimable_gpu=held_gpu)
             started: list[VLLMServer] = []
             try:
                 for i, want in enumerate(group.servers):

@@ -86,7 +86,7 @@ def available_gib() -> float:
     return psutil.virtual_memory().available / 2**30
 
 
-def vllm_unavailable_reason(need_gib: float = 0.0) -> str | None:
+def vllm_unavailable_reason(need_gib: float = 0.0, *, gpu: bool = False) -> str | None:
     """Why vLLM cannot run here, or None if it can (as far as can be told without starting it)."""
     if not sys.platform.startswith("linux"):
         return f"vLLM has no build for {sys.platform} that tuitune supports (Linux only)."
@@ -96,6 +96,9 @@ def vllm_unavailable_reason(need_gib: float = 0.0) -> str | None:
     if need_gib:
         avail = available_gib()
         if avail < need_gib:
+            if gpu:  # weights and KV cache live on the GPU: only the process itself needs RAM
+                return (f"too little free RAM for vLLM: about {need_gib:.1f} GiB needed by the server process, "
+                        f"{avail:.1f} GiB available. Close other programs.")
             return (f"too little free memory for vLLM: about {need_gib:.1f} GiB needed (weights + KV cache + "
                     f"process), {avail:.1f} GiB available. Close other programs or lower TUITUNE_VLLM_KV_CACHE_GIB.")
     return None
@@ -104,16 +107,40 @@ def vllm_unavailable_reason(need_gib: float = 0.0) -> str | None:
 def out_of_memory(log_text: str) -> bool:
     low = log_text.lower()
     return any(k in low for k in ("out of memory", "cannot allocate memory", "memoryerror",
-                                  "less than requested memory for kv"))
+                                  "less than requested memory for kv", "less than desired gpu memory utilization",
+                                  "no available memory for the cache blocks",
+                                  "larger than the available kv cache memory"))
 
 
-def diagnose(log_text: str) -> str:
-    """What to do next, from the log of a server that failed to start."""
+# vLLM 0.32's GPU memory messages (v1/worker/utils.py, v1/core/kv_cache_utils.py) and what they mean here.
+GPU_MESSAGES = (
+    ("less than desired gpu memory utilization",
+     ("Another program took GPU memory after tuitune planned this server's share (tuitune plans from the memory "
+     "free at start). `nvidia-smi` lists what holds it; stop it or wait for it, then start again.")),
+    ("no available memory for the cache blocks",
+     ("The server's share of the GPU holds its weights but leaves nothing for the KV cache. Stop a training run "
+     "or another server on that GPU, serve fewer models at once, or a smaller or quantized model.")),
+    ("max seq len",
+     ("The context length does not fit the KV cache of the server's share of the GPU. Free GPU memory (stop "
+     "another server or a training run) so the planner can give it more, or serve fewer models at once.")),
+    ("cuda out of memory",
+     ("The GPU ran out of memory while the server started. Stop what holds GPU memory (`nvidia-smi` lists it: a "
+     "training run, another server), serve fewer models at once, or a smaller or quantized model.")),
+)
+
+
+def diagnose(log_text: str, *, gpu: bool = False) -> str:
+    """What to do next, from the log of a server that failed to start (on a GPU machine: GPU advice only)."""
     low = log_text.lower()
     if "address already in use" in low:
         return "The port was taken by another program meanwhile; start again (a new free port is picked)."
     if "no module named 'vllm'" in low or "no module named vllm" in low:
         return "vLLM is not installed: run `python -m tuitune.install`."
+    for needle, advice in GPU_MESSAGES:
+        if needle in low:
+            return advice
+    if gpu and out_of_memory(low):
+        return GPU_MESSAGES[-1][1]
     if out_of_memory(low):
         return ("vLLM ran out of memory: lower TUITUNE_VLLM_KV_CACHE_GIB, serve fewer models at once, or use the "
                 "transformers engine for chat.")

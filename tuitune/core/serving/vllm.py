@@ -123,6 +123,9 @@ class VLLMServer:
         self.max_model_len = max_model_len
         self.extra_args = list(extra_args)
         self.gpu_memory_utilization = gpu_memory_utilization  # CUDA build: share of GPU memory this server takes
+        self.cuda = has_gpu()  # the plan sets it from the machine description
+        self.gpu_share = None  # gpu_plan.GPUShare: GPUs, memory share, context length (set by the plan)
+        self.threads = None  # resources.ThreadBudget for the CPU build (set by the plan)
         self.proc: subprocess.Popen | None = None
         self.notes: list[str] = []  # things the user should know (e.g. "port 8000 was taken, using 41234")
         self.started_at: float | None = None
@@ -153,7 +156,7 @@ class VLLMServer:
     def memory_gib(self) -> float:
         """Estimated resident (CPU) memory: weights + KV cache + process overhead (adapters are small). With a
         GPU the weights and KV cache live in GPU memory, shared out by `gpu_memory_utilization` instead."""
-        if has_gpu():
+        if self.cuda:
             return PROCESS_OVERHEAD_GIB + folder_gib(self.model) / 2
         return folder_gib(self.model) + self.settings.vllm_kv_cache_gib + PROCESS_OVERHEAD_GIB + \
             sum(folder_gib(p) for p in self.lora.values())
@@ -163,12 +166,19 @@ class VLLMServer:
                "--served-model-name", self.name, "--host", HOST, "--port", str(self.port),
                "--disable-uvicorn-access-log",  # the API key goes in the environment: not visible in `ps`
                "--middleware", auth.MIDDLEWARE]  # the key on every route, not only vLLM's /v1 and friends
-        if self.settings.vllm_enforce_eager:
+        # Eager mode skips compilation: measured right on CPU; on CUDA it throws CUDA graphs away, so there it is
+        # used only when TUITUNE_VLLM_ENFORCE_EAGER is set explicitly.
+        explicit = "vllm_enforce_eager" in self.settings.model_fields_set
+        if self.settings.vllm_enforce_eager and (not self.cuda or explicit):
             cmd.append("--enforce-eager")
-        if self.max_model_len:
-            cmd += ["--max-model-len", str(self.max_model_len)]
-        if self.gpu_memory_utilization:
-            cmd += ["--gpu-memory-utilization", f"{self.gpu_memory_utilization:.2f}"]
+        share = self.gpu_share
+        if share is not None and not self.max_model_len and not self.gpu_memory_utilization:
+            cmd += share.args()
+        else:
+            if self.max_model_len:
+                cmd += ["--max-model-len", str(self.max_model_len)]
+            if self.gpu_memory_utilization:
+                cmd += ["--gpu-memory-utilization", f"{self.gpu_memory_utilization:.2f}"]
         if self.lora:
             cmd += ["--enable-lora", "--max-lora-rank", str(max(lora_rank(p) for p in self.lora.values())),
                     "--max-loras", str(len(self.lora)), "--lora-modules",
@@ -185,19 +195,31 @@ class VLLMServer:
             if not (p / "adapter_config.json").exists():
                 raise ServingError(f"adapter {n!r}: {p} has no adapter_config.json; serve the merged model instead")
             lora_rank(p)
-        reason = pre.vllm_unavailable_reason(self.memory_gib())
+        reason = pre.vllm_unavailable_reason(self.memory_gib(), gpu=self.cuda)
         if reason:
             raise VLLMUnavailable(f"vLLM cannot serve {self.name} here: {reason} Chat can use the in-process "
                                   f"transformers engine instead (slower, one model at a time).")
 
-    def _spawn(self) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ)
-        env.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.settings.vllm_kv_cache_gib))
+    def env(self, base: dict[str, str] | None = None) -> dict[str, str]:
+        """The environment the server starts with, on top of `base` (the caller's environment): the key, the
+        CPU build's KV cache and thread binding, or the GPUs the plan gave it."""
+        env = dict(os.environ if base is None else base)
+        if self.cuda:
+            if self.gpu_share is not None:
+                env.update(self.gpu_share.env())
+        else:
+            env.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.settings.vllm_kv_cache_gib))
+            if self.threads is not None:
+                env.update(self.threads.env_vllm_cpu())
         env.setdefault("VLLM_NO_USAGE_STATS", "1")
         env.setdefault("VLLM_DO_NOT_TRACK", "1")
         env["PYTHONUNBUFFERED"] = "1"
         env[auth.KEY_ENV] = self.api_key  # read by vLLM's /v1 check and by auth.RequireKey
+        return env
+
+    def _spawn(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = self.env()
         with open(self.log_path, "ab") as log:
             log.write(f"\n==== tuitune: starting {self.name} on port {self.port} at "
                       f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
@@ -247,7 +269,7 @@ class VLLMServer:
                 # too little memory is a reason vLLM cannot run here: VLLMUnavailable lets chat fall back
                 kind = VLLMUnavailable if pre.out_of_memory(log) else ServingError
                 raise kind(f"vLLM ({self.name}) exited with code {code} before it was ready. "
-                           f"{pre.diagnose(log)}\nLog {self.log_path}, last lines:\n{log}")
+                           f"{pre.diagnose(log, gpu=self.cuda)}\nLog {self.log_path}, last lines:\n{log}")
             if time.monotonic() > deadline:
                 raise ServingError(
                     f"vLLM ({self.name}) was not ready after {timeout:.0f} s. The machine may be busy or the first "
