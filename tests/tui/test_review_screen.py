@@ -88,7 +88,7 @@ async def test_keyboard_review_with_reasons_edit_rate_undo_and_lessons(review_ap
         lst = screen.sample_list
         assert lst.ids == pending and lst.current_id == pending[0]
         first = store.get_sample(pending[0])
-        assert first.instruction in str(screen.query_one("#detail-text").render())
+        assert first.instruction in screen.detail.text
 
         await press(pilot, "a")  # accept; the cursor moves on
         assert store.get_sample(pending[0]).status == "accepted"
@@ -116,7 +116,7 @@ async def test_keyboard_review_with_reasons_edit_rate_undo_and_lessons(review_ap
         s = store.get_sample(pending[3])
         assert s.status == "edited" and s.output == before + " Checked by a reviewer."
         assert s.original["output"] == before
-        assert "Checked by a reviewer." in str(screen.query_one("#detail-text").render())
+        assert "Checked by a reviewer." in screen.detail.text
 
         await press(pilot, "4")  # rate, then undo the rating
         assert store.get_sample(pending[3]).rating == 4
@@ -141,6 +141,65 @@ async def test_keyboard_review_with_reasons_edit_rate_undo_and_lessons(review_ap
         assert "answers a different question" in str(pilot.app.screen.query_one("#lessons-text").render())
         await press(pilot, "escape", "q")
         assert screen.results == [{"accepted": 1, "rejected": 2, "edited": 1}]
+
+
+def list_lines(screen) -> list[str]:
+    """The review list as painted (text of each row on screen)."""
+    lst = screen.sample_list
+    return [lst.render_line(y).text for y in range(min(len(lst.ids), lst.scrollable_content_region.height))]
+
+
+async def test_pending_filter_drops_reviewed_rows_and_keeps_the_cursor_on_the_next(review_app, review_project):
+    _, store = review_project
+    pending = [s.id for s in store.samples(status="pending")]
+    async with review_app.run_test(size=(80, 24)) as pilot:
+        screen = await open_review(pilot, store)  # default filter: pending
+        lst = screen.sample_list
+        await press(pilot, "a")  # accepted: it leaves the list, the cursor is on the next sample
+        assert lst.ids == pending[1:] and lst.current_id == pending[1] and lst.cursor == 0
+        assert f"#{pending[1]} " in screen.detail.text
+        assert not any(f"#{pending[0]} " in line for line in list_lines(screen))
+        assert "✓" not in "".join(list_lines(screen))  # no accepted row shown under "pending"
+        await press(pilot, "r", "2")  # rejected: same
+        assert lst.ids == pending[2:] and lst.current_id == pending[2]
+        assert f"1/{len(pending) - 2}" in str(screen.query_one("#review-bar").render())
+
+        await press(pilot, "j", "e")  # edited: it no longer matches but stays under the cursor to be rated ...
+        await type_text(pilot, " ok")
+        await press(pilot, "ctrl+s", "4")
+        assert store.get_sample(pending[3]).status == "edited" and store.get_sample(pending[3]).rating == 4
+        assert lst.current_id == pending[3] and pending[3] in lst.ids
+        assert any(f"#{pending[3]} " in line and "✎" in line for line in list_lines(screen))
+        await press(pilot, "k")  # ... and leaves once the cursor moves off it
+        assert lst.ids == [pending[2], *pending[4:]] and lst.current_id == pending[2]
+
+        await press(pilot, "u")  # undo the rating: still edited, still out of "pending"
+        assert pending[3] not in lst.ids and store.get_sample(pending[3]).rating is None
+        await press(pilot, "u")  # undo the edit: pending again, back in the list under the cursor
+        assert store.get_sample(pending[3]).status == "pending"
+        assert lst.ids == [pending[2], *pending[3:]] and lst.current_id == pending[3]
+        assert f"#{pending[3]} " in screen.detail.text
+
+        await press(pilot, "G", "a")  # the last one: the cursor goes to the one before
+        assert lst.ids == [pending[2], *pending[3:-1]] and lst.current_id == pending[-2]
+        await press(pilot, "f")  # another filter reloads from the database: same truth
+        assert lst.ids == [s.id for s in store.samples(status="accepted")]
+
+
+async def test_reviewing_every_pending_sample_empties_the_list(review_app, review_project):
+    _, store = review_project
+    n = len(store.samples(status="pending"))
+    async with review_app.run_test(size=(80, 24)) as pilot:
+        screen = await open_review(pilot, store)
+        await pilot.press(*["a"] * n)  # no waiting between keys
+        await settle(pilot)
+        assert screen.sample_list.ids == [] and store.count(status="pending") == 0
+        assert "No samples match pending" in list_lines_or_empty(screen)
+        assert "Nothing selected" in screen.detail.text
+
+
+def list_lines_or_empty(screen) -> str:
+    return screen.sample_list.render_line(0).text
 
 
 async def test_filters_search_and_clear(review_app, review_project):
@@ -172,7 +231,7 @@ async def test_filters_search_and_clear(review_app, review_project):
         await press(pilot, "enter")
         expected = [s.id for s in store.samples() if "recycling" in (s.instruction + s.input + s.output).lower()]
         assert expected and lst.ids == expected
-        assert "recycling" in str(screen.query_one("#detail-text").render()).lower()
+        assert "recycling" in screen.detail.text.lower()
         await press(pilot, "escape")  # the first escape clears the search, the second leaves
         assert len(lst.ids) == 30 and pilot.app.screen is screen
 

@@ -79,3 +79,18 @@ def test_reader_opens_projects_in_awkward_folders(tmp_path):
         conn = browse.open_reader(store.path)
         assert browse.ids(conn) == browse.ids(store) != []
         conn.close()
+
+
+def test_matches_agrees_with_the_query_for_every_filter(filled):
+    """The review list drops or takes back one changed sample with Filter.matches instead of reloading:
+    it must answer as the SQL does, LIKE's ASCII-only case folding included."""
+    store, ids = filled
+    store.add_sample(Sample(instruction="only émile here", output="Straße", origin="synth", round_id=1))
+    review.rate(store, ids[2], 3)
+    filters = [browse.Filter(status=st, round_id=r, rating=rt, search=q)
+               for st in (None, "pending", "accepted", "rejected") for r in (None, 1, 2)
+               for rt in (None, 0, 3, 5) for q in ("", "plain", "PLAIN", "%", "_", "émile", "ÉMILE", "STRASSE", "out")]
+    samples = store.samples()
+    for flt in filters:
+        assert [s.id for s in samples if flt.matches(s)] == browse.ids(store, flt), flt
+    assert not browse.Filter(search="ÉMILE").matches(samples[-1])  # SQLite folds ASCII letters only

@@ -35,6 +35,18 @@ class Filter:
         if self.rating is not None and not 0 <= self.rating <= 5:
             raise BrowseError(f"rating filter must be 0 (unrated) or 1-5, got {self.rating!r}")
 
+    def matches(self, s: Sample) -> bool:
+        """Whether `s` passes the filter, as `ids` would answer (SQLite's LIKE folds the case of ASCII letters
+        only), so that a list can drop or take back one sample after a change without reloading."""
+        if self.status is not None and s.status != self.status:
+            return False
+        if self.round_id is not None and s.round_id != self.round_id:
+            return False
+        if self.rating is not None and s.rating != (self.rating or None):
+            return False
+        needle = _fold_ascii(self.search.strip())
+        return not needle or any(needle in _fold_ascii(text) for text in (s.instruction, s.input, s.output))
+
     def where(self) -> tuple[str, list]:
         clauses, args = [], []
         if self.status is not None:
@@ -65,6 +77,13 @@ class Row:
     round_id: int | None
     origin: str
     preview: str  # the first PREVIEW_CHARS of the instruction, whitespace folded
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _fold_ascii(text: str) -> str:
+    return text.translate(_ASCII_LOWER)
 
 
 def _escape_like(text: str) -> str:

@@ -8,17 +8,15 @@ Open it with `app.push_screen(ReviewScreen(store), callback)`; it dismisses with
 from __future__ import annotations
 
 import asyncio
+import gc
 import sqlite3
 from collections import Counter
-from functools import partial
 from typing import ClassVar
 
-from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.command import DiscoveryHit, Hit, Hits, Provider
-from textual.containers import Container, Vertical, VerticalScroll
+from textual.containers import Container, Vertical
 from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
@@ -26,88 +24,16 @@ from textual.widgets import Footer, Input, Static
 from tuitune.core.data import browse, review
 from tuitune.core.data.samples import STATUSES, Sample
 from tuitune.core.data.store import Store, StoreError
+from tuitune.tui.screens.review_commands import ACTIONS, ReviewCommands
 from tuitune.tui.screens.review_dialogs import EditScreen, LessonsScreen, RejectScreen
-from tuitune.tui.widgets.sample_list import GLYPHS, SampleList, stars
+from tuitune.tui.widgets.detail_view import DetailView
+from tuitune.tui.widgets.sample_detail import detail_text
+from tuitune.tui.widgets.sample_list import SampleList
 
 STATUS_CYCLE: tuple[str | None, ...] = (None, *STATUSES)  # all, pending, accepted, rejected, edited
 RATING_CYCLE: tuple[int | None, ...] = (None, 5, 4, 3, 2, 1, 0)  # any, exact stars, 0 = unrated
 HEAD_ROWS = 200  # shown before the full list of matching ids has loaded
-
-# (palette name, help, action) — every review action is in the command palette.
-ACTIONS: tuple[tuple[str, str, str], ...] = (
-    ("Review: accept", "Accept the sample and go to the next one (a)", "accept"),
-    ("Review: reject", "Reject with a reason; the reason becomes a lesson (r)", "reject"),
-    ("Review: edit", "Edit instruction, input and output in place (e)", "edit"),
-    *((f"Review: rate {n}", f"Rate the sample {n} of 5 ({n})", f"rate({n})") for n in range(1, 6)),
-    ("Review: clear rating", "Remove the rating (0)", "rate(0)"),
-    ("Review: undo", "Undo the last review action (u)", "undo"),
-    ("Review: filter by status", "Cycle all / pending / accepted / rejected / edited (f)", "cycle_status"),
-    ("Review: filter by round", "Cycle through the synthesis rounds (o)", "cycle_round"),
-    ("Review: filter by rating", "Cycle any / 5 … 1 stars / unrated (s)", "cycle_rating"),
-    ("Review: search", "Find samples whose text contains a phrase (/)", "search"),
-    ("Review: clear search and filters", "Show every sample (x)", "clear_filters"),
-    ("Review: lessons", "What review taught so far: it goes into the next round's prompt (l)", "lessons"),
-    ("Review: expand detail", "Show the sample full screen, or back (enter)", "toggle_detail"),
-    ("Review: keys", "Show or hide every key of this screen (?)", "keys"),
-    ("Review: back", "Leave the review screen (q)", "back"),
-)
-
-
-class ReviewCommands(Provider):
-    """Command palette entries for the review screen."""
-
-    def _commands(self):
-        screen = self.screen
-        for name, help_text, action in ACTIONS:
-            yield name, help_text, partial(screen.run_action, action)
-
-    async def discover(self) -> Hits:
-        for name, help_text, callback in self._commands():
-            yield DiscoveryHit(name, callback, help=help_text)
-
-    async def search(self, query: str) -> Hits:
-        matcher = self.matcher(query)
-        for name, help_text, callback in self._commands():
-            if (score := matcher.match(name)) > 0:
-                yield Hit(score, matcher.highlight(name), callback, help=help_text)
-
-
-def detail_text(s: Sample) -> Content:
-    """The full sample as styled text (no markup parsing: sample text is shown verbatim). Textual Content,
-    not Rich Text: it renders several times faster, which is most of the cost of a cursor move."""
-    parts: list[str | tuple[str, str]] = []
-    status_style = {"accepted": "bold $success", "rejected": "bold $error", "edited": "bold $warning"}
-    parts += [(f"#{s.id} ", "bold"), (f"{GLYPHS.get(s.status, '?')} {s.status}", status_style.get(s.status, "bold"))]
-    parts.append((f"  {stars(s.rating)}", "$warning" if s.rating else "dim"))
-    where = f"round {s.round_id}" if s.round_id is not None else "no round"
-    parts.append((f"  {where} · {s.origin}\n", "dim"))
-    if s.reason:
-        parts += [("Reason: ", "bold $error"), s.reason + "\n"]
-
-    def section(title: str, body: str) -> None:
-        parts.append((f"\n{title}\n", "bold underline"))
-        parts.append(body if body else ("(empty)", "dim italic"))
-        parts.append("\n")
-
-    if s.system:
-        section("System", s.system)
-    for i, (q, a) in enumerate(s.history, 1):
-        section(f"History {i} · user", q)
-        section(f"History {i} · assistant", a)
-    section("Instruction", s.instruction)
-    if s.input:
-        section("Input", s.input)
-    section("Output", s.output)
-    if s.original and s.original.get("output", s.output) != s.output:
-        section("Output before your edit", s.original.get("output") or "")
-    return Content.assemble(*parts)
-
-
-class DetailPane(VerticalScroll):
-    """The full sample; enter shows it full screen (containers may not be maximized by default)."""
-
-    ALLOW_MAXIMIZE = True
-
+__all__ = ["ACTIONS", "ReviewScreen", "detail_text"]
 
 class ReviewScreen(Screen[dict]):
     """Review samples from the keyboard: 100,000 of them as smoothly as 10."""
@@ -149,6 +75,8 @@ class ReviewScreen(Screen[dict]):
         self._rounds: list[int] = []
         self._shown: int | None = None
         self._wanted: int | None = None
+        self._written: dict[int, Sample] = {}  # each sample this screen changed, as it is now
+        self._leaving: set[int] = set()  # no longer match the filter; they leave when the cursor moves off
 
     # ---- layout -------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -158,8 +86,7 @@ class ReviewScreen(Screen[dict]):
                 yield Input(placeholder="Search instruction, input and output; enter to apply, esc to close",
                             id="review-search")
                 yield SampleList(self.reader, id="sample-list")
-            with DetailPane(id="review-detail"):
-                yield Static("", id="detail-text")
+            yield DetailView(id="review-detail")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -170,6 +97,7 @@ class ReviewScreen(Screen[dict]):
         self.load()
 
     def on_unmount(self) -> None:
+        gc.unfreeze()
         self.reader.close()
         if not self._write_lock.locked():  # a write still running in its thread keeps its connection
             self.writer.close()
@@ -177,6 +105,10 @@ class ReviewScreen(Screen[dict]):
     @property
     def sample_list(self) -> SampleList:
         return self.query_one(SampleList)
+
+    @property
+    def detail(self) -> DetailView:
+        return self.query_one(DetailView)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -220,13 +152,27 @@ class ReviewScreen(Screen[dict]):
             keep_id = self.sample_list.current_id  # the user may have moved while the rest loaded
         self._total, self._rounds = total, rounds
         self._loading = False
-        empty = ("No samples in this project yet: import seeds or generate a round first (q to go back)."
-                 if total == 0 else f"No samples match {self._describe_filter()}. f/o/s change the filter, "
-                                    "x clears it.")
-        self.sample_list.set_ids(ids, keep_id=keep_id, empty_message=empty)
+        if self._written:  # a write may have landed after the query ran: the list shows what the filter says now
+            now = set(ids)
+            for sample_id, sample in self._written.items():
+                if self.filter.matches(sample) or sample_id in self._leaving:
+                    now.add(sample_id)
+                else:
+                    now.discard(sample_id)
+            ids = sorted(now)
+        self.sample_list.set_ids(ids, keep_id=keep_id, empty_message=self._empty_message())
         if not ids:
             self._show(None)
         self._update_bar()
+        # What is alive now (Textual, the app, this screen) stays alive while the screen is open: keep it out of
+        # the garbage collector's full passes, which otherwise stalled a held-down key every few presses
+        # (tens of ms each over ~100,000 objects). Undone when the screen closes.
+        gc.freeze()
+
+    def _empty_message(self) -> str:
+        if self._total == 0:
+            return "No samples in this project yet: import seeds or generate a round first (q to go back)."
+        return f"No samples match {self._describe_filter()}. f/o/s change the filter, x clears it."
 
     def _describe_filter(self) -> str:
         f = self.filter
@@ -242,15 +188,15 @@ class ReviewScreen(Screen[dict]):
         c = self.counts
         count = f"{len(lst.ids):,}" if lst.loaded else "…"
         pos = f"{lst.cursor + 1 if lst.ids else 0:,}/{count}"
-        bar = Text()
-        bar.append(" Review ", "bold reverse")
-        bar.append(f" {self._describe_filter()} ")
-        bar.append(f" {pos} of {'…' if self._total is None else format(self._total, ',')} ", "dim")
-        bar.append(f" ✓{c['accepted']} ✗{c['rejected']} ✎{c['edited']}", "bold")
+        parts: list[str | tuple[str, str]] = [
+            (" Review ", "bold reverse"), f" {self._describe_filter()} ",
+            (f" {pos} of {'…' if self._total is None else format(self._total, ',')} ", "dim"),
+            (f" ✓{c['accepted']} ✗{c['rejected']} ✎{c['edited']}", "bold"),
+        ]
         if self._loading:
-            bar.append("  loading…", "italic")
-        bar.append("  ? keys", "dim")
-        self.query_one("#review-bar", Static).update(bar, layout=False)
+            parts.append(("  loading…", "italic"))
+        parts.append(("  ? keys", "dim"))
+        self.query_one("#review-bar", Static).update(Content.assemble(*parts), layout=False)
 
     # ---- detail -------------------------------------------------------------------------------------
     @on(SampleList.Highlighted)
@@ -258,6 +204,8 @@ class ReviewScreen(Screen[dict]):
         # Queued behind any other pending moves: with a key held down, only the last sample is rendered.
         self._wanted = event.sample_id
         self.call_later(self._show_wanted)
+        if self._leaving:
+            self.call_later(self._sweep)
 
     def _show_wanted(self) -> None:
         self._show(self._wanted)
@@ -267,19 +215,16 @@ class ReviewScreen(Screen[dict]):
         if sample_id == self._shown and not force:
             return
         self._shown = sample_id
-        detail = self.query_one("#detail-text", Static)
+        detail = self.detail
         if sample_id is None:
-            detail.update(Text("Nothing selected.", "dim"))
+            detail.update(Content.styled("Nothing selected.", "dim"))
             return
         try:
             sample = browse.sample(self.reader, sample_id)
         except StoreError as e:
-            detail.update(Text(str(e), "red"))
+            detail.update(Content.styled(str(e), "$error"))
             return
         detail.update(detail_text(sample))
-        pane = self.query_one("#review-detail", VerticalScroll)
-        if pane.scroll_y:
-            pane.scroll_home(animate=False)
 
     # ---- writes -------------------------------------------------------------------------------------
     @work(group="review-write")
@@ -303,14 +248,42 @@ class ReviewScreen(Screen[dict]):
             if self._session and self._session[-1][0] == result.id:
                 self._session.pop()
             self._refresh_sample(result.id)
-            index = self.sample_list.index_of(result.id)
-            if index is not None:
-                self.sample_list.cursor = index
+            if self._settle(result):
+                self.sample_list.cursor = self.sample_list.index_of(result.id)
             else:
                 self.notify(f"Undid the last change to #{result.id} (not in this filter).")
         else:
             self._session.append((sample_id, result.status if counts else ""))
             self._refresh_sample(sample_id)
+            self._settle(result, moved_on=fn in (review.accept, review.reject))
+        self._update_bar()
+
+    def _settle(self, sample: Sample, *, moved_on: bool = False) -> bool:
+        """Keep the list true to the filter after `sample` changed: a sample that no longer matches (accepted
+        under "pending") leaves the list, but not from under the cursor after an edit or a rating: then it
+        leaves when the cursor moves off it. Accept and reject move on (also from the last row, where the
+        cursor takes the row before). One that matches again (undo) comes back. True if it matches."""
+        self._written[sample.id] = sample
+        lst = self.sample_list
+        if self.filter.matches(sample):
+            self._leaving.discard(sample.id)
+            lst.insert(sample.id)
+            return True
+        if sample.id == lst.current_id and not moved_on:
+            self._leaving.add(sample.id)
+        else:
+            self._leaving.discard(sample.id)
+            lst.remove(sample.id)
+            lst.empty_message = self._empty_message()
+        return False
+
+    def _sweep(self) -> None:
+        """The cursor moved: the samples that left the filter go from the list now."""
+        lst = self.sample_list
+        for sample_id in sorted(self._leaving - {lst.current_id}):
+            self._leaving.discard(sample_id)
+            lst.remove(sample_id)
+        lst.empty_message = self._empty_message()
         self._update_bar()
 
     def _refresh_sample(self, sample_id: int) -> None:
@@ -371,6 +344,7 @@ class ReviewScreen(Screen[dict]):
     # ---- filters and search -------------------------------------------------------------------------
     def _refilter(self, **changes) -> None:
         self.filter = browse.Filter(**{**self.filter.__dict__, **changes})
+        self._leaving.clear()
         self._loading = True
         self._update_bar()
         self.load(keep_id=self.sample_list.current_id)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import sqlite3
 from bisect import bisect_left
 from collections import OrderedDict
+from math import ceil
 from typing import ClassVar
 
 from rich.segment import Segment
@@ -17,12 +18,14 @@ from textual.geometry import Size
 from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
+from textual.scrollbar import ScrollBar
 from textual.strip import Strip
 
 from tuitune.core.data import browse
 
 PAGE = 64  # rows fetched per query
 PAGES_KEPT = 32  # page cache size (LRU)
+LINES_KEPT = 400  # painted rows kept (about four screens)
 GLYPHS = {"pending": "·", "accepted": "✓", "rejected": "✗", "edited": "✎"}
 ORIGINS = {"seed": "seed", "synth": "synth", "import": "imp", "chat": "chat"}  # shown when a row has no round
 
@@ -71,6 +74,8 @@ class SampleList(ScrollView, can_focus=True):
         self.empty_message = "Loading…"
         self._pages: OrderedDict[int, dict[int, browse.Row]] = OrderedDict()
         self._styles: dict[str, Style] = {}
+        self._lines: OrderedDict[tuple[int, bool], Strip] = OrderedDict()  # painted rows, for scrolling
+        self._line_width = -1
         self._id_width = 1
         self._last_posted: int | None = -1
 
@@ -83,6 +88,7 @@ class SampleList(ScrollView, can_focus=True):
         self.loaded = final
         self.empty_message = empty_message
         self._pages.clear()
+        self._lines.clear()
         self._id_width = len(str(ids[-1])) if ids else 1
         self.virtual_size = Size(0, len(ids))
         index = 0
@@ -96,12 +102,46 @@ class SampleList(ScrollView, can_focus=True):
         i = bisect_left(self.ids, sample_id)
         return i if i < len(self.ids) and self.ids[i] == sample_id else None
 
+    def remove(self, sample_id: int) -> None:
+        """Take a sample out of the list (it left the filter). The cursor stays on the sample it is on; if that
+        was the one removed, on the one that takes its place. The rows on screen do not jump."""
+        i = self.index_of(sample_id)
+        if i is None:
+            return
+        del self.ids[i]
+        top, cursor = round(self.scroll_y), self.cursor
+        self._reshaped()
+        if i < top:
+            self.scroll_to(y=top - 1, animate=False, immediate=True)
+        self.cursor = cursor - 1 if i < cursor else cursor
+
+    def insert(self, sample_id: int) -> int:
+        """Put a sample (back) into the list, in id order; the cursor stays on its sample. Returns its index."""
+        i = bisect_left(self.ids, sample_id)
+        if i < len(self.ids) and self.ids[i] == sample_id:
+            return i
+        was_empty = not self.ids
+        self.ids.insert(i, sample_id)
+        cursor = self.cursor
+        self._reshaped()
+        self.cursor = cursor + 1 if i <= cursor and not was_empty else cursor
+        return i
+
+    def _reshaped(self) -> None:
+        self._pages.clear()  # pages and painted rows are by index, which moved
+        self._lines.clear()
+        self._id_width = len(str(self.ids[-1])) if self.ids else 1
+        self.virtual_size = Size(0, len(self.ids))
+        self.refresh()
+
     def invalidate(self, sample_id: int) -> None:
         """Forget the cached row of this sample (it changed) and repaint its line."""
         i = self.index_of(sample_id)
         if i is None:
             return
         self._pages.pop(i // PAGE, None)
+        self._lines.pop((i, False), None)
+        self._lines.pop((i, True), None)
         self.refresh_line(i)
 
     @property
@@ -166,9 +206,22 @@ class SampleList(ScrollView, can_focus=True):
             self.cursor = index
 
     # ---- rendering ----------------------------------------------------------------------------------
+    def watch_scroll_y(self, old: float, new: float) -> None:
+        # As ScrollView's own watcher, except that the scroll bar is repainted only when its thumb moves: it
+        # repaints every row through Rich, and with thousands of samples the thumb moves once in many lines.
+        if self.show_vertical_scrollbar:
+            bar = self.vertical_scrollbar
+            before = _thumb(bar)
+            bar.set_reactive(ScrollBar.position, bar.validate_position(new))
+            if _thumb(bar) != before:
+                bar.refresh()
+        if round(old) != round(new):
+            self.refresh(self.size.region)
+
     def notify_style_update(self) -> None:
         super().notify_style_update()
         self._styles.clear()
+        self._lines.clear()
 
     def _style(self, name: str) -> Style:
         style = self._styles.get(name)
@@ -177,13 +230,19 @@ class SampleList(ScrollView, can_focus=True):
         return style
 
     def render_lines(self, crop):
-        self._base = self.rich_style  # computed once per paint, not once per line
+        # computed once per paint, not once per line
+        self._base = self.rich_style
+        self._top = round(self.scroll_y)
+        width = self.scrollable_content_region.width
+        if width != self._line_width:
+            self._line_width = width
+            self._lines.clear()
         return super().render_lines(crop)
 
     def render_line(self, y: int) -> Strip:
-        width = self.scrollable_content_region.width
-        base = getattr(self, "_base", None) or self.rich_style
-        index = round(self.scroll_y) + y
+        width = self._line_width
+        base = self._base
+        index = self._top + y
         if not self.ids:
             if y == 0:
                 text = f" {self.empty_message if self.loaded else 'Loading…'}"
@@ -191,8 +250,17 @@ class SampleList(ScrollView, can_focus=True):
             return Strip.blank(width, base)
         if index >= len(self.ids):
             return Strip.blank(width, base)
+        key = (index, index == self.cursor)
+        strip = self._lines.get(key)
+        if strip is None:
+            strip = self._lines[key] = self._render_row(index, key[1], width, base)
+            if len(self._lines) > LINES_KEPT:
+                self._lines.popitem(last=False)
+        return strip
+
+    def _render_row(self, index: int, is_cursor: bool, width: int, base: Style) -> Strip:
         row = self.row(index)
-        line = base + self._style("cursor") if index == self.cursor else base
+        line = base + self._style("cursor") if is_cursor else base
         meta = line + self._style("meta")
         if row is None:  # deleted since the list was loaded
             segments = [Segment(f" #{self.ids[index]} (deleted)", meta)]
@@ -204,3 +272,11 @@ class SampleList(ScrollView, can_focus=True):
                 Segment(row.preview, line),
             ]
         return Strip(segments).adjust_cell_length(width, line)
+
+
+def _thumb(bar: ScrollBar) -> list:
+    """What a vertical scroll bar paints (without its colours), to tell whether it has to be painted again."""
+    window = bar.window_size if bar.window_size < bar.window_virtual_size else 0
+    segments = bar.renderer.render_bar(size=bar.size.height, virtual_size=ceil(bar.window_virtual_size),
+                                       window_size=ceil(window), position=bar.position, vertical=True)
+    return [(s.text, s.style) for s in segments.segments]

@@ -1,0 +1,39 @@
+"""One sample as styled text for the review screen's detail pane."""
+
+from __future__ import annotations
+
+from textual.content import Content
+
+from tuitune.core.data.samples import Sample
+from tuitune.tui.widgets.sample_list import GLYPHS, stars
+
+
+def detail_text(s: Sample) -> Content:
+    """The full sample as styled text (no markup parsing: sample text is shown verbatim). Textual Content,
+    not Rich Text: it renders several times faster, which is most of the cost of a cursor move."""
+    parts: list[str | tuple[str, str]] = []
+    status_style = {"accepted": "bold $success", "rejected": "bold $error", "edited": "bold $warning"}
+    parts += [(f"#{s.id} ", "bold"), (f"{GLYPHS.get(s.status, '?')} {s.status}", status_style.get(s.status, "bold"))]
+    parts.append((f"  {stars(s.rating)}", "$warning" if s.rating else "dim"))
+    where = f"round {s.round_id}" if s.round_id is not None else "no round"
+    parts.append((f"  {where} · {s.origin}\n", "dim"))
+    if s.reason:
+        parts += [("Reason: ", "bold $error"), s.reason + "\n"]
+
+    def section(title: str, body: str) -> None:
+        parts.append((f"\n{title}\n", "bold underline"))
+        parts.append(body if body else ("(empty)", "dim italic"))
+        parts.append("\n")
+
+    if s.system:
+        section("System", s.system)
+    for i, (q, a) in enumerate(s.history, 1):
+        section(f"History {i} · user", q)
+        section(f"History {i} · assistant", a)
+    section("Instruction", s.instruction)
+    if s.input:
+        section("Input", s.input)
+    section("Output", s.output)
+    if s.original and s.original.get("output", s.output) != s.output:
+        section("Output before your edit", s.original.get("output") or "")
+    return Content.assemble(*parts)
