@@ -89,7 +89,15 @@ class TrainConfig(BaseModel):
                                                 "with native bf16 (AVX512-BF16/AMX, Arm BF16) only where a "
                                                 "one-second probe measured it faster than fp32 (matmuls in bf16, "
                                                 "weights stay fp32); off on other CPUs, which only emulate it).")
-    fp16: bool = Field(False, description="fp16 mixed precision (CUDA only).")
+    fp16: bool | None = Field(None, description="fp16 mixed precision, CUDA only (unset: on for GPUs without bf16, "
+                                                "e.g. T4, V100; off elsewhere). true turns the preset's bf16 off.")
+    gpus: int | Literal["all"] = Field(1, description="GPUs to train on, 1 to the GPUs present, or all (default 1). "
+                                                      "More than 1 starts one worker per GPU with torchrun (DDP): "
+                                                      "the effective batch is batch_size x gpus x grad_accum.")
+    use_liger_kernel: bool = Field(False, description="Liger's fused Triton kernels (less memory for long records "
+                                                      "and large vocabularies); CUDA only, needs liger-kernel.")
+    packing: bool = Field(False, description="Pack several records into each row (no padding); only correct with "
+                                             "flash-attention (CUDA, flash-attn installed), refused otherwise.")
     gradient_checkpointing: bool | None = Field(None, description="Recompute activations to save memory (unset: "
                                                                   "on with CUDA, off on CPU, where it only slows "
                                                                   "training down).")
@@ -117,6 +125,13 @@ class TrainConfig(BaseModel):
     def _steps(cls, v: int) -> int:
         if v == 0:
             raise ValueError("must be -1 (all epochs) or >= 1")
+        return v
+
+    @field_validator("gpus")
+    @classmethod
+    def _gpus(cls, v: int | str) -> int | str:
+        if v != "all" and int(v) < 1:
+            raise ValueError("must be a number >= 1 or all")
         return v
 
     @field_validator("target_modules")

@@ -11,7 +11,6 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -84,22 +83,23 @@ def run_dir(project: Path | str, run_id: str) -> Path:
 def prepare(settings: Settings, cfg: TrainConfig) -> tuple[TrainConfig, list[dict]]:
     """Resolve the base model, gather and check the data, fill presets. Raises ConfigError/DataError/
     ModelError/JobError with a clear message; creates nothing."""
+    from tuitune.core import hardware
     from tuitune.core.models import ModelError, resolve
-    from tuitune.core.training import presets
+    from tuitune.core.training import gpu, presets
 
     project = settings.project
     # The preset measures once per machine whether bf16 pays on this CPU (bf16_probe); the result is kept in home.
     hw = presets.detect_hardware(cfg.device, probe_dir=settings.home if cfg.bf16 is None else None)
+    machine = hardware.detect()
     if cfg.device == "cuda" and not hw.cuda:
         raise ConfigError("device: cuda was asked for but no CUDA GPU is visible; use device: auto or cpu.")
-    if not hw.cuda:
-        for name in ("fp16", "padding_free"):
-            if getattr(cfg, name):
-                raise ConfigError(f"{name}: true needs a CUDA GPU and none is visible (on CPU, train without "
-                                  f"padding, one record per pass). Remove {name} from the config or set it to false.")
-        if cfg.bf16 and not hw.bf16:
-            raise ConfigError("bf16: true needs a CUDA GPU or a CPU with native bf16 (AVX512-BF16, AMX or Arm "
-                              "BF16); this one would emulate it, slower than fp32. Remove bf16 or set it to false.")
+    if hw.cuda and not machine.described:
+        _check_torch_cuda(machine)
+    gpu.resolve_gpus(cfg, machine, hw.cuda)
+    gpu.check_cuda_options(cfg, hw.cuda, hw.bf16, machine.gpus[0].name if hw.cuda else "")
+    if not hw.cuda and cfg.bf16 and not hw.bf16:
+        raise ConfigError("bf16: true needs a CUDA GPU or a CPU with native bf16 (AVX512-BF16, AMX or Arm "
+                          "BF16); this one would emulate it, slower than fp32. Remove bf16 or set it to false.")
     try:
         base_path = resolve(settings.models_dir, cfg.base)
     except ModelError as e:
@@ -135,7 +135,18 @@ def prepare(settings: Settings, cfg: TrainConfig) -> tuple[TrainConfig, list[dic
         data_mod.check_lengths(lengths, cfg.max_length)
     model_config = _config(base_path)
     max_pos = getattr(model_config, "max_position_embeddings", None)
-    cfg = presets.apply(cfg, lengths, hw, model_params=presets.param_count(model_config))
+    params = presets.param_count(model_config)
+    saves_unset = cfg.save_steps is None
+    cfg = presets.apply(cfg, lengths, hw, model_params=params)
+    gpus = gpu.resolve_gpus(cfg, machine, hw.cuda)
+    if gpus > 1 and saves_unset:  # each rank sees 1/gpus of the records: about 10 saves of the real schedule
+        n_rank = gpu.records_per_rank(len(records) - (cfg.holdout or 0), gpus)
+        cfg = cfg.updated(save_steps=max(1, presets.total_steps(cfg, n_rank) // 10))
+    if hw.cuda:
+        from tuitune.core import resources
+
+        need = gpu.need_gib(cfg, params or 0, getattr(model_config, "vocab_size", 0) or 0)
+        gpu.choose_gpus(machine, gpus, need, [] if machine.described else resources.running())
     if cfg.batch_size % cfg.micro_batch_size:
         raise ConfigError(f"micro_batch_size {cfg.micro_batch_size} must divide batch_size {cfg.batch_size} "
                           f"(the optimizer steps once per batch_size records); pick a divisor or leave it unset.")
@@ -143,6 +154,16 @@ def prepare(settings: Settings, cfg: TrainConfig) -> tuple[TrainConfig, list[dic
         raise ConfigError(f"max_length {cfg.max_length} exceeds what {cfg.base} supports ({max_pos}); shorten "
                           f"the longest records or lower max_length.")
     return cfg, records
+
+
+def _check_torch_cuda(machine) -> None:
+    """nvidia-smi sees a GPU: torch must too, or training would silently run on CPU presets."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError(f"this machine has {machine.gpus[0].name} (driver {machine.driver or '?'}), but torch "
+                          f"{torch.__version__} cannot use it (built for CUDA {torch.version.cuda or 'none: CPU-only'})."
+                          f" Run `tuitune doctor` for what to install, or set device: cpu.")
 
 
 def _config(path: Path):
@@ -175,33 +196,57 @@ def launch(settings: Settings, config: TrainConfig) -> str:
 
 def dry_run(settings: Settings, config: TrainConfig) -> dict:
     """What `launch` would do, without creating or starting anything: the resolved config, the worker's
-    command line (for a run folder named RUN_ID) and the effective batch."""
-    from tuitune.core.training.presets import detect_hardware
-
+    command line (for a run folder named RUN_ID), its environment and the effective batch."""
     cfg, records = prepare(settings, config)
-    gpus = max(1, detect_hardware(cfg.device).gpus)
+    gpus, env = _placement(cfg)
     run = RunDir.of(settings.project, "RUN_ID")
     return {"config": cfg.model_dump(mode="json"), "config_yaml": cfg.to_yaml(), "records": len(records),
-            "launcher": worker_command(run.path, gpus), "effective_batch": cfg.batch_size * cfg.grad_accum * gpus}
+            "launcher": worker_command(run.path, gpus), "env": env, "gpus": max(1, gpus),
+            "effective_batch": effective_batch(cfg, gpus)}
+
+
+def effective_batch(cfg: TrainConfig, gpus: int) -> int:
+    from tuitune.core.training.gpu import effective_batch as eff
+
+    return eff(cfg, gpus)
 
 
 def worker_command(d: Path, gpus: int) -> list[str]:
     """One process on CPU or one GPU; with several GPUs, torchrun starts one worker per GPU (DDP)."""
-    worker = ["-m", "tuitune.core.training.worker", str(d.resolve())]
-    if gpus > 1:
-        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}", *worker]
-    return [sys.executable, *worker]
+    from tuitune.core.training.gpu import launcher
+
+    return launcher(d, gpus)
+
+
+def _placement(cfg: TrainConfig) -> tuple[int, dict[str, str]]:
+    """GPUs the run uses (0 on CPU) and the environment its worker gets: CUDA_VISIBLE_DEVICES on GPUs (the ones
+    with the most free memory), a thread budget beside what this app already runs on CPU."""
+    from tuitune.core import hardware, resources
+    from tuitune.core.training import gpu
+    from tuitune.core.training.presets import detect_hardware
+
+    hw = detect_hardware(cfg.device)
+    machine = hardware.detect()
+    gpus = gpu.resolve_gpus(cfg, machine, hw.cuda)
+    holders = [] if machine.described else resources.running()
+    if gpus:
+        chosen = sorted(machine.gpus, key=lambda g: (-g.free_gib, g.index))[:gpus]
+        return gpus, {"CUDA_VISIBLE_DEVICES": ",".join(str(g.index) for g in sorted(chosen, key=lambda g: g.index))}
+    budget = resources.thread_budget(machine, holders)
+    env = budget.env_training()
+    if env and not cfg.num_threads:
+        env["TUITUNE_TRAIN_THREADS"] = str(budget.threads)
+    return 0, env
 
 
 def _spawn(d: Path) -> int:
-    from tuitune.core.training.presets import detect_hardware
-
     run = RunDir(d)
     cfg = TrainConfig.load(run.config)
-    env = dict(os.environ)
+    gpus, extra = _placement(cfg)
+    env = {**os.environ, **extra}
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     with open(run.log, "ab") as log:
-        proc = subprocess.Popen(worker_command(d, detect_hardware(cfg.device).gpus),
+        proc = subprocess.Popen(worker_command(d, gpus),
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True, cwd=str(d), env=env, close_fds=True)
     from tuitune.core import atomic
@@ -240,14 +285,34 @@ def stop(project: Path | str, run_id: str, *, timeout: float = 0) -> RunInfo:
     info = run_info(d)
     if info.status != "running":
         raise JobError(f"Run {run_id} is not running (status: {info.status}); nothing to stop.")
-    pid = _pid(d)
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
+    for pid in _stop_targets(d):
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
     if timeout > 0:
         return wait(d, timeout=timeout)
     return info
+
+
+def _stop_targets(d: Path) -> list[int]:
+    """The worker processes to signal: the worker itself, or under torchrun the rank processes (the launcher
+    would forward the signal and kill them after its own timeout; the ranks instead agree on the stop step and
+    save the last checkpoint before exiting normally)."""
+    import psutil
+
+    pid = _pid(d)
+    if pid is None:
+        return []
+    try:
+        p = psutil.Process(pid)
+        if "torch.distributed.run" in " ".join(p.cmdline()):
+            ranks = [c.pid for c in p.children(recursive=True)
+                     if "tuitune.core.training.worker" in " ".join(c.cmdline())]
+            return ranks or [pid]
+    except (psutil.Error, OSError):
+        pass
+    return [pid]
 
 
 class NoCheckpoint(JobError):

@@ -35,7 +35,9 @@ def merge_adapter(base_path: Path | str, adapter_dir: Path | str, out_dir: Path 
         dtype = getattr(AutoConfig.from_pretrained(base_path), "dtype", None) or torch.float32
         if isinstance(dtype, str):
             dtype = getattr(torch, dtype)
-        base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
+        # On a GPU: in 16 bits on the GPU (an 8B model in fp32 on CPU is 32 GB of RAM and minutes of work).
+        device, work = _device_dtype()
+        base = AutoModelForCausalLM.from_pretrained(base_path, dtype=work, **_placed(device))
         merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
         merged = merged.to(dtype)
         merged.save_pretrained(tmp, safe_serialization=True)
@@ -53,6 +55,20 @@ def merge_adapter(base_path: Path | str, adapter_dir: Path | str, out_dir: Path 
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
+
+
+def _device_dtype():
+    """(device, dtype) for merging and the stop check: the GPU in bf16 (fp16 without bf16) when CUDA is there,
+    else the CPU in fp32."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda", torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return "cpu", torch.float32
+
+
+def _placed(device: str) -> dict:
+    return {"device_map": {"": device}} if device != "cpu" else {}
 
 
 def merge_run(run_dir: Path | str) -> Path:
@@ -87,13 +103,15 @@ def check_stops(model_dir: Path | str, prompts: list[list[dict]], max_new_tokens
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    device, dtype = _device_dtype()
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, **_placed(device))
     model.eval()
     eos = model.generation_config.eos_token_id
     eos_ids = set(eos if isinstance(eos, list) else [eos]) | {tok.eos_token_id}
     results = []
     for msgs in prompts:
-        enc = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        enc = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt",
+                                      return_dict=True).to(device)
         with torch.no_grad():
             out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
                                  pad_token_id=tok.pad_token_id or tok.eos_token_id)
@@ -103,5 +121,6 @@ def check_stops(model_dir: Path | str, prompts: list[list[dict]], max_new_tokens
                         "answer": tok.decode(new, skip_special_tokens=True)[:200]})
     passed = bool(results) and all(r["stopped"] for r in results)
     return {"check": "stops", "passed": passed, "max_new_tokens": max_new_tokens, "results": results,
+            "device": device,
             "details": f"{sum(r['stopped'] for r in results)}/{len(results)} answers ended with EOS within "
                        f"{max_new_tokens} tokens"}

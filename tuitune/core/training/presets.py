@@ -59,11 +59,13 @@ class Hardware:
 
 
 def detect_hardware(device: str = "auto", probe_dir: Path | None = None) -> Hardware:
-    import torch
+    """From the one machine description (core/hardware.py: detected, or TUITUNE_HARDWARE)."""
+    from tuitune.core import hardware
 
-    cuda = torch.cuda.is_available() and device != "cpu"
-    bf16 = bool(torch.cuda.is_bf16_supported()) if cuda else cpu_has_native_bf16()
-    return Hardware(cuda=cuda, gpus=torch.cuda.device_count() if cuda else 0, bf16=bf16, probe_dir=probe_dir)
+    machine = hardware.detect()
+    cuda = machine.cuda and device != "cpu"
+    bf16 = machine.bf16 if cuda else cpu_has_native_bf16()
+    return Hardware(cuda=cuda, gpus=len(machine.gpus) if cuda else 0, bf16=bf16, probe_dir=probe_dir)
 
 
 # CPU feature flags (as /proc/cpuinfo names them) that run bf16 dot products natively: x86 AVX512-BF16 and AMX,
@@ -189,8 +191,10 @@ def apply(cfg: TrainConfig, lengths: list[int], hw: Hardware, model_params: int 
         changes["epochs"] = max(epochs, min(MAX_EPOCHS, float(math.ceil(MIN_STEPS / per_epoch))))
     if cfg.early_stopping_patience is None:
         changes["early_stopping_patience"] = PATIENCE if holdout >= MIN_HELD_FOR_EARLY_STOP else 0
-    if cfg.bf16 is None:
-        changes["bf16"] = hw.bf16_default()
+    if cfg.fp16 is None:  # GPUs without bf16 (T4, V100) train in fp16 mixed precision
+        changes["fp16"] = hw.cuda and not hw.bf16 and not cfg.bf16
+    if cfg.bf16 is None:  # fp16 asked for: never both
+        changes["bf16"] = hw.bf16_default() and not changes.get("fp16", cfg.fp16)
     if cfg.micro_batch_size is None:
         bs = changes.get("batch_size", cfg.batch_size)
         changes["micro_batch_size"] = bs if hw.cuda or cfg.method in PREFERENCE_METHODS else cpu_micro_batch(bs, mean)

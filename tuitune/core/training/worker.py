@@ -21,6 +21,7 @@ from pathlib import Path
 from tuitune.core.training import early_stop
 from tuitune.core.training.config import PREFERENCE_METHODS, TrainConfig
 from tuitune.core.training.events import EventWriter
+from tuitune.core.training.gpu import precision
 from tuitune.core.training.run_dir import RunDir
 
 OOM_HINT = ("Out of memory. Lower micro_batch_size (records per forward pass; 1 uses the least memory and the "
@@ -79,7 +80,10 @@ def load_model(cfg: TrainConfig, cuda: bool):
     import torch
     from transformers import AutoModelForCausalLM
 
-    kw: dict = {"dtype": torch.bfloat16 if (cuda and cfg.bf16) else torch.float32}
+    from tuitune.core.training.gpu import load_dtype
+
+    # A frozen base under an adapter loads in 16 bits on CUDA; trained weights stay fp32 masters (mixed precision).
+    kw: dict = {"dtype": getattr(torch, load_dtype(cfg, cuda))}
     if cfg.peft_kind == "qlora":
         from transformers import BitsAndBytesConfig
 
@@ -87,7 +91,7 @@ def load_model(cfg: TrainConfig, cuda: bool):
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=kw["dtype"])
         kw["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))} if cuda else {"": "cpu"}
-    if cfg.padding_free:  # one row per batch with position_ids: only correct with varlen flash-attention
+    if cfg.padding_free or cfg.packing:  # rows of several records: only correct with varlen flash-attention
         kw["attn_implementation"] = "flash_attention_2"
     model = AutoModelForCausalLM.from_pretrained(cfg.base_path, **kw)
     model.config.use_cache = False
@@ -117,7 +121,9 @@ def common_args(cfg: TrainConfig, run_dir: Path, cuda: bool, n_train: int) -> di
     from tuitune.core.training.presets import total_steps
 
     # Whole warm-up steps, rounded down: a tiny run must not spend its first (or only) step at lr 0.
-    warmup = int(cfg.warmup_ratio * total_steps(cfg, n_train))
+    # DDP: each of WORLD_SIZE ranks sees 1/WORLD_SIZE of the records, so the schedule counts the effective batch.
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    warmup = int(cfg.warmup_ratio * total_steps(cfg, max(1, -(-n_train // world))))
     # SFT runs micro_batch_size records per pass and accumulates up to batch_size; the preference trainers
     # need their whole batch at once (KTO's KL term pairs examples within it).
     micro = cfg.batch_size if cfg.method in PREFERENCE_METHODS else (cfg.micro_batch_size or cfg.batch_size)
@@ -127,7 +133,8 @@ def common_args(cfg: TrainConfig, run_dir: Path, cuda: bool, n_train: int) -> di
         num_train_epochs=cfg.epochs, max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler, warmup_steps=warmup, weight_decay=cfg.weight_decay,
         logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=2,
-        report_to=["tensorboard"], use_cpu=not cuda, bf16=bool(cfg.bf16), fp16=cfg.fp16,
+        report_to=["tensorboard"], use_cpu=not cuda, bf16=bool(cfg.bf16), fp16=bool(cfg.fp16),
+        use_liger_kernel=cfg.use_liger_kernel,
         gradient_checkpointing=bool(cfg.gradient_checkpointing), seed=cfg.seed, dataloader_num_workers=0,
         disable_tqdm=True, include_num_input_tokens_seen="non_padding", eval_strategy="no",
         train_sampling_strategy="group_by_length" if cfg.group_by_length and micro > 1 else "random",
@@ -177,7 +184,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, records: list[dict], held: li
     else:
         train_tok = data.tokenize_sft(tok, records, template)
         eval_tok = data.tokenize_sft(tok, held, template) if held else None
-    targs = SFTConfig(**args, max_length=cfg.max_length, packing=False, padding_free=cfg.padding_free,
+    targs = SFTConfig(**args, max_length=cfg.max_length, packing=cfg.packing, padding_free=cfg.padding_free,
                       length_column_name="length", dataset_num_proc=None)
     return SFTTrainer(model=model, args=targs, train_dataset=train_tok.to_dataset(),
                       eval_dataset=eval_tok.to_dataset() if eval_tok else None, processing_class=tok)
@@ -199,7 +206,9 @@ def make_callback(events: EventWriter, stop: StopFlag, t_start: float):
             self.first_step = state.global_step
 
         def on_step_end(self, args, state, control, **kw):
-            if stop.requested:
+            # Every rank must stop at the same step (else the others hang in the next all-reduce): agree first.
+            if agreed_stop(stop.requested):
+                stop.requested = True
                 control.should_save = True
                 control.should_training_stop = True
 
@@ -218,7 +227,7 @@ def make_callback(events: EventWriter, stop: StopFlag, t_start: float):
                         loss=logs.get("loss"), lr=logs.get("learning_rate"), grad_norm=logs.get("grad_norm"),
                         tokens=state.num_input_tokens_seen, tokens_per_second=round(tokens / dt, 2),
                         eta_seconds=round(per_step * max(0, state.max_steps - state.global_step), 1),
-                        metrics=extra)
+                        metrics=extra, **gpu_memory())
             self.last_time, self.last_tokens = now, state.num_input_tokens_seen
 
         def on_save(self, args, state, control, **kw):
@@ -229,6 +238,30 @@ def make_callback(events: EventWriter, stop: StopFlag, t_start: float):
             events.emit("eval", step=state.global_step, **{k: v for k, v in (metrics or {}).items()})
 
     return EventsCallback()
+
+
+def agreed_stop(local: bool) -> bool:
+    """True on every rank when any rank was asked to stop (a MAX all-reduce of the flag); the flag itself alone."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return local
+    import torch
+
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    flag = torch.tensor([1 if local else 0], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
+
+
+def gpu_memory() -> dict:
+    """Peak allocated and reserved GPU memory of this process (GiB), for step events; {} on CPU."""
+    import torch
+
+    if not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return {}
+    return {"gpu_peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+            "gpu_reserved_gib": round(torch.cuda.memory_reserved() / 2**30, 2)}
 
 
 def run(run_dir: Path) -> int:
@@ -244,8 +277,10 @@ def run(run_dir: Path) -> int:
             raise
         oom = is_oom(e)
         traceback.print_exc()
-        events.emit("failed", error=f"{type(e).__name__}: {e}", kind="oom" if oom else "error",
-                    hint=OOM_HINT if oom else "See worker.log in the run folder for the traceback.")
+        # Any rank's failure is the run's failure: every rank may write it (rank 0 alone writes the rest).
+        EventWriter(run_dir).emit("failed", error=f"{type(e).__name__}: {e}", kind="oom" if oom else "error",
+                                  rank=int(os.environ.get("RANK", "0")),
+                                  hint=OOM_HINT if oom else "See worker.log in the run folder for the traceback.")
         return 1
 
 
@@ -255,11 +290,13 @@ def _run(run_dir: Path, events: EventWriter, stop: StopFlag, main: bool) -> int:
 
     run = RunDir(run_dir)
     cfg = TrainConfig.load(run.config)
-    hw = detect_hardware(cfg.device)
-    if cfg.num_threads:
-        import torch
+    import torch
 
-        torch.set_num_threads(cfg.num_threads)
+    hw = detect_hardware(cfg.device)
+    hw.cuda = hw.cuda and torch.cuda.is_available()  # the description may be another machine's (TUITUNE_HARDWARE)
+    threads = cfg.num_threads or int(os.environ.get("TUITUNE_TRAIN_THREADS", "0") or 0)  # jobs' thread budget
+    if threads:
+        torch.set_num_threads(threads)
     os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(run.tensorboard))
     resume_from = run.last_checkpoint()
     events.emit("resumed" if resume_from else "started", pid=os.getpid(), method=cfg.method, base=cfg.base,
@@ -277,7 +314,10 @@ def _run(run_dir: Path, events: EventWriter, stop: StopFlag, main: bool) -> int:
     if early_stop.callback(cfg, len(held)) is not None:
         trainer.add_callback(early_stop.callback(cfg, len(held)))
     events.emit("model", **model_summary(trainer.model), train_records=len(train), held_out=len(held),
-                precision=_precision(cfg, hw.cuda), records_per_pass=trainer.args.per_device_train_batch_size,
+                precision=precision(cfg, hw.cuda), records_per_pass=trainer.args.per_device_train_batch_size,
+                attention=getattr(getattr(trainer.model, "config", None), "_attn_implementation", None),
+                gpus=int(os.environ.get("WORLD_SIZE", "1")) if hw.cuda else 0,
+                effective_batch=cfg.batch_size * cfg.grad_accum * int(os.environ.get("WORLD_SIZE", "1")),
                 passes_per_step=trainer.args.gradient_accumulation_steps)
     t_start = time.monotonic()
     trainer.add_callback(make_callback(events, stop, t_start))
@@ -314,14 +354,6 @@ def _run(run_dir: Path, events: EventWriter, stop: StopFlag, main: bool) -> int:
                 adapter=str(run.adapter) if cfg.peft_kind != "none" else None,
                 merged=str(run.merged) if run.has_merged() else None)
     return 0
-
-
-def _precision(cfg: TrainConfig, cuda: bool) -> str:
-    if cfg.fp16:
-        return "fp16 mixed"
-    if cfg.bf16:
-        return "bf16" if cuda else "bf16 autocast, fp32 weights"
-    return "fp32"
 
 
 def _merge_and_check(cfg: TrainConfig, run: RunDir, events: EventWriter, records: list[dict],
