@@ -1,12 +1,15 @@
 """Import a dataset file into a project: parse + validate (formats.py), tag as seeds/accepted/pending, store
-in one transaction, and count duplicates (kept: removing them is the explicit `dedup`). Used by CLI and TUI."""
+all or nothing (a long import stages its rows in short transactions and publishes them at once: staging.py),
+and count duplicates (kept: removing them is the explicit `dedup`). Used by CLI and TUI."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from tuitune.core.data.formats import MAX_IMPORT_BYTES, Parsed, read_file
+from tuitune.core.data.staging import add_samples_staged
 from tuitune.core.data.store import Store
 
 # --as VALUE -> (origin, status) of the imported samples. Data a user brings is trusted: default "accepted".
@@ -22,7 +25,8 @@ class ImportReport:
 
 
 def import_file(store: Store, path: Path | str, *, fmt: str = "auto", as_: str = "accepted",
-                skip_invalid: bool = False, max_bytes: int = MAX_IMPORT_BYTES) -> ImportReport:
+                skip_invalid: bool = False, max_bytes: int = MAX_IMPORT_BYTES,
+                on_progress: Callable[[int], None] | None = None) -> ImportReport:
     """Raises formats.FormatError (nothing stored) on invalid input unless skip_invalid. Only regular files of
     at most max_bytes are read."""
     if as_ not in IMPORT_AS:
@@ -31,5 +35,5 @@ def import_file(store: Store, path: Path | str, *, fmt: str = "auto", as_: str =
     origin, status = IMPORT_AS[as_]
     existing = store.existing_keys()
     samples = [s.with_(origin=origin, status=status) for s in parsed.samples]
-    stored = store.add_samples(samples)
+    stored = add_samples_staged(store, samples, source=str(path), on_progress=on_progress)
     return ImportReport(parsed, stored, sum(1 for s in samples if s.key() in existing))

@@ -1,14 +1,18 @@
 """The project's SQLite database (WAL, foreign keys on, versioned schema).
 
 Every write that a user would call "saved" is its own committed transaction, so killing the process
-never loses committed work and never leaves a half-applied import (imports run in one transaction).
+never loses committed work and never leaves a half-applied import (a long import stages its rows and
+publishes them in one transaction: staging.py). A write that finds the database busy waits (reported once
+through `on_wait`) instead of failing.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -17,6 +21,8 @@ from pathlib import Path
 from tuitune.core.data.samples import KEPT_STATUSES, Sample
 
 DB_NAME = "tuitune.db"
+BUSY_STEP_S = 2.0  # how long one attempt waits for the write lock before the wait is reported
+WAIT_LIMIT_S = 900.0  # how long a write waits in all (a long import publishing) before it gives up
 
 # Each entry upgrades the schema by one version (PRAGMA user_version). Append, never edit.
 MIGRATIONS: list[str] = [
@@ -81,6 +87,23 @@ MIGRATIONS: list[str] = [
         config TEXT NOT NULL DEFAULT '{}'
     );
     """,
+    # 2: review actions remember the session that made them (undo is per session); long imports stage their
+    # rows in a per-import table (import_rows_<id>) listed here, and publish them in one transaction.
+    """
+    ALTER TABLE reviews ADD COLUMN session TEXT NOT NULL DEFAULT '';
+    CREATE INDEX reviews_session ON reviews(session, id);
+    CREATE TABLE imports (
+        id INTEGER PRIMARY KEY,
+        source TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        proc_started REAL NOT NULL DEFAULT 0,      -- the importing process's start time (pid reuse)
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        status TEXT NOT NULL DEFAULT 'staging',    -- staging / published / abandoned
+        rows INTEGER NOT NULL DEFAULT 0            -- rows staged so far
+    );
+    """,
 ]
 
 SAMPLE_COLUMNS = ("id, instruction, input, output, system, history, status, rating, reason, origin, round_id, "
@@ -119,6 +142,35 @@ class Task:
     tags: list[str] = field(default_factory=list)
 
 
+INSERT_COLUMNS = ("instruction, input, output, system, history, status, rating, reason, origin, round_id, original, "
+                  "key, created_at, updated_at")
+INSERT_MARKS = ",".join("?" * 14)
+
+
+def row_of(s: Sample, at: str) -> tuple:
+    """The values of INSERT_COLUMNS for a new sample."""
+    return (s.instruction, s.input, s.output, s.system, json.dumps([list(p) for p in s.history], ensure_ascii=False),
+            s.status, s.rating, s.reason, s.origin, s.round_id,
+            json.dumps(s.original, ensure_ascii=False) if s.original else None, s.key(), at, at)
+
+
+def default_session() -> str:
+    """Who is reviewing: the user and the terminal session (the login shell's session id), so successive
+    `tuitune review` commands in one terminal share a session, and another terminal or SSH login is another
+    reviewer. TUITUNE_SESSION overrides it."""
+    if os.environ.get("TUITUNE_SESSION"):
+        return os.environ["TUITUNE_SESSION"]
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid()) if hasattr(os, "getuid") else "user"
+    sid = os.getsid(0) if hasattr(os, "getsid") else os.getpid()
+    return f"{user}@{socket.gethostname()}:{sid}"
+
+
 def _row_to_sample(row: sqlite3.Row | tuple) -> Sample:
     (id_, instruction, input_, output, system, history, status, rating, reason, origin, round_id, original,
      created_at, updated_at) = tuple(row)
@@ -133,13 +185,18 @@ def _row_to_sample(row: sqlite3.Row | tuple) -> Sample:
 class Store:
     """A project's database. Open with `Store.open(project_dir)` (creates it) or `Store(path)`."""
 
-    def __init__(self, path: Path | str):
+    def __init__(self, path: Path | str, *, session: str | None = None,
+                 on_wait: Callable[[str], None] | None = None):
         self.path = Path(path)
+        self.session = session or default_session()  # stored with each review action: undo is per session
+        self.on_wait = on_wait  # told once when a write has to wait for another process (e.g. an import)
+        self.wait_limit = WAIT_LIMIT_S
         if self.path.is_dir():
             raise StoreError(f"{self.path} is a folder, not a tuitune database. Move it away (for example "
                              f"`mv {self.path} {self.path}.moved`), then run again to start an empty project.")
         try:
-            self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            self.conn = sqlite3.connect(self.path, timeout=BUSY_STEP_S, isolation_level=None,
+                                        check_same_thread=False)
         except sqlite3.Error as e:
             raise StoreError(f"cannot open the project database {self.path} ({e}); check that its folder exists "
                              f"and is writable") from None
@@ -148,18 +205,21 @@ class Store:
             self.conn.execute("PRAGMA foreign_keys=ON")
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self._migrate()
+            from tuitune.core.data.staging import clean_abandoned
+
+            clean_abandoned(self)
         except sqlite3.DatabaseError as e:
             self.conn.close()
             raise damaged(self.path, e) from None
 
     @classmethod
-    def open(cls, project: Path | str, *, create: bool = True) -> Store:
+    def open(cls, project: Path | str, *, create: bool = True, **kw) -> Store:
         project = Path(project)
         db = project / DB_NAME
         if not db.exists() and not create:
             raise StoreError(f"No tuitune project in {project} (no {DB_NAME}). Run `tuitune init` there first.")
         project.mkdir(parents=True, exist_ok=True)
-        return cls(db)
+        return cls(db, **kw)
 
     def close(self) -> None:
         self.conn.close()
@@ -195,13 +255,42 @@ class Store:
         if self.conn.in_transaction:  # nested: join the outer one
             yield self.conn
             return
-        self.conn.execute("BEGIN IMMEDIATE")
+        self._begin()
         try:
             yield self.conn
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
         self.conn.execute("COMMIT")
+
+    def _begin(self) -> None:
+        """BEGIN IMMEDIATE, waiting as long as another process (a long import publishing, a synth round)
+        holds the write lock: the wait is reported once (on_wait), and only after wait_limit does it fail."""
+        started = None
+        while True:
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")  # waits up to BUSY_STEP_S (the busy timeout)
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) and "busy" not in str(e):
+                    raise
+                if started is None:
+                    started = time.monotonic() - BUSY_STEP_S
+                    if self.on_wait:
+                        self.on_wait(f"Waiting for {self.busy_with()} to finish; your change is saved then.")
+                elif time.monotonic() - started > self.wait_limit:
+                    raise StoreError(f"the project database stayed busy for {time.monotonic() - started:.0f} s "
+                                     f"({self.busy_with()}); nothing was saved: try again when it is done") from None
+
+    def busy_with(self) -> str:
+        """Who probably holds the write lock, in words (an import in progress, or another tuitune process)."""
+        from tuitune.core.data.staging import running_imports
+
+        imports = running_imports(self)
+        if imports:
+            source, rows = imports[0]
+            return f"the import of {Path(source).name} ({rows} records staged so far)"
+        return "another tuitune process writing to this project"
 
     # ---- task ---------------------------------------------------------------------------------
     def get_task(self) -> Task:
@@ -221,12 +310,7 @@ class Store:
 
     # ---- samples ------------------------------------------------------------------------------
     def _insert(self, s: Sample, at: str) -> int:
-        cur = self.conn.execute(
-            "INSERT INTO samples (instruction, input, output, system, history, status, rating, reason, origin, "
-            "round_id, original, key, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (s.instruction, s.input, s.output, s.system, json.dumps([list(p) for p in s.history], ensure_ascii=False),
-             s.status, s.rating, s.reason, s.origin, s.round_id,
-             json.dumps(s.original, ensure_ascii=False) if s.original else None, s.key(), at, at))
+        cur = self.conn.execute(f"INSERT INTO samples ({INSERT_COLUMNS}) VALUES ({INSERT_MARKS})", row_of(s, at))
         return cur.lastrowid
 
     def add_sample(self, sample: Sample) -> Sample:
@@ -321,6 +405,6 @@ class Store:
     def log_review(self, sample_id: int, action: str, *, reason: str = "", before: dict | None = None,
                    after: dict | None = None) -> None:
         self.conn.execute(
-            "INSERT INTO reviews (sample_id, action, reason, before, after, at) VALUES (?,?,?,?,?,?)",
+            "INSERT INTO reviews (sample_id, action, reason, before, after, at, session) VALUES (?,?,?,?,?,?,?)",
             (sample_id, action, reason, json.dumps(before or {}, ensure_ascii=False),
-             json.dumps(after or {}, ensure_ascii=False), now()))
+             json.dumps(after or {}, ensure_ascii=False), now(), self.session))
