@@ -20,7 +20,7 @@ def open_store(ctx: click.Context, *, create: bool = False):
     from tuitune.core.data.store import Store, StoreError
 
     try:
-        return Store.open(settings(ctx).project, create=create)
+        return Store.open(settings(ctx).project, create=create, on_wait=lambda m: click.echo(m, err=True))
     except StoreError as e:
         fail(str(e), code=2)
 

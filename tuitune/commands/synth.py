@@ -259,7 +259,8 @@ def _show(s) -> None:
 @click.option("--input", "input_")
 @click.option("--output")
 @click.option("--rate", "rates", type=(int, int), multiple=True, metavar="ID SCORE", help="Rate a sample 1-5.")
-@click.option("--undo", is_flag=True, help="Undo the last review action.")
+@click.option("--undo", is_flag=True, help="Undo your last review action (this terminal's; another reviewer's "
+              "actions are left alone; TUITUNE_SESSION names a session).")
 @click.pass_context
 def review(ctx, round_id, status, list_, as_json, accept_ids, reject_ids, reason, edit_id, instruction, input_, output,
            rates, undo):
@@ -297,7 +298,8 @@ def review(ctx, round_id, status, list_, as_json, accept_ids, reject_ids, reason
             acted = True
         if undo:
             restored = rv.undo(store)
-            click.echo(f"undid the last action on #{restored.id}" if restored else "nothing to undo")
+            click.echo(f"undid your last action on #{restored.id}" if restored
+                       else "nothing to undo (no review action from this terminal's session)")
             acted = True
         if acted:
             return

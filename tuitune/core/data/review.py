@@ -78,12 +78,20 @@ def _check_rating(rating: int) -> int:
 
 
 def undo(store: Store) -> Sample | None:
-    """Revert the most recent review action (any sample). Returns the restored sample, or None."""
+    """Revert the most recent review action of this session (store.session: this terminal or app), not another
+    reviewer's. Returns the restored sample, or None when this session has nothing to undo. Refused when
+    someone else changed the sample since (undoing would overwrite their change)."""
     with store.transaction():
-        row = store.conn.execute("SELECT id, sample_id, before FROM reviews ORDER BY id DESC LIMIT 1").fetchone()
+        row = store.conn.execute("SELECT id, sample_id, before FROM reviews WHERE session = ? ORDER BY id DESC "
+                                 "LIMIT 1", (store.session,)).fetchone()
         if row is None:
             return None
         review_id, sample_id, before = row
+        later = store.conn.execute("SELECT COUNT(*) FROM reviews WHERE sample_id = ? AND id > ? AND session != ?",
+                                   (sample_id, review_id, store.session)).fetchone()[0]
+        if later:
+            raise ReviewError(f"sample #{sample_id} was changed by another reviewer after your last action; "
+                              f"undoing it would overwrite their change. Review the sample again instead.")
         state = json.loads(before)
         restored = store.get_sample(sample_id).with_(**state)
         store.update_sample(restored)
