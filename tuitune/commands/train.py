@@ -244,8 +244,10 @@ def _watch(project: Path, run_id: str, *, plot: bool, poll: float = 1.0):
         for ev in events:
             if ev["event"] == "step":
                 tps, eta = _num(ev.get("tokens_per_second")), _num(ev.get("eta_seconds"))
+                mem = f"  GPU {ev['gpu_peak_gib']:.1f}/{_num(ev.get('gpu_reserved_gib')):.1f} GiB" \
+                    if ev.get("gpu_peak_gib") is not None else ""  # peak allocated / reserved
                 prog.update(task, total=st.max_steps, completed=ev["step"],
-                            description=f"loss {_num(ev.get('loss')):.4f}  {tps:.0f} tok/s  eta {eta:.0f}s")
+                            description=f"loss {_num(ev.get('loss')):.4f}  {tps:.0f} tok/s  eta {eta:.0f}s{mem}")
             elif (msg := _describe(ev)):
                 prog.console.print(msg, markup=False, highlight=False)
 

@@ -84,6 +84,8 @@ class TrainCard(Vertical):
             loss = f"{st.loss:.3f}" if st.loss is not None else "?"
             text = (f"step {st.step}/{st.max_steps or '?'} · loss {loss} · "
                     f"{_num(ev.get('tokens_per_second')):.0f} tok/s · ETA {_eta(_num(ev.get('eta_seconds'), None))}")
+            if ev.get("gpu_peak_gib") is not None:  # peak allocated / reserved GPU memory
+                text += f" · GPU {_num(ev['gpu_peak_gib']):.1f}/{_num(ev.get('gpu_reserved_gib')):.1f} GiB"
         elif self.status == "done":
             text = f"[green]done[/green] · merged model in runs/{self.run_id}/merged — try it: `/chat {self.run_id}`"
         elif self.status == "failed":
