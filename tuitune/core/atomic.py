@@ -29,6 +29,8 @@ def target_of(path: Path | str) -> Path:
         st = os.stat(target)
     except FileNotFoundError:
         return target
+    except OSError as e:  # a symlink loop, a path through a file, no permission
+        raise NotARegularFile(f"{path}: {e.strerror}; choose another output path") from None
     if not stat.S_ISREG(st.st_mode):
         kind = _kind(st.st_mode)
         via = f" (the symlink {path} points to it)" if target != path else ""

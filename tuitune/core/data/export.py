@@ -205,11 +205,16 @@ def export(store, fmt: str, output: Path | str, *, test_size: float = 0, seed: i
         if fmt == "dpo":
             plan.files.append(("trl", output.with_name(output.stem + ".trl.jsonl"), trl_rows))
     info_path, info = _check_plan(folder, plan)
-    for part, path, part_rows in plan.files:
-        _write(path, part_rows)
-        result.files[part], result.counts[part] = path, len(part_rows)
     info.update(plan.entries)
-    atomic.write_json(info_path, info)
+    try:
+        for part, path, part_rows in plan.files:
+            _write(path, part_rows)
+            result.files[part], result.counts[part] = path, len(part_rows)
+        atomic.write_json(info_path, info)
+    except OSError as e:
+        done = ", ".join(str(p) for p in result.files.values()) or "nothing"
+        raise ExportError(f"cannot write {e.filename or folder}: {e.strerror or e} (written before the error: "
+                          f"{done}); check the folder's permissions and free space") from None
     result.dataset_info, result.entries = info_path, list(plan.entries)
     return result
 
