@@ -1,0 +1,257 @@
+"""Device check: the REAL tuitune training worker on a GPU, every method, a few steps each, in one run (< 8 min).
+
+It builds a small random-weight Llama from a LlamaConfig (no download) and a tiny word-level tokenizer with a
+ChatML chat template, trained on a fixed set of records written here (no model or data leaves this file); then,
+for each method, `jobs.launch` starts the real worker (detached process, events.jsonl) for a few optimizer steps
+on that set, merges on the GPU and runs the stop check there. It prints one row per method: steps, loss
+first -> last (must fall), tokens/s (median of the step events after the first), peak GPU memory (the step
+events' gpu_peak_gib), whether the merge happened on the GPU. Exit 1 if any method fails, 2 if the machine
+lacks what the check needs.
+
+Methods: lora, dora, full, dpo (LoRA adapter), and qlora where bitsandbytes imports with CUDA.
+
+Here (no GPU), check the script itself:
+    .venv/bin/python bench/gpu_check.py --cpu-smoke          # LoRA only, 2 steps, on the CPU (~1-2 min)
+
+On a lent device (CUDA torch, transformers, peft, accelerate there; no network, no trl/datasets/vLLM):
+  1. Here, fetch the wheels the worker needs that the device lacks, for the DEVICE's Python (check it there
+     with `python3 -V`; 3.12 below) into an ignored folder, e.g. `wheels/` (about 45 MB, mostly pyarrow):
+       .venv/bin/pip download -d wheels --only-binary=:all: --no-deps --python-version 3.12 \\
+           --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 --platform any \\
+           trl==1.16.0 datasets==5.2.0 pyarrow dill==0.4.1 multiprocess==0.70.19 xxhash pandas \\
+           pydantic==2.14.4 pydantic-core annotated-types typing-inspection pydantic-settings python-dotenv \\
+           platformdirs tensorboard tensorboard-data-server protobuf absl-py markdown werkzeug datasketch \\
+           python-dateutil tzdata
+     (pydantic-core and pydantic must be the pair pip resolves together: `pip download pydantic==X` without
+     --no-deps once shows it.) Nothing here is needed for the check beyond what the worker imports.
+  2. Run it with the device tool, carrying that folder:
+       run(carry=["wheels"], timeout_s=560, command=
+           "python3 -m pip install -q --no-index --no-deps --target /tmp/deps wheels/*.whl && "
+           "PYTHONPATH=/tmp/deps python3 bench/gpu_check.py")
+     The script puts the repository root on the worker's PYTHONPATH itself (tuitune need not be installed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+            "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+SPECIALS = ["<pad>", "<unk>", "<|im_start|>", "<|im_end|>"]
+COLOURS = ["red", "blue", "green", "yellow", "black", "white", "orange", "purple"]
+THINGS = ["apple", "sky", "grass", "sun", "night", "snow", "carrot", "plum", "cherry", "ocean", "leaf",
+          "banana", "coal", "cloud", "pumpkin", "grape"]
+SYSTEM = "You answer with the colour of the thing asked about."
+
+
+def sft_records() -> list[dict]:
+    """16 fixed question/answer conversations: each thing has one colour (learnable by memorising)."""
+    out = []
+    for i, thing in enumerate(THINGS):
+        colour = COLOURS[i % len(COLOURS)]
+        out.append({"messages": [{"role": "system", "content": SYSTEM},
+                                 {"role": "user", "content": f"what colour is the {thing} ?"},
+                                 {"role": "assistant", "content": f"the {thing} is {colour} ."}]})
+    return out
+
+
+def dpo_records() -> list[dict]:
+    """8 fixed preference pairs: the right colour is chosen, a wrong one rejected."""
+    out = []
+    for i, thing in enumerate(THINGS[:8]):
+        right, wrong = COLOURS[i % len(COLOURS)], COLOURS[(i + 3) % len(COLOURS)]
+        out.append({"prompt": [{"role": "user", "content": f"what colour is the {thing} ?"}],
+                    "chosen": [{"role": "assistant", "content": f"the {thing} is {right} ."}],
+                    "rejected": [{"role": "assistant", "content": f"the {thing} is {wrong} ."}]})
+    return out
+
+
+def build_model(folder: Path, cpu: bool) -> Path:
+    """A random-weight Llama and a word-level tokenizer (with the chat template) saved in `folder`."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    words = {w for rec in sft_records() for m in rec["messages"] for w in m["content"].split()}
+    words |= {"system", "user", "assistant", *COLOURS}
+    vocab = {t: i for i, t in enumerate(SPECIALS + sorted(words))}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", unk_token="<unk>",
+                                  bos_token="<|im_start|>", eos_token="<|im_end|>",
+                                  additional_special_tokens=["<|im_start|>", "<|im_end|>"])
+    tok.chat_template = TEMPLATE
+    size = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,  # noqa: C408
+                num_key_value_heads=2) if cpu else dict(hidden_size=512, intermediate_size=1408,  # noqa: C408
+                                                        num_hidden_layers=4, num_attention_heads=8,
+                                                        num_key_value_heads=4)
+    config = LlamaConfig(vocab_size=len(tok), max_position_embeddings=256, tie_word_embeddings=True,
+                         pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                         **size)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.save_pretrained(folder, safe_serialization=True)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def qlora_available() -> str:
+    """'' when bitsandbytes imports and can use CUDA, else why not."""
+    try:
+        import bitsandbytes  # noqa: F401
+        import torch
+
+        torch.zeros(1, device="cuda").to(torch.float16)  # bnb's CUDA library loads lazily: touch a tensor op
+        from bitsandbytes.functional import quantize_4bit
+
+        quantize_4bit(torch.randn(64, 64, device="cuda", dtype=torch.float16), quant_type="nf4")
+    except Exception as e:  # noqa: BLE001 - any failure here only means "skip QLoRA", shown in the table
+        return f"{type(e).__name__}: {str(e)[:80]}"
+    return ""
+
+
+def run_method(method: str, settings, base: Path, data: Path, steps: int, device: str) -> dict:
+    from tuitune.core.training import jobs
+    from tuitune.core.training.config import TrainConfig
+
+    lr = {"full": 3e-4, "dpo": 2e-3}.get(method, 2e-3)
+    records = 8 if method == "dpo" else 16
+    cfg = TrainConfig(method=method, base=str(base), data=str(data), max_steps=steps, epochs=100,
+                      batch_size=records, learning_rate=lr, warmup_ratio=0.0, lr_scheduler="constant",
+                      lora_r=16, holdout=0, save_steps=10_000, merge=True, check_prompts=1,
+                      check_max_new_tokens=8, device=device, lora_dropout=0.0, early_stopping_patience=0)
+    t0 = time.monotonic()
+    run_id = jobs.launch(settings, cfg)
+    d = settings.project / "runs" / run_id
+    info = jobs.wait(d, timeout=420, poll=1)
+    events = jobs.read_events(d)[0]
+    steps_ev = [e for e in events if e["event"] == "step" and e.get("loss") is not None]
+    merged = [e for e in events if e["event"] == "merged"]
+    stops = [e for e in events if e["event"] == "check" and e.get("check") == "stops"]
+    rates = [e["tokens_per_second"] for e in steps_ev[1:]] or [e["tokens_per_second"] for e in steps_ev]
+    row = {"method": method, "status": info.status, "steps": len(steps_ev), "wall_s": time.monotonic() - t0,
+           "loss_first": steps_ev[0]["loss"] if steps_ev else None,
+           "loss_last": steps_ev[-1]["loss"] if steps_ev else None,
+           "tok_s": statistics.median(rates) if rates else None,
+           "peak_gib": max((e.get("gpu_peak_gib") or 0 for e in steps_ev), default=0) or None,
+           "merge_device": stops[-1].get("device") if stops else None,
+           "merged": bool(merged) and (d / "merged" / "config.json").exists(), "run": str(d)}
+    problems = []
+    if info.status != "done":
+        problems.append(f"ended {info.status}: {info.error}")
+    if len(steps_ev) < steps:
+        problems.append(f"{len(steps_ev)} step events, expected {steps}")
+    if row["loss_first"] is not None and not row["loss_last"] < row["loss_first"]:
+        problems.append("loss did not fall")
+    if not row["merged"]:
+        problems.append("no merged model")
+    elif row["merge_device"] != device:
+        problems.append(f"merge/stop check ran on {row['merge_device']}, not {device}")
+    row["problems"] = problems
+    if problems:
+        log = d / "worker.log"
+        row["log_tail"] = log.read_text(errors="replace")[-2500:] if log.exists() else ""
+    return row
+
+
+def fmt(x, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def print_table(rows: list[dict]) -> None:
+    print(f"{'method':7} {'steps':>5} {'loss first -> last':>20} {'tok/s':>9} {'peak GPU':>9} {'merge':>10} "
+          f"{'wall':>6}  result")
+    for r in rows:
+        loss = f"{fmt(r.get('loss_first'), '.3f')} -> {fmt(r.get('loss_last'), '.3f')}"
+        merge = f"ok ({r['merge_device']})" if r.get("merged") else "no"
+        peak = f"{r['peak_gib']:.2f} GiB" if r.get("peak_gib") else "-"
+        verdict = "OK" if not r["problems"] else "FAIL: " + "; ".join(r["problems"])
+        print(f"{r['method']:7} {r.get('steps', 0):5d} {loss:>20} {fmt(r.get('tok_s'), '.0f'):>9} {peak:>9} "
+              f"{merge:>10} {fmt(r.get('wall_s'), '.0f'):>5}s  {verdict}", flush=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cpu-smoke", action="store_true", help="LoRA only, 2 steps, on the CPU (checks the script).")
+    ap.add_argument("--steps", type=int, help="Optimizer steps per method (default 8; 2 with --cpu-smoke).")
+    ap.add_argument("--methods", help="Comma-separated subset of lora,dora,full,dpo,qlora.")
+    ap.add_argument("--work", type=Path, help="Folder for the model and runs (default: a new temp folder).")
+    ap.add_argument("--json", action="store_true", help="Also print the rows as one JSON line at the end.")
+    args = ap.parse_args()
+
+    import torch
+    import transformers
+
+    cpu = args.cpu_smoke
+    if not cpu and not torch.cuda.is_available():
+        print(f"no CUDA GPU visible to torch {torch.__version__} (CUDA {torch.version.cuda}); on a machine "
+              f"without one, run with --cpu-smoke", file=sys.stderr)
+        return 2
+    steps = args.steps or (2 if cpu else 8)
+    methods = (args.methods or ("lora" if cpu else "lora,dora,full,dpo,qlora")).split(",")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in [str(ROOT), os.environ.get("PYTHONPATH", "")] if p)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import peft
+
+    try:
+        import trl
+    except ImportError:
+        print("trl is not importable: carry its wheel (see the top of this file)", file=sys.stderr)
+        return 2
+    where = "CPU smoke" if cpu else f"{torch.cuda.get_device_name(0)}, CUDA {torch.version.cuda}"
+    print(f"gpu_check: {where}; torch {torch.__version__}, transformers {transformers.__version__}, "
+          f"peft {peft.__version__}, trl {trl.__version__}; {steps} steps per method", flush=True)
+
+    from tuitune.settings import load_settings
+
+    work = args.work or Path(tempfile.mkdtemp(prefix="tuitune-gpu-check-"))
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "project").mkdir(exist_ok=True)
+    settings = load_settings(project=work / "project", home=work / "home")
+    t0 = time.monotonic()
+    base = build_model(work / "tiny-llama", cpu)
+    sft, dpo = work / "sft.jsonl", work / "dpo.jsonl"
+    sft.write_text("".join(json.dumps(r) + "\n" for r in sft_records()), encoding="utf-8")
+    dpo.write_text("".join(json.dumps(r) + "\n" for r in dpo_records()), encoding="utf-8")
+    print(f"model: random-weight Llama in {base} ({time.monotonic() - t0:.1f} s)", flush=True)
+    device = "cpu" if cpu else "cuda"
+    rows = []
+    for method in methods:
+        if method == "qlora" and not cpu:
+            why = qlora_available()
+            if why:
+                print(f"qlora: skipped, bitsandbytes does not work with CUDA here ({why})", flush=True)
+                continue
+        try:
+            row = run_method(method, settings, base, dpo if method == "dpo" else sft, steps, device)
+        except Exception as e:  # noqa: BLE001 - a launch refusal is this method's failure; the others still run
+            row = {"method": method, "problems": [f"{type(e).__name__}: {e}"]}
+        rows.append(row)
+        print_table([row])
+        if row.get("log_tail"):
+            print(f"--- {method} worker.log (tail) ---\n{row['log_tail']}\n---", flush=True)
+    print(f"\nsummary ({time.monotonic() - t0:.0f} s in all; tok/s = median of the step events after the first; "
+          f"peak GPU = max gpu_peak_gib of the step events):")
+    print_table(rows)
+    if args.json:
+        print(json.dumps([{k: v for k, v in r.items() if k != "log_tail"} for r in rows]))
+    failed = [r["method"] for r in rows if r["problems"]]
+    print(f"{'FAILED: ' + ', '.join(failed) if failed else 'all methods OK'}; work folder: {work}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
