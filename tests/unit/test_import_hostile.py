@@ -12,7 +12,7 @@ import pytest
 from tuitune.core.data.formats import FormatError, read_file
 from tuitune.core.data.store import Store
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(300)
 
 TUITUNE = [sys.executable, "-m", "tuitune.cli"]
 
@@ -58,11 +58,11 @@ def test_size_limit_and_override(tmp_path, project):
     p = tmp_path / "big.jsonl"
     line = '{"instruction": "q", "output": "a"}\n'
     p.write_text(line * 40_000)  # ~1.4 MB
-    res = _import(project, p, "--max-size", "1M")
+    res = _import(project, p, "--max-size", "1M", timeout=120)
     _assert_refused(res, project, str(p), "larger than the import limit", "--max-size")
     with pytest.raises(FormatError, match="larger than the import limit"):
         read_file(p, max_bytes=1_000_000)
-    ok = _import(project, p, "--max-size", "2M")
+    ok = _import(project, p, "--max-size", "2M", timeout=120)
     assert ok.returncode == 0, ok.stderr
     with Store.open(project) as st:
         assert st.count() == 40_000
