@@ -45,12 +45,12 @@ def test_deep_nesting_is_a_format_error(tmp_path, project, suffix):
 def test_fifo_without_writer_is_refused_not_waited_on(tmp_path, project):
     fifo = tmp_path / "pipe.jsonl"
     os.mkfifo(fifo)
-    res = _import(project, fifo, timeout=20)  # before the fix: hangs until the timeout
+    res = _import(project, fifo, timeout=60)  # before the fix: hangs until the timeout
     _assert_refused(res, project, str(fifo), "not a regular file")
 
 
 def test_dev_zero_is_refused(project):
-    _assert_refused(_import(project, "/dev/zero", "--format", "alpaca", timeout=20), project, "/dev/zero",
+    _assert_refused(_import(project, "/dev/zero", "--format", "alpaca", timeout=60), project, "/dev/zero",
                     "not a regular file")
 
 
