@@ -14,21 +14,27 @@ Here (no GPU), check the script itself:
     .venv/bin/python bench/gpu_check.py --cpu-smoke          # LoRA only, 2 steps, on the CPU (~1-2 min)
 
 On a lent device (CUDA torch, transformers, peft, accelerate there; no network, no trl/datasets/vLLM):
-  1. Here, fetch the wheels the worker needs that the device lacks, for the DEVICE's Python (check it there
-     with `python3 -V`; 3.12 below) into an ignored folder, e.g. `wheels/` (about 45 MB, mostly pyarrow):
-       .venv/bin/pip download -d wheels --only-binary=:all: --no-deps --python-version 3.12 \\
-           --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 --platform any \\
-           trl==1.16.0 datasets==5.2.0 pyarrow dill==0.4.1 multiprocess==0.70.19 xxhash pandas \\
-           pydantic==2.14.4 pydantic-core annotated-types typing-inspection pydantic-settings python-dotenv \\
-           platformdirs tensorboard tensorboard-data-server protobuf absl-py markdown werkzeug datasketch \\
-           python-dateutil tzdata
-     (pydantic-core and pydantic must be the pair pip resolves together: `pip download pydantic==X` without
-     --no-deps once shows it.) Nothing here is needed for the check beyond what the worker imports.
-  2. Run it with the device tool, carrying that folder:
-       run(carry=["wheels"], timeout_s=560, command=
-           "python3 -m pip install -q --no-index --no-deps --target /tmp/deps wheels/*.whl && "
-           "PYTHONPATH=/tmp/deps python3 bench/gpu_check.py")
-     The script puts the repository root on the worker's PYTHONPATH itself (tuitune need not be installed).
+  1. Here, fetch the wheels the worker imports that the device lacks (found with PYTHONPROFILEIMPORTTIME on a
+     --cpu-smoke run), for the DEVICE's Python (`python3 -V` there; 3.12 below), into two folders under
+     build/ (git ignores it, so they travel only when carried): the carry limit is 64 MiB and pyarrow alone is
+     55 MB (the rest is about 22 MB):
+       PD=".venv/bin/pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+           --abi cp312 --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 --platform any"
+       $PD -d build/wheels1 pyarrow==26.0.1
+       $PD -d build/wheels2 trl==1.16.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 xxhash==4.1.0 \
+           pandas==3.1.1 python-dateutil tzdata pydantic==2.14.4 pydantic-core==2.50.5 annotated-types \
+           typing-inspection pydantic-settings python-dotenv platformdirs tensorboard==2.21.0 protobuf absl-py
+     (pydantic and pydantic-core go together as a pair; add them even if the device has a pydantic.)
+  2. Two device calls in a row (the machine stays warm ~30 s after a call; ignored build outputs such as
+     build/deps stay there between calls while it is warm):
+       run(carry=["build/wheels1"], timeout_s=120,
+           command="python3 -m pip install -q --no-index --no-deps --target build/deps build/wheels1/*.whl")
+       run(carry=["build/wheels2"], timeout_s=560,
+           command="python3 -m pip install -q --no-index --no-deps --target build/deps build/wheels2/*.whl && "
+                   "PYTHONPATH=build/deps python3 bench/gpu_check.py")
+     The script puts the repository root on the worker's PYTHONPATH and makes the entries there absolute (the
+     worker runs in its run folder; tuitune need not be installed). A module still missing shows in the
+     failing method's worker.log tail, printed below its row.
 """
 
 from __future__ import annotations
@@ -202,7 +208,8 @@ def main() -> int:
         return 2
     steps = args.steps or (2 if cpu else 8)
     methods = (args.methods or ("lora" if cpu else "lora,dora,full,dpo,qlora")).split(",")
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in [str(ROOT), os.environ.get("PYTHONPATH", "")] if p)
+    extra = [str(Path(p).resolve()) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *extra])  # the worker runs in its run folder
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import peft
 
