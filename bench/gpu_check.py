@@ -89,11 +89,13 @@ def build_model(folder: Path, cpu: bool) -> Path:
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    words = {w for rec in sft_records() for m in rec["messages"] for w in m["content"].split()}
-    words |= {"system", "user", "assistant", *COLOURS}
+    split = pre_tokenizers.Whitespace()
+    texts = [m["content"] for rec in sft_records() for m in rec["messages"]]
+    texts += [m["content"] for p in dpo_records() for side in ("prompt", "chosen", "rejected") for m in p[side]]
+    words = {w for t in texts for w, _ in split.pre_tokenize_str(t)} | {"system", "user", "assistant", *COLOURS}
     vocab = {t: i for i, t in enumerate(SPECIALS + sorted(words))}
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    core.pre_tokenizer = split
     tok = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", unk_token="<unk>",
                                   bos_token="<|im_start|>", eos_token="<|im_end|>",
                                   additional_special_tokens=["<|im_start|>", "<|im_end|>"])
