@@ -3,7 +3,7 @@
 A Static inside a scroll container wraps its text three times per update (height, then paint) and makes the
 whole screen lay itself out again; with a key held down that was most of the cost of a cursor move. This view
 wraps the text once per content and width, keeps the lines, and repaints only itself; the screen is laid out
-again only when its scroll bar appears or disappears."""
+again never (its scroll bar is always there)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,12 @@ from textual.content import Content
 from textual.events import Resize
 from textual.geometry import Size
 from textual.scroll_view import ScrollView
+from textual.scrollbar import ScrollBar
 from textual.strip import Strip
 from textual.visual import Visual
 from textual.widget import Widget
+
+from tuitune.tui.widgets.sample_list import thumb_picture
 
 
 class DetailView(ScrollView, can_focus=True):
@@ -65,19 +68,23 @@ class DetailView(ScrollView, can_focus=True):
         return self._strips
 
     def _measure(self) -> None:
-        """Tell the scroll machinery how tall the text is, without laying out the screen again if it can."""
+        """Tell the scroll machinery how tall the text is. Not with `virtual_size = ...`: that lays out the
+        whole screen, and its scroll bar repaints every row through Rich; the bar is always shown (CSS), so
+        only its thumb can change, and it is repainted only when it does."""
         if not self.is_mounted:
             return
-        lines = self._lines()
-        size = Size(self._width, len(lines))
+        size = Size(self._width, len(self._lines()))
         if size == self.virtual_size:
             return
-        scroll_update = getattr(self, "_scroll_update", None)  # Textual's own (private) scroll bar update
-        if scroll_update is None or not self.container_size:
-            self.virtual_size = size  # public path: a layout of the screen
+        if not self.container_size or not self.show_vertical_scrollbar:  # not laid out yet
+            self.virtual_size = size
             return
         self.set_reactive(Widget.virtual_size, size)
-        scroll_update(size)  # sets the scroll bar; a layout only if the bar appears or disappears
+        bar = self.vertical_scrollbar
+        before = thumb_picture(bar)
+        bar.set_reactive(ScrollBar.window_virtual_size, size.height)
+        if thumb_picture(bar) != before:
+            bar.refresh()
 
     def on_resize(self, event: Resize) -> None:
         self._measure()
@@ -88,10 +95,13 @@ class DetailView(ScrollView, can_focus=True):
         self.refresh()
 
     # ---- rendering ----------------------------------------------------------------------------------
+    def render_lines(self, crop):
+        self._paint = (self._lines(), round(self.scroll_y), self.scrollable_content_region.width)  # once a paint
+        return super().render_lines(crop)
+
     def render_line(self, y: int) -> Strip:
-        lines = self._lines()
-        index = round(self.scroll_y) + y
-        width = self.scrollable_content_region.width
+        lines, top, width = getattr(self, "_paint", None) or (self._lines(), round(self.scroll_y), self._width)
+        index = top + y
         if index >= len(lines):
             return Strip.blank(width, self.rich_style)
         return lines[index]

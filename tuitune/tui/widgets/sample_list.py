@@ -211,9 +211,9 @@ class SampleList(ScrollView, can_focus=True):
         # repaints every row through Rich, and with thousands of samples the thumb moves once in many lines.
         if self.show_vertical_scrollbar:
             bar = self.vertical_scrollbar
-            before = _thumb(bar)
+            before = thumb_picture(bar)
             bar.set_reactive(ScrollBar.position, bar.validate_position(new))
-            if _thumb(bar) != before:
+            if thumb_picture(bar) != before:
                 bar.refresh()
         if round(old) != round(new):
             self.refresh(self.size.region)
@@ -274,7 +274,7 @@ class SampleList(ScrollView, can_focus=True):
         return Strip(segments).adjust_cell_length(width, line)
 
 
-def _thumb(bar: ScrollBar) -> list:
+def thumb_picture(bar: ScrollBar) -> list:
     """What a vertical scroll bar paints (without its colours), to tell whether it has to be painted again."""
     window = bar.window_size if bar.window_size < bar.window_virtual_size else 0
     segments = bar.renderer.render_bar(size=bar.size.height, virtual_size=ceil(bar.window_virtual_size),
