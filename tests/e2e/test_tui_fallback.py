@@ -18,7 +18,7 @@ async def test_chat_falls_back_to_transformers_when_vllm_is_impossible(tmp_path,
     from tuitune.tui.screens.chat import ChatScreen
 
     # fault injection: this machine can run vLLM, so pretend it cannot (e.g. macOS, no vLLM build)
-    monkeypatch.setattr(preflight, "vllm_unavailable_reason", lambda need_gib=0.0: "no vLLM build for this platform.")
+    monkeypatch.setattr(preflight, "vllm_unavailable_reason", lambda *a, **kw: "no vLLM build for this platform.")
     app = make_app(load_settings(project=tmp_path / "proj", home=home))
     async with app.run_test(size=(100, 30)) as pilot:
         await app.push_screen(ChatScreen())
