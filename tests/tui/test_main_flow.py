@@ -178,7 +178,7 @@ def test_main_screen_snapshot(snap_compare, tmp_path, size):
         for screen in app.screen_stack:
             for w in screen.query("Markdown"):
                 if "tuitune** — project" in w.source:
-                    w.update("**tuitune** — project `demo` · 3 samples · 0 rounds")
+                    await w.update("**tuitune** — project `demo` · 3 samples · 0 rounds")  # rendered before the shot
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
@@ -266,3 +266,27 @@ async def test_the_app_starts_and_lists_runs_with_garbage_in_events(tmp_path, ho
         assert "20260101-000000-lora-abcd" in " ".join(getattr(w, "source", "") for w in app.screen.query("Markdown")) \
             or "20260101-000000-lora-abcd" in text
     assert app.return_code in (0, None)
+
+
+async def test_a_write_that_waits_for_another_process_says_so(tmp_path, home):
+    import asyncio
+    import sqlite3
+
+    app = make_app(load_settings(project=tmp_path / "proj", home=home))
+    other = sqlite3.connect(app.store.path, isolation_level=None)  # another process holding the write lock
+    other.execute("BEGIN IMMEDIATE")
+    async with app.run_test(size=(100, 32)) as pilot:
+        write = asyncio.create_task(asyncio.to_thread(app.store.set_task, name="waited"))
+        for _ in range(100):
+            await pilot.pause(0.1)
+            if any("Waiting for another tuitune process" in str(n.message) for n in app._notifications):
+                break
+        assert any("Waiting for" in str(n.message) for n in app._notifications)
+        assert not write.done()  # still waiting, not failed
+        other.execute("COMMIT")
+        await write
+    other.close()
+    from tuitune.core.data.store import Store
+
+    with Store.open(tmp_path / "proj") as st:
+        assert st.get_task().name == "waited"

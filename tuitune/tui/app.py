@@ -33,6 +33,18 @@ class TuituneApp(App):
         self.store = store  # tuitune.core.data.store.Store of settings.project
         self.engines = engines  # tuitune.core.serving.pool.EnginePool: every vLLM server the app starts
         self.sub_title = str(settings.project)
+        if store.on_wait is None:
+            store.on_wait = self.tell_waiting
+
+    def tell_waiting(self, message: str) -> None:
+        """A write waits for another process (an import in another terminal): say so instead of freezing
+        silently. Called from whichever thread writes."""
+        import threading
+
+        if threading.get_ident() == self._thread_id:
+            self.notify(message, title="Waiting", timeout=10)
+        else:
+            self.call_from_thread(self.notify, message, title="Waiting", timeout=10)
 
     def on_mount(self) -> None:
         from tuitune.tui.screens.main import MainScreen

@@ -67,7 +67,7 @@ class ReviewScreen(Screen[dict]):
         self.store = store
         self.filter = browse.Filter(status=status, round_id=round_id, rating=rating, search=search)
         self.reader = browse.open_reader(store.path)
-        self.writer = Store(store.path)  # this screen's own connection, used by one write at a time
+        self.writer = Store(store.path, on_wait=store.on_wait)  # this screen's own connection, one write at a time
         self._write_lock = asyncio.Lock()
         self._session: list[tuple[int, str]] = []  # (sample_id, status set) per action, for counts and undo
         self._total: int | None = None  # samples in the project (known once loaded)
