@@ -307,9 +307,6 @@ class MainScreen(Screen):
             self.guide("No finished training run yet: chatting with the base model.")
         self.app.push_screen(ChatScreen(run_id=run_id, compare=compare))
 
-    def cmd_serve(self, arg: str) -> None:
-        self.cmd_chat(arg)
-
     def cmd_compare(self, arg: str) -> None:
         self.cmd_chat(arg, compare=True)
 
