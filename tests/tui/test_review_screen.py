@@ -355,3 +355,18 @@ async def test_empty_project_says_what_to_do(tmp_path):
         await press(pilot, "q")
         assert screen.results == [{"accepted": 0, "rejected": 0, "edited": 0}]
     store.close()
+
+
+async def test_collector_settings_last_only_while_the_screen_is_open(review_app, review_project):
+    """The screen tunes Python's garbage collector for smooth keys (freeze, rarer young collections) and puts
+    it back when it closes."""
+    import gc
+
+    _, store = review_project
+    before = gc.get_threshold()
+    async with review_app.run_test(size=(80, 24)) as pilot:
+        screen = await open_review(pilot, store)
+        assert gc.get_threshold()[0] > before[0] and gc.get_freeze_count() > 0
+        await press(pilot, "q")
+        assert pilot.app.screen is not screen
+        assert gc.get_threshold() == before and gc.get_freeze_count() == 0
