@@ -44,11 +44,12 @@ def duplicate_groups(samples: list[Sample], threshold: float = DEFAULT_THRESHOLD
             union(i, first_of[key])
             continue
         first_of[key] = i
+        sigs = (idx._signature(s.instruction), idx._signature(s.input))
         if len(idx):
-            sigs = (idx._signature(s.instruction), idx._signature(s.input))
             sims = np.minimum(idx._field_sims(0, sigs[0]), idx._field_sims(1, sigs[1]))
             for j in np.flatnonzero(sims >= threshold):
                 union(i, int(idx._ids[j]))
+        idx._last = (key, sigs)  # add() reuses the signatures (as after check())
         idx.add(s, i)
     numbers: dict[int, int] = {}
     return [numbers.setdefault(find(i), len(numbers)) for i in range(len(samples))]
