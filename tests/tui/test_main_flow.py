@@ -101,8 +101,12 @@ async def test_lessons_and_export(app, tmp_path):
         await submit(pilot, "/export sharegpt")
         out = app.settings.project / "exports" / "sharegpt.json"
         assert json.loads(out.read_text())[0]["conversations"][0]["value"] == "q2"
+        assert "read by:" in transcript_text(app)  # the summary says which tools read the format
         await submit(pilot, "/export nope")
         assert "expected one of alpaca" in transcript_text(app)
+        await submit(pilot, "/export alpaca 1.5")
+        assert "test size '1.5'" in transcript_text(app)
+        assert not (app.settings.project / "exports" / "alpaca").exists()
 
 
 async def test_help_screen_and_theme_toggle(app):

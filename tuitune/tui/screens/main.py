@@ -199,6 +199,7 @@ class MainScreen(Screen):
 
     def cmd_export(self, arg: str) -> None:
         from tuitune.core.data.export import EXPORT_FORMATS, SUFFIX, ExportError, export
+        from tuitune.core.data.groups import parse_test_size
 
         parts = arg.split()
         fmt = parts[0] if parts else "alpaca"
@@ -206,9 +207,9 @@ class MainScreen(Screen):
             self.error(f"`{fmt}`: expected one of {', '.join(EXPORT_FORMATS)}")
             return
         try:
-            test_size = float(parts[1]) if len(parts) > 1 else 0.0
-        except ValueError:
-            self.error(f"`{parts[1]}` is not a number; give a share such as 0.1 or a count such as 20")
+            test_size = parse_test_size(parts[1]) if len(parts) > 1 else 0
+        except ValueError as e:
+            self.error(str(e))
             return
         exports = self.app.settings.project / "exports"
         output = exports / fmt if test_size else exports / f"{fmt}{SUFFIX[fmt]}"
@@ -217,8 +218,8 @@ class MainScreen(Screen):
         except ExportError as e:
             self.error(str(e))
             return
-        files = "\n".join(f"- {part}: {res.counts[part]} records → `{path}`" for part, path in res.files.items())
-        self.guide(f"Exported ({fmt}):\n\n{files}\n- LLaMA-Factory entry: `{res.dataset_info}`")
+        lines = "\n".join(f"- {line}" for line in res.summary())
+        self.guide(f"Exported ({fmt}):\n\n{lines}")
 
     # ---- synthesis, review -----------------------------------------------------------------------------
     def cmd_gen(self, arg: str) -> None:
