@@ -67,7 +67,7 @@ def test_bad_filters_say_what_is_allowed(tmp_path):
         browse.Filter(status="done")
     with pytest.raises(browse.BrowseError, match="0 \\(unrated\\) or 1-5"):
         browse.Filter(rating=7)
-    with pytest.raises(browse.BrowseError, match="tuitune --project"):
+    with pytest.raises(browse.BrowseError, match="open an existing project folder"):
         browse.open_reader(tmp_path / "missing.db")
 
 

@@ -98,7 +98,7 @@ def open_reader(path: Path | str) -> sqlite3.Connection:
     """A read-only connection to a project database, usable from another thread (WAL: never blocks writers)."""
     path = Path(path)
     if not path.exists():
-        raise BrowseError(f"{path} does not exist; open the project with `tuitune --project DIR` first.")
+        raise BrowseError(f"{path} does not exist; open an existing project folder first.")
     uri = path.resolve().as_uri() + "?mode=ro"  # as_uri escapes spaces, '#' and '?' in folder names
     return sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
 

@@ -30,7 +30,7 @@ def import_file(store: Store, path: Path | str, *, fmt: str = "auto", as_: str =
     """Raises formats.FormatError (nothing stored) on invalid input unless skip_invalid. Only regular files of
     at most max_bytes are read."""
     if as_ not in IMPORT_AS:
-        raise ValueError(f"--as {as_!r}: expected one of {', '.join(IMPORT_AS)}")
+        raise ValueError(f"import as {as_!r}: expected one of {', '.join(IMPORT_AS)}")
     parsed = read_file(path, fmt, skip_invalid=skip_invalid, max_bytes=max_bytes)
     origin, status = IMPORT_AS[as_]
     existing = store.existing_keys()

@@ -230,8 +230,8 @@ class SynthRound:
                                  self.counters.sessions + self.params.seed)
         if not self.ctx.pool and not self.ctx.task_description:
             rounds.finish_round(self.store, rid, self.counters.saved(), "failed")
-            raise SynthError("no seeds and no task description: add seed examples (`tuitune import FILE --as "
-                             "seeds`) or describe the task (`tuitune task --description ...`)")
+            raise SynthError("no seeds and no task description: add seed examples (import a file as seeds) "
+                             "or describe the task first")
         self.task_system = self.ctx.system_prompt
         self.index = DedupIndex(self.params.threshold)
         for s in self.store.samples():
@@ -479,7 +479,7 @@ async def propose_topics(store: Store, teacher: Teacher, n: int = 8, *, temperat
     try:
         value, _ = extract_json(reply.text)
     except Unparseable as e:
-        raise SynthError(f"the teacher's topic list could not be parsed ({e}); try again or write topics "
-                         f"yourself (--topics)") from None
+        raise SynthError(f"the teacher's topic list could not be parsed ({e}); try again or give the "
+                         f"topics yourself") from None
     topics = [str(t).strip() for t in items_of(value, "topics") if isinstance(t, str | int) and str(t).strip()]
     return list(dict.fromkeys(topics))[:n]

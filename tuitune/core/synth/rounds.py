@@ -43,7 +43,7 @@ def start_round(store: Store, requested: int, params: dict, prompt: str = "") ->
 def get_round(store: Store, round_id: int) -> Round:
     row = store.conn.execute(f"SELECT {_COLS} FROM rounds WHERE id = ?", (round_id,)).fetchone()
     if row is None:
-        raise StoreError(f"No round with id {round_id}; `tuitune synth --rounds` lists them.")
+        raise StoreError(f"No round with id {round_id}.")
     return _row(row)
 
 

@@ -30,7 +30,7 @@ TEACHERS_FILE = "teachers.yaml"
 EMBEDDED = "embedded"
 EMBEDDED_HINT = ("The embedded teacher is a 135M-parameter model: it works offline but writes weak data. "
                  "A stronger teacher (any OpenAI-compatible endpoint, e.g. a hosted model or a bigger local "
-                 "one) gives much better samples; add it to teachers.yaml and pass --teacher NAME.")
+                 "one) gives much better samples; add it to teachers.yaml and choose it as the teacher.")
 
 
 class TeacherError(Exception):
@@ -99,7 +99,7 @@ def load_teachers(settings: Settings) -> dict[str, TeacherConfig]:
         raise TeacherError(f"{path} is not valid YAML ({e}); fix or delete it") from None
     entries = data.get("teachers", data) if isinstance(data, dict) else None
     if not isinstance(entries, dict):
-        raise TeacherError(f"{path} must map teacher names to settings (see `tuitune synth --help`)")
+        raise TeacherError(f"{path} must map teacher names to settings (name: {{base_url, model, api_key_env}})")
     known = set(TeacherConfig.__dataclass_fields__) - {"name", "api_key"}
     for name, cfg in entries.items():
         if not isinstance(cfg, dict) or not cfg.get("base_url") or not cfg.get("model"):

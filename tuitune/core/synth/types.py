@@ -37,7 +37,7 @@ class RoundParams:
 
     def validate(self) -> None:
         if self.n < 1:
-            raise SynthError("--n must be at least 1")
+            raise SynthError("the number of samples to generate must be at least 1")
         if self.mode not in MODES:
             raise SynthError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.per_request < 1 or self.concurrency < 1:

@@ -25,7 +25,7 @@ def merge_adapter(base_path: Path | str, adapter_dir: Path | str, out_dir: Path 
     adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
     if not (adapter_dir / "adapter_config.json").exists():
         raise MergeError(f"{adapter_dir} holds no adapter (adapter_config.json). Has the run finished? "
-                         f"Resume it with `tuitune train --resume ID`.")
+                         f"Resume it first.")
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
