@@ -1,7 +1,8 @@
 """Training tokens/s alone vs beside a busy CPU vLLM server, with the CPU thread budget off and on, in one run.
 
 Three phases, each the REAL worker (`jobs.launch`, detached process) training LoRA on the embedded model over
-the same records (default: the first 12 of llamafactory_alpaca_en_demo.json, batch 2 = 6 optimizer steps):
+the same records (default: the first 12 records of llamafactory_alpaca_en_demo.json of at most 600 characters,
+batch 2 = 6 optimizer steps):
 
   (a) alone: nothing else of this app runs (the budget gives the libraries' defaults: nothing to share);
   (b) beside a busy server, budget OFF: a real `VLLMServer` on the embedded model answers `--streams` concurrent
@@ -117,7 +118,10 @@ def train(settings, data: Path, batch: int, holders_fn) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=REAL / "llamafactory_alpaca_en_demo.json")
-    ap.add_argument("--records", type=int, default=12, help="The first N records of --data.")
+    ap.add_argument("--records", type=int, default=12, help="The first N records of --data (see --max-chars).")
+    ap.add_argument("--max-chars", type=int, default=600,
+                    help="Skip records longer than this (instruction + input + output characters), so a phase "
+                         "takes a minute or two even on a loaded 2-core machine; 0: keep all.")
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--streams", type=int, default=4, help="Concurrent chat requests looping on the server.")
     ap.add_argument("--max-tokens", type=int, default=64, help="Tokens per chat answer.")
@@ -133,7 +137,9 @@ def main() -> int:
     from tuitune.core.serving.vllm import VLLMServer
     from tuitune.settings import Settings, load_settings
 
-    samples = read_file(args.data).samples[: args.records]
+    samples = [s for s in read_file(args.data).samples
+               if not args.max_chars or len(s.instruction) + len(s.input) + len(s.output) <= args.max_chars]
+    samples = samples[: args.records]
     work = Path(tempfile.mkdtemp(prefix="tuitune-thread-budget-"))
     data = work / "data.jsonl"
     data.write_text("".join(json.dumps({"messages": s.to_messages()}, ensure_ascii=False) + "\n" for s in samples),
@@ -142,7 +148,7 @@ def main() -> int:
     settings = load_settings(project=work / "project")
     model = resolve(Settings().models_dir, "smollm2-135m-instruct")
     machine = hardware.detect()
-    print(f"{len(samples)} records of {args.data.name}, batch {args.batch}, LoRA r=8; {machine.cpu_cores} cores; "
+    print(f"{len(samples)} records of {args.data.name} (the first of <= {args.max_chars} chars), batch {args.batch}, LoRA r=8; {machine.cpu_cores} cores; "
           f"load average {os.getloadavg()[0]:.2f}" + (f"; ignored from the environment: {dropped}" if dropped else ""),
           flush=True)
 
@@ -165,8 +171,10 @@ def main() -> int:
               f"{args.max_tokens} tokens looping", flush=True)
         family = {server.pid, *(c.pid for c in psutil.Process(server.pid).children(recursive=True))}
 
+        detect = resources.running  # `train` swaps resources.running for the function given: keep the real one
+
         def ours() -> list:  # the real detection, limited to this run's server
-            return [h for h in resources.running() if h.pid in family]
+            return [h for h in detect() if h.pid in family]
 
         prompts = [s.instruction for s in samples]
         load_gen = Load(server.endpoint(), prompts, args.streams, args.max_tokens).start()
