@@ -19,6 +19,8 @@ def sample_value(spec) -> tuple[str, object]:
         return choice, choice
     if spec.kind == "bool":
         return ("false", False) if spec.default is True else ("true", True)
+    if spec.kind == "int" and spec.choices:  # a number or a keyword: the keyword
+        return spec.choices[-1], spec.choices[-1]
     if spec.kind == "int":
         return "64", 64
     if spec.kind == "float":

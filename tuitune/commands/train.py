@@ -34,6 +34,8 @@ def config_options(f):
             f = click.option(f"{spec.flag}/--no-{spec.flag[2:]}", spec.name, default=None, help=help_text)(f)
         elif spec.kind == "choice":
             f = click.option(spec.flag, spec.name, type=click.Choice(spec.choices), help=help_text)(f)
+        elif spec.kind == "int" and spec.choices:  # a number or a keyword (gpus: 2 or all): parsed by core
+            f = click.option(spec.flag, spec.name, metavar="N|" + "|".join(spec.choices), help=help_text)(f)
         elif spec.kind in ("int", "float"):
             f = click.option(spec.flag, spec.name, type={"int": int, "float": float}[spec.kind],
                              help=help_text)(f)
@@ -52,7 +54,7 @@ def config_from(base, values: dict, sets: tuple[str, ...]):
     for name, value in values.items():
         if value is None:
             continue
-        if spec(name).kind == "list":
+        if spec(name).kind == "list" or isinstance(value, str) and spec(name).kind == "int":
             value = parse(name, value)
         elif name == "data" and value:
             value = str(Path(value).expanduser().resolve())

@@ -22,7 +22,7 @@ class OptionSpec:
     help: str
     default: object  # None: unset (the presets decide)
     optional: bool  # None is allowed (unset = preset)
-    choices: tuple[str, ...] = ()
+    choices: tuple[str, ...] = ()  # for kind "choice": the values; for "int": keywords allowed besides numbers
 
     @property
     def flag(self) -> str:
@@ -40,6 +40,10 @@ def _kind(annotation) -> tuple[str, bool, tuple[str, ...]]:
         if len(rest) == 1:
             kind, _, choices = _kind(rest[0])
             return kind, optional, choices
+        if int in rest and len(rest) == 2:  # a number or a keyword, e.g. gpus: 2 or "all"
+            other = next(a for a in rest if a is not int)
+            if typing.get_origin(other) is typing.Literal:
+                return "int", optional, tuple(str(a) for a in typing.get_args(other))
         return ("list" if any(typing.get_origin(a) is list for a in rest) else "str"), optional, ()
     if origin is list:
         return "list", False, ()
@@ -74,7 +78,7 @@ def parse(name: str, text: str) -> object:
     """The value of setting `name` typed as `text`; an empty text means unset (None) where that is allowed."""
     s = spec(name)
     raw = text.strip()
-    if s.kind == "choice" and raw in s.choices:
+    if s.kind in ("choice", "int") and raw in s.choices:
         return raw
     if not raw or raw.lower() in ("none", "null", "unset", "preset"):
         if s.optional:
@@ -100,6 +104,8 @@ def parse(name: str, text: str) -> object:
             return v
     except ValueError:
         expected = {"bool": "true or false", "int": "a whole number", "float": "a number"}[s.kind]
+        if s.choices:
+            expected += " or " + " or ".join(s.choices)
         raise ConfigError(f"{name}: {raw!r} is not {expected}") from None
     if s.kind == "choice" and raw not in s.choices:
         raise ConfigError(f"{name}: {raw!r} is not one of {', '.join(s.choices)}")
