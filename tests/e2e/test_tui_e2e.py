@@ -100,6 +100,8 @@ async def test_full_flow_with_the_keyboard(vllm_embedded, tmp_path, home):
         await pilot.press("f3")
         await pilot.pause()
         app.screen.query_one("#opt-max_steps").value = "3"
+        assert app.screen.query_one("#opt-eval").value == "on"  # the form evaluates after training by default
+        app.screen.query_one("#opt-eval").value = "off"  # (tests/e2e/test_learned.py covers the verdict)
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: type(app.screen).__name__ == "MainScreen" and app.screen.query("TrainCard"),
                        120, "the run to launch")

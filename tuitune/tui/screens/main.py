@@ -257,7 +257,7 @@ class MainScreen(Screen):
             if run_id:
                 self.follow_run(run_id)
 
-        self.app.push_screen(TrainScreen({"base": self.app.settings.base_model}), launched)
+        self.app.push_screen(TrainScreen({"base": self.app.settings.base_model, "eval": True}), launched)
 
     def follow_run(self, run_id: str) -> None:
         from tuitune.tui.widgets.train_card import TrainCard

@@ -14,7 +14,7 @@ from textual.widgets import Button, Collapsible, Footer, Header, Input, Label, S
 
 # Shown first; every other setting is under "All settings".
 COMMON = ("base", "method", "epochs", "max_steps", "learning_rate", "lora_r", "batch_size", "micro_batch_size",
-          "max_length", "holdout")
+          "max_length", "holdout", "eval")
 UNSET = "preset"  # the Select value of an optional on/off setting left to the presets
 
 
