@@ -147,7 +147,8 @@ def test_cli_eval_on_a_tiny_chinese_held_out_split(tiny_tuned, embedded_model, r
         assert set(m["metrics"]) >= {"bleu", "chrf", "rougeL"} and "tok:zh" in m["metrics"]["bleu_signature"]
     saved = json.loads((run / "eval" / "report.json").read_text(encoding="utf-8"))
     assert saved["models"] == report["models"]
-    assert "| r1 | transformers |" in (run / "eval" / "report.md").read_text(encoding="utf-8")
+    md = (run / "eval" / "report.md").read_text(encoding="utf-8")
+    assert "| r1 (tuned) | transformers |" in md and "**Verdict:**" in md
 
 
 async def test_llm_judge_grades_every_answer_on_the_served_model(vllm_embedded):
