@@ -66,7 +66,7 @@ def test_stop_resume_kill_resume(tmp_path, real_fixtures, embedded_model):
     os.kill(int((d / "worker.pid").read_text()), signal.SIGKILL)
     time.sleep(1)
     rows = json.loads(cli(tmp_path, "runs", "--json").stdout)
-    assert rows[0]["status"] == "interrupted" and "--resume" in rows[0]["error"]
+    assert rows[0]["status"] == "interrupted" and f"tuitune train --resume {run_id}" in rows[0]["hint"]
 
     # 3. resume from the last checkpoint and finish
     assert cli(tmp_path, "train", "--resume", run_id).returncode == 0

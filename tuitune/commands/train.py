@@ -133,6 +133,9 @@ def runs(ctx, as_json):
     from tuitune.core.training.jobs import list_runs
 
     items = list_runs(settings(ctx).project)
+    for r in items:  # what to type, for the interrupted ones (core says "it can be resumed")
+        if r.status == "interrupted" and not r.hint:
+            r.hint = f"resume it: tuitune train --resume {r.id}"
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in items], ensure_ascii=False))
         return
@@ -144,8 +147,6 @@ def runs(ctx, as_json):
         step = f"{r.step}/{r.max_steps if r.max_steps and r.max_steps > 0 else '?'}"
         loss = f"{r.loss:.4f}" if isinstance(r.loss, (int, float)) else "-"
         click.echo(f"{r.id:34} {r.status:12} {r.method:9} {step:>11} {loss:>8}  {r.base}")
-        if r.status == "interrupted":
-            r.error += f" (`tuitune train --resume {r.id}`)"
         for line in (r.error, r.hint, (r.verdict or {}).get("summary") or (r.verdict or {}).get("verdict")):
             if line:
                 click.echo(f"{'':34} {line}")
