@@ -183,6 +183,8 @@ def test_main_screen_snapshot(snap_compare, tmp_path, size):
             for w in screen.query("Markdown"):
                 if "tuitune** — project" in w.source:
                     await w.update("**tuitune** — project `demo` · 3 samples · 0 rounds")  # rendered before the shot
+        for inp in app.screen.query("Input"):
+            inp.cursor_blink = False  # a blinking cursor made the shot depend on timing
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
@@ -192,7 +194,14 @@ def test_main_screen_snapshot(snap_compare, tmp_path, size):
 def test_train_form_snapshot(snap_compare, tmp_path, home, size):
     app = make_app(load_settings(project=tmp_path / "proj", home=home))
     app.sub_title = "demo project"
-    assert snap_compare(app, terminal_size=size, press=["f3"])
+    async def run_before(pilot):
+        await pilot.press("f3")
+        await pilot.pause()
+        for inp in app.screen.query("Input"):
+            inp.cursor_blink = False  # the shot must not depend on the blink's timing
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
 
 
 @pytest.mark.parametrize("broken", ["teachers: [1, 2, 3]\n", "teachers: {a: [unclosed\n"])
