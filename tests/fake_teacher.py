@@ -11,6 +11,7 @@ fault script asks for a repeat, so the synth engine's counters can be checked ex
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import re
@@ -197,6 +198,17 @@ def spawn(*args: str):
     proc = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True)
     port = int(proc.stdout.readline())
     return proc, f"http://127.0.0.1:{port}/v1"
+
+
+@contextlib.contextmanager
+def served(*args: str):
+    """A fake teacher for the duration of a `with` block: yields its base_url, kills it at the end."""
+    proc, url = spawn(*args)
+    try:
+        yield url
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def stats(base_url: str) -> dict:

@@ -31,16 +31,12 @@ def _adds_up(c: dict) -> bool:
 
 
 def test_hostile_replies_are_counted_and_the_round_finishes(seeded):
-    proc, url = fake.spawn("--mode", "hostile")
-    try:
+    with fake.served("--mode", "hostile") as url:
         cfg = TeacherConfig("fake", url, "fake-model", timeout=5, max_retries=0)
         events = []
         fin = asyncio.run(SynthRound(seeded, Teacher(cfg), RoundParams(n=12, per_request=3, concurrency=2),
                                      on_event=events.append).run())
         served = fake.stats(url)
-    finally:
-        proc.kill()
-        proc.wait()
     c = fin.counters
     assert fin.status == "finished", fin.message
     for kind in ("html", "cutbody", "notchat", "braces"):
@@ -56,13 +52,9 @@ def test_hostile_replies_are_counted_and_the_round_finishes(seeded):
 
 
 def test_html_only_endpoint_fails_the_round_with_advice(seeded):
-    proc, url = fake.spawn("--mode", "html")
-    try:
+    with fake.served("--mode", "html") as url:
         cfg = TeacherConfig("fake", url, "fake-model", timeout=5, max_retries=0)
         fin = asyncio.run(SynthRound(seeded, Teacher(cfg), RoundParams(n=4, per_request=2, concurrency=2)).run())
-    finally:
-        proc.kill()
-        proc.wait()
     assert fin.status == "failed" and "HTML" in fin.message and "base_url" in fin.message, fin.message
     r = rounds.get_round(seeded, fin.round_id)
     assert r.status == "failed" and _adds_up(r.counters)
@@ -72,9 +64,8 @@ def test_saved_counters_add_up_while_requests_are_in_flight(seeded):
     """What a kill -9 would leave at any moment: the row's counters, read by another connection mid-round."""
     from tuitune.core.data.store import Store
 
-    proc, url = fake.spawn("--mode", "ok", "--delay", "0.2")
     snapshots = []
-    try:
+    with fake.served("--mode", "ok", "--delay", "0.2") as url:
         cfg = TeacherConfig("fake", url, "fake-model", timeout=5)
         reader = Store(seeded.path)
 
@@ -85,9 +76,6 @@ def test_saved_counters_add_up_while_requests_are_in_flight(seeded):
         fin = asyncio.run(SynthRound(seeded, Teacher(cfg), RoundParams(n=12, per_request=1, concurrency=4),
                                      on_event=on_event).run())
         reader.close()
-    finally:
-        proc.kill()
-        proc.wait()
     assert fin.status == "finished" and len(snapshots) == 12
     bad = [s for s in snapshots if not _adds_up(s)]
     assert not bad, bad[:2]
@@ -95,15 +83,11 @@ def test_saved_counters_add_up_while_requests_are_in_flight(seeded):
 
 def test_brace_heavy_reply_does_not_stall_other_requests(seeded):
     """Parsing happens off the event loop or fast: a round with 200k-char brace replies stays quick."""
-    proc, url = fake.spawn("--mode", "braces")
-    try:
+    with fake.served("--mode", "braces") as url:
         cfg = TeacherConfig("fake", url, "fake-model", timeout=5, max_retries=0)
         t0 = time.perf_counter()
         fin = asyncio.run(SynthRound(seeded, Teacher(cfg), RoundParams(n=4, per_request=2, concurrency=2,
                                                                        max_requests=8)).run())
         took = time.perf_counter() - t0
-    finally:
-        proc.kill()
-        proc.wait()
     assert fin.status == "incomplete" and fin.counters.unparseable == 8
     assert took < 20, took
