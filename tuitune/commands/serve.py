@@ -428,12 +428,11 @@ def _base_name(run_dir: Path) -> str:
 
 
 def _judge_backend(s, backends):
-    from tuitune.core.serving.chat import OpenAIBackend
-    from tuitune.core.serving.vllm import Endpoint
+    from tuitune.core.evaluation.judge import teacher_judge
 
-    if s.teacher_base_url:
-        key = os.environ.get(s.teacher_api_key_env, "none")
-        return OpenAIBackend(Endpoint(s.teacher_base_url, key, s.teacher_model or "default", "remote"))
+    judge = teacher_judge(s)
+    if judge is not None:
+        return judge
     click.echo("no teacher endpoint set (TUITUNE_TEACHER_BASE_URL): judging with the base model, whose grades "
                "mean little for a 135M model", err=True)
     return backends[0]

@@ -55,16 +55,9 @@ def evaluate_run(run_dir: Path, cfg, train: list[dict], held: list[dict],
 
 
 def _judge():
-    """The configured teacher endpoint as the judge (TUITUNE_TEACHER_BASE_URL), or None."""
-    import os
-
+    """The configured teacher endpoint as the judge, or None. The worker is a process entry point of its own,
+    so it reads the settings from the environment it was started with."""
+    from tuitune.core.evaluation.judge import teacher_judge
     from tuitune.settings import Settings
 
-    s = Settings()
-    if not s.teacher_base_url:
-        return None
-    from tuitune.core.serving.chat import OpenAIBackend
-    from tuitune.core.serving.vllm import Endpoint
-
-    key = os.environ.get(s.teacher_api_key_env, "none")
-    return OpenAIBackend(Endpoint(s.teacher_base_url, key, s.teacher_model or "default", "remote"))
+    return teacher_judge(Settings())

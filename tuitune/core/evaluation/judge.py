@@ -23,6 +23,19 @@ VERDICT_SCHEMA = {"type": "object", "properties": {"score": {"type": "integer", 
 _SCORE = re.compile(r'"?score"?\s*[:=]\s*"?([1-5])')
 
 
+def teacher_judge(settings) -> Backend | None:
+    """The settings' default teacher endpoint (TUITUNE_TEACHER_BASE_URL) as the judge, or None when none is set."""
+    import os
+
+    if not settings.teacher_base_url:
+        return None
+    from tuitune.core.serving.chat import OpenAIBackend
+    from tuitune.core.serving.vllm import Endpoint
+
+    key = os.environ.get(settings.teacher_api_key_env, "none")
+    return OpenAIBackend(Endpoint(settings.teacher_base_url, key, settings.teacher_model or "default", "remote"))
+
+
 def render_judge(item: EvalItem, answer: str, task: str = "", project: Path | None = None) -> str:
     from tuitune.core.synth.prompts import PromptError, render
 
