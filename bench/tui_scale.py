@@ -29,6 +29,8 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -121,7 +123,10 @@ def detail_text(screen) -> str:
 async def measure(project: Path, keys: int) -> dict:
     from textual import events
 
-    from tuitune.core.data.store import Store
+    try:
+        from tuitune.core.data.store import Store
+    except ImportError:  # a tree from before core was grouped by stage (--before)
+        from tuitune.core.store import Store
     from tuitune.settings import load_settings
     from tuitune.tui.app import make_app
     from tuitune.tui.screens.review import ReviewScreen
@@ -206,6 +211,28 @@ def child(tree: str, projects: list[str], keys: int) -> None:
     print(json.dumps(out))
 
 
+def for_tree(tree: Path, projects: list[Path]) -> list[Path]:
+    """Copies of the projects that an older tree can open: its store refuses a newer schema, so the copies
+    claim the newest version it knows (later migrations only add tables and columns the review screen doesn't
+    read)."""
+    probe = ("import sys; sys.path.insert(0, sys.argv[1])\n"
+             "try:\n from tuitune.core.data.store import MIGRATIONS\n"
+             "except ImportError:\n from tuitune.core.store import MIGRATIONS\n"
+             "print(len(MIGRATIONS))")
+    known = subprocess.run([sys.executable, "-c", probe, str(tree)], check=True, capture_output=True, text=True)
+    version = int(known.stdout)
+    out = []
+    for project in projects:
+        copy = project.with_name(f"{project.name}-{tree.name}")
+        if not copy.exists():
+            shutil.copytree(project, copy)
+            with sqlite3.connect(copy / "tuitune.db") as conn:
+                if conn.execute("PRAGMA user_version").fetchone()[0] > version:
+                    conn.execute(f"PRAGMA user_version = {version}")
+        out.append(copy)
+    return out
+
+
 def run_tree(tree: Path, projects: list[Path], keys: int) -> list[dict]:
     cmd = [sys.executable, __file__, "--child", str(tree), "--keys", str(keys), *map(str, projects)]
     done = subprocess.run(cmd, check=False, capture_output=True, text=True)
@@ -264,7 +291,8 @@ def main() -> int:
         runs: dict[str, list[list[dict]]] = {name: [] for name in trees}
         for _ in range(args.rounds):
             for name, tree in trees.items():
-                runs[name].append(run_tree(tree, [small, big], args.keys))
+                projects = [small, big] if tree == REPO else for_tree(tree, [small, big])
+                runs[name].append(run_tree(tree, projects, args.keys))
         results = {name: (median_of([r[0] for r in rs]), median_of([r[1] for r in rs])) for name, rs in runs.items()}
         print(f"load average after: {os.getloadavg()[0]:.1f}; medians of {args.rounds} run(s) per tree")
         for name, (res_small, res_big) in results.items():
