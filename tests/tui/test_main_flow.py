@@ -75,6 +75,7 @@ async def test_import_errors_and_success_show_in_transcript(app, tmp_path):
     async with app.run_test(size=(100, 30)) as pilot:
         await submit(pilot, f"/import {bad}")
         assert "nothing imported" in transcript_text(app) and "record [0]: output: missing" in transcript_text(app)
+        assert "tuitune import --skip-invalid" in transcript_text(app)  # the way past it, in the TUI's words
         await submit(pilot, f"/import {good} seeds")
         assert "Imported **4** records (alpaca) as seeds" in transcript_text(app)
         assert app.store.count(origin="seed") == 4

@@ -60,8 +60,9 @@ def test_size_limit_and_override(tmp_path, project):
     p.write_text(line * 40_000)  # ~1.4 MB
     res = _import(project, p, "--max-size", "1M", timeout=120)
     _assert_refused(res, project, str(p), "larger than the import limit", "--max-size")
-    with pytest.raises(FormatError, match="larger than the import limit"):
+    with pytest.raises(FormatError, match="larger than the import limit") as exc:
         read_file(p, max_bytes=1_000_000)
+    assert exc.value.remedy == "max_bytes" and "--" not in str(exc.value)  # the flag is the CLI's word
     ok = _import(project, p, "--max-size", "2M", timeout=120)
     assert ok.returncode == 0, ok.stderr
     with Store.open(project) as st:

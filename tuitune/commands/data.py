@@ -67,7 +67,7 @@ def import_(ctx, file, fmt, as_, skip_invalid, max_size):
     try:
         rep = import_file(store, file, fmt=fmt, as_=as_, skip_invalid=skip_invalid, max_bytes=max_bytes)
     except FormatError as e:
-        fail(str(e), code=2)
+        fail(str(e) + IMPORT_REMEDIES.get(e.remedy or "", ""), code=2)
     parsed, n, already = rep.parsed, rep.stored, rep.already_in_project
     click.echo(f"Imported {n} records from {file} ({parsed.format}) as {as_}.")
     if parsed.duplicates or already:
@@ -77,6 +77,11 @@ def import_(ctx, file, fmt, as_, skip_invalid, max_size):
         click.echo(f"Skipped {parsed.skipped_records} invalid records:", err=True)
         for issue in parsed.issues[:20]:
             click.echo(f"  {issue}", err=True)
+
+
+# What gets past a FormatError, in this face's words (core names the read_file argument).
+IMPORT_REMEDIES = {"skip_invalid": "\nTo import only the valid records: --skip-invalid.",
+                   "max_bytes": "\nTo raise the limit: --max-size SIZE (e.g. --max-size 2G)."}
 
 
 def _test_size(ctx, param, value):

@@ -36,12 +36,15 @@ class Issue:
 
 
 class FormatError(ValueError):
-    """A file that cannot be imported as it is. `issues` lists every problem found (up to a cap)."""
+    """A file that cannot be imported as it is. `issues` lists every problem found (up to a cap). `remedy`
+    names the read_file argument that would get past it ("skip_invalid", "max_bytes"), for each face to say
+    in its own words (a CLI flag, a TUI command); core's message names no flag."""
 
-    def __init__(self, issues: list[Issue], total: int | None = None, hint: str = ""):
+    def __init__(self, issues: list[Issue], total: int | None = None, hint: str = "", remedy: str | None = None):
         self.issues = issues
         self.total = total if total is not None else len(issues)
         self.hint = hint
+        self.remedy = remedy
         super().__init__(self.render())
 
     def render(self) -> str:
@@ -291,8 +294,8 @@ _KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (s
 def read_bytes_bounded(path: Path, max_bytes: int = MAX_IMPORT_BYTES) -> bytes:
     """The bytes of a regular file of at most max_bytes. Pipes, devices and folders are refused without
     reading from them (a FIFO with no writer would wait forever, /dev/zero would never end)."""
-    def refuse(message: str) -> FormatError:
-        return FormatError([Issue(str(path), "", "", message)])
+    def refuse(message: str, remedy: str | None = None) -> FormatError:
+        return FormatError([Issue(str(path), "", "", message)], remedy=remedy)
 
     try:
         # O_NONBLOCK: opening a FIFO with no writer returns at once instead of waiting for one.
@@ -305,16 +308,16 @@ def read_bytes_bounded(path: Path, max_bytes: int = MAX_IMPORT_BYTES) -> bytes:
             kind = next((name for test, name in _KINDS if test(st.st_mode)), "a special file")
             raise refuse(f"not a regular file ({kind}); save the data to a file and import that")
         if st.st_size > max_bytes:
-            raise refuse(_too_big(st.st_size, max_bytes))
+            raise refuse(_too_big(st.st_size, max_bytes), "max_bytes")
         raw = f.read(max_bytes + 1)  # the file may have grown since fstat
     if len(raw) > max_bytes:
-        raise refuse(_too_big(len(raw), max_bytes))
+        raise refuse(_too_big(len(raw), max_bytes), "max_bytes")
     return raw
 
 
 def _too_big(size: int, limit: int) -> str:
     return (f"the file is larger than the import limit ({_mib(size)} > {_mib(limit)}); split it, or raise the "
-            f"limit (--max-size) if this machine has the memory (parsing takes several times the file size)")
+            f"limit if this machine has the memory (parsing takes several times the file size)")
 
 
 def _mib(n: int) -> str:
@@ -360,7 +363,7 @@ def read_file(path: Path | str, fmt: str = "auto", *, skip_invalid: bool = False
         bad = 1
     if issues and not skip_invalid:
         raise FormatError(issues, hint=f"{bad} of {max(len(records), bad)} records have problems; nothing was "
-                                       f"imported. Fix them, or pass --skip-invalid to import only the valid ones.")
+                                       f"imported. Fix them, or import only the valid ones.", remedy="skip_invalid")
     if not samples and issues:
         raise FormatError(issues, hint="no valid records in the file; nothing was imported.")
     return Parsed(path, detected if detected != "auto" else "alpaca", samples, issues, bad)

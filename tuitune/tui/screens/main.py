@@ -173,7 +173,9 @@ class MainScreen(Screen):
         try:
             rep = import_file(self.store, path, as_=as_)
         except FormatError as e:
-            self.error(f"nothing imported from `{path}`. Fix the file or use `tuitune import --skip-invalid`:"
+            way = {"skip_invalid": " (or import only its valid records: `tuitune import --skip-invalid` in a shell)",
+                   "max_bytes": " (or raise the limit: `tuitune import --max-size 2G` in a shell)"}
+            self.error(f"nothing imported from `{path}`. Fix the file{way.get(e.remedy or '', '')}:"
                        f"\n\n```\n{e}\n```")
             return
         dups = rep.parsed.duplicates + rep.already_in_project
