@@ -132,7 +132,8 @@ def test_cli_eval_on_a_tiny_chinese_held_out_split(tiny_tuned, embedded_model, r
     records = [{"messages": [{"role": "user", "content": r["instruction"] + ("\n" + r["input"] if r["input"] else "")},
                              {"role": "assistant", "content": r["output"]}]} for r in rows]
     (run / "data.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), "utf-8")
-    cfg = TrainConfig(base=MODEL, base_path=str(embedded_model), data=str(run / "data.jsonl"), holdout=2)
+    # a base known only by its folder (no model registered under that name): found as chat finds it
+    cfg = TrainConfig(base="my-base", base_path=str(embedded_model), data=str(run / "data.jsonl"), holdout=2)
     (run / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
     (run / "merged").symlink_to(tiny_tuned["merged"], target_is_directory=True)
     out = subprocess.run([sys.executable, "-m", "tuitune.cli", "--project", str(tmp_path), "eval", "r1", "--engine",
@@ -141,7 +142,7 @@ def test_cli_eval_on_a_tiny_chinese_held_out_split(tiny_tuned, embedded_model, r
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads(out.stdout)
     assert report["tokenizer"] == "zh" and report["n"] == 2
-    assert set(report["models"]) == {MODEL, f"{MODEL} + {report['few_shot']['k']}-shot", "r1"}  # base, few-shot, tuned
+    assert set(report["models"]) == {"my-base", f"my-base + {report['few_shot']['k']}-shot", "r1"}  # base, few-shot, tuned
     for m in report["models"].values():
         assert m["engine"] == "transformers"
         assert set(m["metrics"]) >= {"bleu", "chrf", "rougeL"} and "tok:zh" in m["metrics"]["bleu_signature"]

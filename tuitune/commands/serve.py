@@ -144,7 +144,6 @@ def _dry_run(ctx, models, merged, port, as_json) -> None:
 def _backends_for(ctx, pool, models, *, url, api_key, engine, merged, timeout):
     """Backends for `models`: at --url, or from the pool (vLLM, or transformers only where vLLM cannot run)."""
     from tuitune.core.serving.backends import OpenAIBackend
-    from tuitune.core.serving.errors import ChatError, ServingError
     from tuitune.core.serving.vllm import Endpoint
 
     if url:
@@ -153,10 +152,18 @@ def _backends_for(ctx, pool, models, *, url, api_key, engine, merged, timeout):
         return [OpenAIBackend(Endpoint(url, api_key or os.environ.get("OPENAI_API_KEY", "none"), m, "remote"))
                 for m in models]
     specs = _default_specs(ctx, models, merged)
+    return _started(pool, [sp.name for sp in specs], engine,
+                    lambda: pool.backends(specs, engine=engine, timeout=timeout))
+
+
+def _started(pool, names: list[str], engine: str, start):
+    """Backends from `start()`, saying what starts and how it went (the pool's notes) on stderr."""
+    from tuitune.core.serving.errors import ChatError, ServingError
+
     if engine != "transformers":
-        click.echo(f"starting vLLM for {', '.join(sp.name for sp in specs)} (about a minute on CPU) ...", err=True)
+        click.echo(f"starting vLLM for {', '.join(names)} (about a minute on CPU) ...", err=True)
     try:
-        backends = pool.backends(specs, engine=engine, timeout=timeout)
+        backends = start()
     except (ServingError, ChatError) as e:
         fail(str(e))
     if pool.note:
@@ -383,7 +390,6 @@ def eval_(ctx, run_id, no_base, data_file, limit, max_tokens, judge, merged, eng
         fail(str(e))
     items = items[:limit] if limit else items
     resolve_spec(ctx, run_id, merged=merged)  # fails early with a clear message if the run has no model yet
-    models = (run_id,) if no_base else (_base_name(run_dir), run_id)
     task = ""
     from tuitune.core.data.store import DB_NAME
 
@@ -393,8 +399,12 @@ def eval_(ctx, run_id, no_base, data_file, limit, max_tokens, judge, merged, eng
         store.close()
     pool = _pool(ctx)
     try:
-        backends = _backends_for(ctx, pool, models, url=None, api_key=None, engine=engine, merged=merged,
-                                 timeout=timeout)
+        from tuitune.core.serving.pool import chat_targets
+
+        # the pool's one policy (chat and the TUI use it too): the run, then the base it was trained from
+        backends = _started(pool, [run_id] if no_base else [run_id, "its base model"], engine,
+                            lambda: chat_targets(pool, run_id, with_base=not no_base, engine=engine,
+                                                 timeout=timeout, merged=merged))[::-1]
         judge_backend = _judge_backend(s, backends) if judge else None
         contenders, sample = (backends, []) if no_base else _three_way(run_dir, items, backends, max_tokens)
         report = asyncio.run(evaluate(items, contenders, run_id=run_id, judge_backend=judge_backend, task=task,
@@ -419,12 +429,6 @@ def _three_way(run_dir: Path, items, backends, max_tokens: int):
 
     train, _, cfg = run_split(run_dir)
     return three_way(train, items, backends[0], backends[1], seed=cfg.seed, answer_tokens=max_tokens)
-
-
-def _base_name(run_dir: Path) -> str:
-    from tuitune.core.training.config import TrainConfig
-
-    return TrainConfig.load(run_dir / "config.yaml").base
 
 
 def _judge_backend(s, backends):

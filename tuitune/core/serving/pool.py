@@ -162,16 +162,16 @@ def _full_model(spec: ModelSpec) -> Path:
 
 
 def chat_targets(pool: EnginePool, run_id: str | None, *, with_base: bool = True, engine: str = "auto",
-                 timeout: float | None = None) -> list[Backend]:
+                 timeout: float | None = None, merged: bool = False) -> list[Backend]:
     """Backends to chat with (or evaluate) run `run_id`: the tuned model first, then the base model it was
     trained from when `with_base`. Without a run: the settings' base model.
 
     A run with a LoRA adapter is served as an adapter on its base's server (one process, `--enable-lora`);
-    a run without one (full fine-tune, DoRA) gets its own server for its merged folder."""
+    a run without one (full fine-tune, DoRA), or with `merged`, gets its own server for its merged folder."""
     settings = pool.settings
     if not run_id:
         return pool.backends([resolve_spec(settings, settings.base_model)], engine=engine, timeout=timeout)
-    specs = [resolve_spec(settings, run_id)]
+    specs = [resolve_spec(settings, run_id, merged=merged)]
     if with_base:
         specs.append(run_base_spec(settings, run_id))
     return pool.backends(specs, engine=engine, timeout=timeout)
