@@ -94,3 +94,33 @@ def test_unreachable_teacher_exits_nonzero_and_resumes_later(proj, fake_endpoint
     assert r.exit_code == 0 and "Resuming round 1" in r.output
     with Store.open(proj) as st:
         assert st.count(origin="synth") == 3 and len(rounds.list_rounds(st)) == 1
+
+
+@pytest.mark.parametrize(("content", "says"), [
+    ("teachers: [oops", "is not valid YAML"),
+    (b"teachers:\n  ds:\n    model: \xff\xfe\n", "not UTF-8 text"),
+    ("- just\n- a list\n", "must map teacher names"),
+    ("teachers:\n  ds:\n    base_url: http://h/v1\n", "'ds' needs at least base_url and model"),
+    ("teachers:\n  ds:\n    base_url: http://h/v1\n    model: m\n    timeout: soon\n", "'ds': timeout: expected seconds"),
+    ("teachers:\n  ds:\n    base_url: http://h/v1\n    model: m\n    max_retries: -1\n", "max_retries: expected a whole"),
+    ("teachers:\n  ds:\n    base_url: http://h/v1\n    model: [m]\n", "'ds': model: expected text"),
+    ("teachers:\n  ds:\n    base_url: http://h/v1\n    model: m\n    supports_json_schema: maybe\n",
+     "supports_json_schema: expected true, false or auto"),
+    (None, "cannot read"),  # a folder where the file should be
+])
+def test_a_broken_teachers_file_is_bad_input_named_with_its_field(proj, tmp_path, content, says):
+    home = tmp_path / "home"
+    home.mkdir()
+    path = home / "teachers.yaml"
+    if content is None:
+        path.mkdir()
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    for args in (["--list-teachers"], ["--n", "2", "--teacher", "ds"]):
+        r = synth(proj, *args)
+        assert r.exit_code == 2, (args, r.output)
+        assert "Traceback" not in r.output and str(path) in r.output and says in r.output, (args, r.output)
+    with Store.open(proj) as st:
+        assert rounds.list_rounds(st) == [], "a round was started with a broken teachers.yaml"

@@ -15,7 +15,7 @@ LOCK_NAME = ".synth.lock"
 
 
 def _teacher_config(ctx, teacher, base_url, model, api_key_env, json_schema, timeout, retries=None):
-    from tuitune.core.synth.teacher import TeacherConfig, TeacherError, get_teacher
+    from tuitune.core.synth.teacher import TeacherConfig, TeacherError, TeachersFileError, get_teacher
 
     try:
         if base_url:
@@ -25,7 +25,7 @@ def _teacher_config(ctx, teacher, base_url, model, api_key_env, json_schema, tim
         else:
             cfg = get_teacher(settings(ctx), teacher)
     except TeacherError as e:
-        fail(str(e))
+        fail(str(e), code=2 if isinstance(e, TeachersFileError) else 1)
     if json_schema != "config":
         cfg.supports_json_schema = {"auto": "auto", "on": True, "off": False}[json_schema]
     if timeout:
@@ -100,7 +100,7 @@ def synth(ctx, n, teacher, base_url, model, api_key_env, json_schema, mode, answ
 
     from tuitune.core.synth import rounds as rounds_mod
     from tuitune.core.synth.engine import RoundParams, SynthError
-    from tuitune.core.synth.teacher import EMBEDDED_HINT, TeacherError, load_teachers
+    from tuitune.core.synth.teacher import EMBEDDED_HINT, TeacherError, TeachersFileError, load_teachers
 
     st = settings(ctx)
     if list_teachers:
@@ -109,8 +109,8 @@ def synth(ctx, n, teacher, base_url, model, api_key_env, json_schema, mode, answ
                 where = cfg.base_url or "local vLLM on the embedded model, started for the round"
                 key = f"key from ${cfg.api_key_env}" if cfg.api_key_env else "no key"
                 click.echo(f"{name:12} {cfg.model or '-':28} {where}  ({key}, json schema: {cfg.supports_json_schema})")
-        except TeacherError as e:
-            fail(str(e))
+        except TeachersFileError as e:  # bad input, as a bad option is
+            fail(str(e), code=2)
         return
     store = open_store(ctx)
     if list_rounds:

@@ -37,6 +37,10 @@ class TeacherError(Exception):
     """A teacher that cannot be configured or reached, with what to do next."""
 
 
+class TeachersFileError(TeacherError):
+    """teachers.yaml cannot be used as it is (bad input: the message names the file, the teacher and the field)."""
+
+
 class BadResponse(Exception):
     """An HTTP 200 whose body is not a chat completion: an HTML page, a cut-off or foreign JSON body.
     One failed request (the round goes on); many in a row mean the endpoint is wrong."""
@@ -96,22 +100,45 @@ def load_teachers(settings: Settings) -> dict[str, TeacherConfig]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
-        raise TeacherError(f"{path} is not valid YAML ({e}); fix or delete it") from None
+        raise TeachersFileError(f"{path} is not valid YAML ({e}); fix or delete it") from None
+    except (OSError, UnicodeDecodeError) as e:
+        what = "not UTF-8 text" if isinstance(e, UnicodeDecodeError) else e.strerror or str(e)
+        raise TeachersFileError(f"cannot read {path} ({what}); fix or delete it") from None
     entries = data.get("teachers", data) if isinstance(data, dict) else None
     if not isinstance(entries, dict):
-        raise TeacherError(f"{path} must map teacher names to settings (name: {{base_url, model, api_key_env}})")
+        raise TeachersFileError(f"{path} must map teacher names to settings (name: {{base_url, model, "
+                                f"api_key_env}})")
     known = set(TeacherConfig.__dataclass_fields__) - {"name", "api_key"}
     for name, cfg in entries.items():
         if not isinstance(cfg, dict) or not cfg.get("base_url") or not cfg.get("model"):
-            raise TeacherError(f"{path}: teacher {name!r} needs at least base_url and model")
+            raise TeachersFileError(f"{path}: teacher {name!r} needs at least base_url and model")
         if "api_key" in cfg:
-            raise TeacherError(f"{path}: teacher {name!r} has an api_key; store the key in an environment variable "
-                               f"and put its name in api_key_env instead")
+            raise TeachersFileError(f"{path}: teacher {name!r} has an api_key; store the key in an environment "
+                                    f"variable and put its name in api_key_env instead")
         unknown = set(cfg) - known
         if unknown:
-            raise TeacherError(f"{path}: teacher {name!r} has unknown fields {sorted(unknown)}; known: {sorted(known)}")
+            raise TeachersFileError(f"{path}: teacher {name!r} has unknown fields {sorted(unknown)}; known: "
+                                    f"{sorted(known)}")
+        for key, problem in ((k, _field_problem(k, v)) for k, v in cfg.items()):
+            if problem:
+                raise TeachersFileError(f"{path}: teacher {name!r}: {key}: {problem}")
         out[str(name)] = TeacherConfig(str(name), **cfg)
     return out
+
+
+def _field_problem(key: str, value) -> str:
+    """What is wrong with one teachers.yaml value ("" when nothing)."""
+    if key in ("base_url", "model", "api_key_env"):
+        return "" if isinstance(value, str) else f"expected text, got {value!r}"
+    if key == "supports_json_schema":
+        return "" if value in (True, False, "auto") else f"expected true, false or auto, got {value!r}"
+    if key == "timeout":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 86400
+        return "" if ok else f"expected seconds above 0 (at most 86400), got {value!r}"
+    if key == "max_retries":
+        ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 100
+        return "" if ok else f"expected a whole number from 0 to 100, got {value!r}"
+    return ""
 
 
 def save_teacher(settings: Settings, config: TeacherConfig) -> Path:
