@@ -106,3 +106,21 @@ def test_parse_names_the_field_and_the_expected_kind():
     with pytest.raises(ConfigError, match="merge: 'maybe' is not true or false"):
         parse("merge", "maybe")
     assert parse("epochs", "") is None and parse("target_modules", "[q_proj, v_proj]") == ["q_proj", "v_proj"]
+
+
+def test_the_base_default_follows_tuitune_base_model(store, project, embedded_model, monkeypatch):
+    """--help says where the base comes from, and an unset --base takes $TUITUNE_BASE_MODEL."""
+    import json
+
+    from click.testing import CliRunner
+
+    from tuitune.cli import main
+    from tuitune.core.data.samples import Sample
+
+    base = next(p for p in train.params if "--base" in p.opts)
+    assert "$TUITUNE_BASE_MODEL" in base.help
+    store.add_samples([Sample(f"question {i}", f"answer {i}", status="accepted") for i in range(6)])
+    monkeypatch.setenv("TUITUNE_BASE_MODEL", str(embedded_model))
+    out = CliRunner().invoke(main, ["--project", str(project), "train", "--dry-run", "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["config"]["base"] == str(embedded_model)

@@ -29,6 +29,8 @@ def config_options(f):
 
     for spec in reversed(option_specs()):
         default = "" if spec.optional or spec.default in (None, "", []) else f" [default: {spec.default}]"
+        if spec.name == "base":  # the settings' base model, known only when the command runs
+            default = f" [default: $TUITUNE_BASE_MODEL, else {spec.default}]"
         help_text = spec.help + default
         if spec.kind == "bool":
             f = click.option(f"{spec.flag}/--no-{spec.flag[2:]}", spec.name, default=None, help=help_text)(f)
