@@ -47,6 +47,12 @@ async def test_small_run_with_eval_records_a_verdict_on_three_contenders(tmp_pat
     events = [json.loads(line) for line in (run / "events.jsonl").read_text(encoding="utf-8").splitlines()]
     kinds = [e["event"] for e in events]
     assert kinds.index("verdict") < kinds.index("done") and kinds.count("verdict") == 1
+    # after the last step the events say what the worker does (the card and `runs watch` show it)
+    phases = [e["phase"] for e in events if e["event"] == "phase"]
+    assert phases.index("merging") < phases.index("checking") < phases.index("evaluating")
+    last_step = max(i for i, k in enumerate(kinds) if k == "step")
+    assert kinds.index("phase") > last_step
+    assert any("answers" in e["message"] for e in events if e.get("phase") == "evaluating"), "no answer counts"
     assert sum(e["event"] == "eval" for e in events) >= 2  # held-out loss during training, and at the end
 
     report = json.loads((run / "eval" / "report.json").read_text(encoding="utf-8"))

@@ -74,3 +74,26 @@ async def test_training_card_shows_the_verdict_and_held_out_items(app, tmp_path)
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, HeldOutItems)
+
+
+async def test_card_says_what_a_trained_run_is_doing(app, tmp_path, monkeypatch):
+    """After its last step the worker merges, checks and judges for minutes: the card says which, with counts,
+    instead of a step counter that stands still."""
+    from textual.widgets import Static
+
+    from tuitune.core.training import jobs
+
+    d = tmp_path / "proj" / "runs" / RUN
+    d.mkdir(parents=True)
+    (d / "config.yaml").write_text(TrainConfig(eval=True).to_yaml(), encoding="utf-8")
+    w = EventWriter(d)
+    w.emit("started", pid=1, method="lora", base="smollm2", device="cpu", gpus=0, checkpoint=None)
+    w.emit("step", step=6, max_steps=6, loss=0.25, tokens_per_second=10.0, eta_seconds=0)
+    w.emit("phase", phase="evaluating", message="held-out verdict: generating with smollm2 + 5-shot: 8/27 answers")
+    monkeypatch.setattr(jobs, "worker_alive", lambda path: True)  # the worker is busy judging
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.screen.follow_run(RUN)
+        await pilot.pause(1.5)
+        text = str(app.screen.query_one(f"#run-{RUN}").query_one("#train-status", Static).render())
+        assert "generating with smollm2 + 5-shot: 8/27 answers" in text and "trained 6/6 steps" in text
+        assert "ETA" not in text

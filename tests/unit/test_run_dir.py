@@ -113,3 +113,21 @@ def test_runs_carry_the_verdict_event(tmp_path):
     r = CliRunner().invoke(main, ["--project", str(tmp_path), "runs", "--json"])
     assert json.loads(r.output)[0]["verdict"]["summary"] == "tuned beats base and few-shot"
     assert "tuned beats base and few-shot" in CliRunner().invoke(main, ["--project", str(tmp_path), "runs"]).output
+
+
+def test_phase_says_what_a_trained_run_does_until_it_ends(tmp_path):
+    w = EventWriter(tmp_path)
+    w.emit("started")
+    w.emit("step", step=4, max_steps=4, loss=0.5)
+    f = EventFollower(tmp_path / "events.jsonl")
+    f.poll()
+    assert f.state.phase == ""
+    w.emit("phase", phase="merging", message="merging the adapter into merged/")
+    f.poll()
+    assert f.state.phase == "merging the adapter into merged/" and f.state.status == "running"
+    w.emit("phase", phase="evaluating", message="held-out verdict: generating with base: 8/27 answers")
+    f.poll()
+    assert f.state.phase.endswith("8/27 answers")
+    w.emit("resumed")  # a new start forgets the old phase
+    f.poll()
+    assert f.state.phase == ""

@@ -149,7 +149,8 @@ def runs(ctx, as_json):
         step = f"{r.step}/{r.max_steps if r.max_steps and r.max_steps > 0 else '?'}"
         loss = f"{r.loss:.4f}" if isinstance(r.loss, (int, float)) else "-"
         click.echo(f"{r.id:34} {r.status:12} {r.method:9} {step:>11} {loss:>8}  {r.base}")
-        for line in (r.error, r.hint, (r.verdict or {}).get("summary") or (r.verdict or {}).get("verdict")):
+        for line in (r.phase, r.error, r.hint,
+                     (r.verdict or {}).get("summary") or (r.verdict or {}).get("verdict")):
             if line:
                 click.echo(f"{'':34} {line}")
         if r.bad_lines:
@@ -253,6 +254,8 @@ def _watch(project: Path, run_id: str, *, plot: bool, poll: float = 1.0):
                     if ev.get("gpu_peak_gib") is not None else ""  # peak allocated / reserved
                 prog.update(task, total=st.max_steps, completed=ev["step"],
                             description=f"loss {_num(ev.get('loss')):.4f}  {tps:.0f} tok/s  eta {eta:.0f}s{mem}")
+            elif ev["event"] == "phase":  # trained: merging, checking, the held-out verdict (with counts)
+                prog.update(task, description=str(ev.get("message") or ev.get("phase")))
             elif (msg := _describe(ev)):
                 prog.console.print(msg, markup=False, highlight=False)
 

@@ -40,10 +40,22 @@ def evaluate_run(run_dir: Path, cfg, train: list[dict], held: list[dict],
     budget = answer_budget(items, base.count_tokens, cap=cfg.max_length or 512)
     contenders, sample = three_way(train, items, base, tuned, seed=cfg.seed, count_tokens=base.count_tokens,
                                    context=base.context, answer_tokens=budget)
+    doing = [""]
+
+    def stage(msg: str) -> None:  # "generating with X": say it, then count its answers batch by batch
+        doing[0] = msg
+        if progress:
+            progress(msg)
+
+    def answered(done: int, total: int) -> None:
+        if progress:
+            progress(f"{doing[0]}: {done}/{total} answers")
+
+    base.on_batch = tuned.on_batch = answered
     try:
         report = asyncio.run(evaluate(items, contenders, run_id=run_dir.name, judge_backend=_judge(),
                                       params=GenParams(temperature=0.0, max_tokens=budget, seed=0),
-                                      progress=progress, train_items=sample))
+                                      progress=stage, train_items=sample))
     except EvalError as e:
         return _skipped(f"evaluation failed: {e}")
     save_report(report, run_dir)

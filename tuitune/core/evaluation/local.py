@@ -31,6 +31,7 @@ class LocalModel:
         self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=dtype).to(self.device).eval()
         self.context = int(getattr(self.model.config, "max_position_embeddings", 2048) or 2048)
         self.stopped: list[bool] = []  # of the last answer() call
+        self.on_batch = None  # called (answers done, answers asked) after each batch, for progress
 
     def count_tokens(self, messages: list[dict]) -> int:
         return len(self._ids(messages))
@@ -68,4 +69,6 @@ class LocalModel:
             for row, i in zip(gen[:, width:].tolist(), idx):
                 self.stopped[i] = any(t in eos_ids for t in row)
                 out[i] = tok.decode(row, skip_special_tokens=True).strip()
+            if self.on_batch is not None:
+                self.on_batch(start, len(order))
         return out

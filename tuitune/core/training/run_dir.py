@@ -129,6 +129,7 @@ class RunState:
     verdict: dict | None = None  # the last `verdict` event (held-out evaluation after training)
     model: dict = field(default_factory=dict)  # the last `model` event
     checks: list[dict] = field(default_factory=list)
+    phase: str = ""  # after the last step: what the worker does now (merging, checking, the held-out verdict)
     events: int = 0
     bad_lines: int = 0
 
@@ -150,7 +151,9 @@ class RunState:
             if self.loss is not None:
                 self.losses.append((step, self.loss))
         elif kind in STARTS:
-            self.status, self.terminal = "running", {}
+            self.status, self.terminal, self.phase = "running", {}, ""
+        elif kind == "phase":
+            self.phase = str(ev.get("message") or ev.get("phase") or "")
         elif kind in TERMINAL:
             self.status, self.terminal = kind, ev
             if kind == "done" and isinstance(ev.get("step"), int):

@@ -349,7 +349,9 @@ def _run(run_dir: Path, events: EventWriter, stop: StopFlag, main: bool) -> int:
     if cfg.eval and cfg.method not in PREFERENCE_METHODS and cfg.method != "pretrain":
         from tuitune.core.evaluation.after_training import evaluate_run
 
-        events.emit("verdict", **evaluate_run(run.path, cfg, train, held))
+        events.emit("phase", phase="evaluating", message="held-out verdict: loading base and tuned models")
+        events.emit("verdict", **evaluate_run(run.path, cfg, train, held, progress=lambda msg: events.emit(
+            "phase", phase="evaluating", message=f"held-out verdict: {msg}")))
     events.emit("done", step=step, metrics=metrics,
                 adapter=str(run.adapter) if cfg.peft_kind != "none" else None,
                 merged=str(run.merged) if run.has_merged() else None)
@@ -361,6 +363,7 @@ def _merge_and_check(cfg: TrainConfig, run: RunDir, events: EventWriter, records
     from tuitune.core.training.merge import check_stops, check_template, merge_run
 
     t0 = time.monotonic()
+    events.emit("phase", phase="merging", message="merging the adapter into merged/")
     merged = merge_run(run.path)
     events.emit("merged", path=str(merged), seconds=round(time.monotonic() - t0, 1))
     if run.chat_template.exists():
@@ -375,6 +378,7 @@ def _merge_and_check(cfg: TrainConfig, run: RunDir, events: EventWriter, records
             msgs = msgs[:-1]
         prompts.append(msgs)
     budget = cfg.check_max_new_tokens or cfg.max_length
+    events.emit("phase", phase="checking", message=f"checking that {len(prompts)} answers stop")
     res = check_stops(merged, prompts, budget)
     res["held_out"] = bool(held)
     events.emit("check", **res)

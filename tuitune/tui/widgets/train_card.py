@@ -80,7 +80,10 @@ class TrainCard(Vertical):
             bar.update(total=st.max_steps, progress=st.step)
         self.query_one("#loss", Sparkline).data = [v for _, v in st.losses[-200:]]
         ev, end = st.last_step, st.terminal
-        if self.status == "running":
+        if self.status == "running" and st.phase:  # trained; merging, checking or judging it
+            loss = f" · last loss {st.loss:.3f}" if st.loss is not None else ""
+            text = f"[b]{escape(st.phase)}[/b] · trained {st.step}/{st.max_steps or '?'} steps{loss}"
+        elif self.status == "running":
             loss = f"{st.loss:.3f}" if st.loss is not None else "?"
             text = (f"step {st.step}/{st.max_steps or '?'} · loss {loss} · "
                     f"{_num(ev.get('tokens_per_second')):.0f} tok/s · ETA {_eta(_num(ev.get('eta_seconds'), None))}")
