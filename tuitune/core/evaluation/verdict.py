@@ -12,7 +12,9 @@ draws, fixed seed) into a 95% confidence interval of the mean difference. Rules,
 3. `few_shot_enough`: the interval vs few-shot lies below MIN_GAIN (training bought no meaningful gain over
    prompting the base model with a few of the training records): more or better data, not training, is the lever.
 4. `no_gain`: the same vs the base model (few-shot prompting hurt, and training did not help either).
-5. `inconclusive`: otherwise, or with fewer than MIN_ITEMS held-out items: too few items to tell.
+5. `inconclusive`: otherwise, or with fewer than MIN_ITEMS held-out items: too few items to tell. When tuned
+   beats base but the interval vs few-shot straddles MIN_GAIN, the words say so (better than base, not clearly
+   better than few-shot) instead of "no significant difference".
 """
 
 from __future__ import annotations
@@ -110,6 +112,9 @@ def decide(held: dict[str, Sequence[float]], train: dict[str, Sequence[float]] |
         v.code = "no_gain"
         v.text = (f"no better than the base model (chrF vs base {vb.words()} on {n} items): more or better data, "
                   f"or more steps / a higher learning rate")
+    elif beats(vb):  # better than the base model, not clearly better than prompting it with examples
+        v.text = (f"tuned beats base (chrF {vb.words()}) but not clearly few-shot prompting (chrF {vf.words()}) "
+                  f"on {n} held-out items: more held-out items would tell; try few-shot prompting too")
     else:
         v.text = (f"no significant difference on {n} items: too few held-out items to tell (chrF vs few-shot "
                   f"{vf.words()}; vs base {vb.words()})")
