@@ -54,6 +54,7 @@ def run_set(name: str, workdir: Path, overrides: dict, existing: Path | None = N
     from tuitune.core.evaluation.evaluate import (
         answer_budget,
         evaluate,
+        item_budget,
         items_from_records,
         run_split,
         three_way,
@@ -111,7 +112,7 @@ def run_set(name: str, workdir: Path, overrides: dict, existing: Path | None = N
                                                     output=r["output"]).to_messages()} for r in held_rows])
     base = LocalModel(cfg.base_path, cfg.base)
     tuned = LocalModel(run / "merged", run_id)
-    budget = answer_budget(items, base.count_tokens, cap=cfg.max_length)
+    budget = answer_budget(items, base.count_tokens, cap=cfg.max_length or 512)
     train, _, _ = run_split(run)
     contenders, sample = three_way(train, items, base, tuned, seed=cfg.seed, count_tokens=base.count_tokens,
                                    context=base.context, answer_tokens=budget)
@@ -120,11 +121,14 @@ def run_set(name: str, workdir: Path, overrides: dict, existing: Path | None = N
     def note(msg: str) -> None:
         print(f"  {msg}", flush=True)
 
+    cap = cfg.max_length or 512  # per item, as the run's own verdict: twice its reference + 32, at most cap
     report = asyncio.run(evaluate(items, contenders, run_id=run_id, params=GenParams(temperature=0.0,
-                                  max_tokens=budget, seed=0), train_items=sample, progress=note))
+                                  max_tokens=budget, seed=0), train_items=sample, progress=note,
+                                  answer_limit=lambda it: item_budget(it, base.count_tokens, cap)))
     tuned_answers = report.by_role()["tuned"].outputs
     stopped["tuned"] = list(tuned.stopped) if len(tuned.stopped) == len(items) else []
-    print(f"\n{len(items)} benchmark held-out questions, greedy, max {budget} new tokens "
+    print(f"\n{len(items)} benchmark held-out questions, greedy, at most {budget} new tokens (per item: twice "
+          f"its reference + 32) "
           f"({time.monotonic() - t1:.0f} s):")
     print(f"{'':28} {'BLEU':>6} {'chrF':>6} {'ROUGE-L':>8} {'exact':>6} {'contains':>8} {'chrF train':>10}")
     for r in report.results:

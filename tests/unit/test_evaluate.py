@@ -216,7 +216,7 @@ class _Answers:
     def __init__(self, name, table, default="I do not know."):
         self.name, self.table, self.default, self.seen = name, table, default, []
 
-    def answer(self, conversations, max_new_tokens):
+    def answer(self, conversations, max_new_tokens, limits=None):
         self.seen += conversations
         return [self.table.get(c[-1]["content"], self.default) for c in conversations]
 

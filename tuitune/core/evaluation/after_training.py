@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tuitune.core.evaluation.contenders import items_from_records
-from tuitune.core.evaluation.evaluate import answer_budget, evaluate, three_way
+from tuitune.core.evaluation.evaluate import answer_budget, evaluate, item_budget, three_way
 from tuitune.core.evaluation.metrics import EvalError
 from tuitune.core.evaluation.report import REPORT_DIR, save_report
 
@@ -37,7 +37,8 @@ def evaluate_run(run_dir: Path, cfg, train: list[dict], held: list[dict],
     t0 = time.monotonic()
     base = LocalModel(cfg.base_path, cfg.base)
     tuned = LocalModel(merged, run_dir.name)
-    budget = answer_budget(items, base.count_tokens, cap=cfg.max_length or 512)
+    cap = cfg.max_length or 512
+    budget = answer_budget(items, base.count_tokens, cap=cap)
     contenders, sample = three_way(train, items, base, tuned, seed=cfg.seed, count_tokens=base.count_tokens,
                                    context=base.context, answer_tokens=budget)
     doing = [""]
@@ -55,7 +56,8 @@ def evaluate_run(run_dir: Path, cfg, train: list[dict], held: list[dict],
     try:
         report = asyncio.run(evaluate(items, contenders, run_id=run_dir.name, judge_backend=_judge(),
                                       params=GenParams(temperature=0.0, max_tokens=budget, seed=0),
-                                      progress=stage, train_items=sample))
+                                      progress=stage, train_items=sample,
+                                      answer_limit=lambda it: item_budget(it, base.count_tokens, cap)))
     except EvalError as e:
         return _skipped(f"evaluation failed: {e}")
     save_report(report, run_dir)

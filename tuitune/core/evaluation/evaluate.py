@@ -61,26 +61,35 @@ async def generate(backend: Backend, items: Sequence[EvalItem], params: GenParam
     return await _answers(backend, [it.messages for it in items], params, concurrency)
 
 
-async def _answers(model, conversations: list[list[dict]], params: GenParams | None, concurrency: int = 8):
+async def _answers(model, conversations: list[list[dict]], params: GenParams | None, concurrency: int = 8,
+                   limits: Sequence[int] | None = None):
+    """Every conversation's answer; `limits`: new tokens per answer (default params.max_tokens for each)."""
+    import dataclasses
+
     from tuitune.core.serving.chat import GenParams
 
     params = params or GenParams(temperature=0.0, max_tokens=256, seed=0)
     if hasattr(model, "answer"):  # local.LocalModel: batched, greedy
-        return await asyncio.to_thread(model.answer, conversations, params.max_tokens)
+        return await asyncio.to_thread(model.answer, conversations, params.max_tokens, limits=limits)
     sem = asyncio.Semaphore(concurrency)
 
-    async def one(msgs: list[dict]) -> str:
+    async def one(msgs: list[dict], limit: int | None) -> str:
+        p = params if limit is None else dataclasses.replace(params, max_tokens=limit)
         async with sem:
-            return "".join([d async for d in model.stream(msgs, params)])
+            return "".join([d async for d in model.stream(msgs, p)])
 
-    return list(await asyncio.gather(*(one(m) for m in conversations)))
+    return list(await asyncio.gather(*(one(m, lim) for m, lim in
+                                       zip(conversations, limits or [None] * len(conversations)))))
 
 
 async def evaluate(items: Sequence[EvalItem], contenders: Sequence, *, run_id: str = "",
                    judge_backend: Backend | None = None, task: str = "", params: GenParams | None = None,
-                   progress=None, project: Path | None = None, train_items: Sequence[EvalItem] = ()) -> EvalReport:
+                   progress=None, project: Path | None = None, train_items: Sequence[EvalItem] = (),
+                   answer_limit=None) -> EvalReport:
     """Generate with every contender (a Contender, or a bare Backend), one after the other, and score them; with
-    train_items also score base and tuned on those; with base, few_shot and tuned, decide the verdict."""
+    train_items also score base and tuned on those; with base, few_shot and tuned, decide the verdict.
+    answer_limit(item) -> new tokens for that item's answer (the same for every contender); default
+    params.max_tokens for all."""
     from tuitune.core.evaluation.verdict import decide
 
     if not items:
@@ -95,11 +104,13 @@ async def evaluate(items: Sequence[EvalItem], contenders: Sequence, *, run_id: s
         if progress:
             progress(f"generating with {c.label}")
         t0 = time.monotonic()
-        outputs = await _answers(c.model, [with_shots(it, c.shots) for it in items], params)
+        limits = [answer_limit(it) for it in items] if answer_limit else None
+        outputs = await _answers(c.model, [with_shots(it, c.shots) for it in items], params, limits=limits)
         res = ModelResult(c.label, c.model.engine, score(outputs, refs, tokenizer), outputs, time.monotonic() - t0,
                           role=c.role)
         if train_items and c.role in ("base", "tuned"):
-            res.train_outputs = await _answers(c.model, [it.messages for it in train_items], params)
+            res.train_outputs = await _answers(c.model, [it.messages for it in train_items], params, limits=(
+                [answer_limit(it) for it in train_items] if answer_limit else None))
             res.train_metrics = score(res.train_outputs, [it.reference for it in train_items], tokenizer)
         if judge_backend is not None:
             if progress:
@@ -117,8 +128,13 @@ async def evaluate(items: Sequence[EvalItem], contenders: Sequence, *, run_id: s
 def answer_budget(items: Sequence[EvalItem], count_tokens, cap: int) -> int:
     """New tokens per answer: twice the longest reference plus 32, at most `cap` (a model that does not stop
     is cut there; its score shows it)."""
-    longest = max((count_tokens([{"role": "assistant", "content": it.reference}]) for it in items), default=64)
-    return max(16, min(cap, 2 * longest + 32))
+    return max((item_budget(it, count_tokens, cap) for it in items), default=max(16, min(cap, 160)))
+
+
+def item_budget(item: EvalItem, count_tokens, cap: int) -> int:
+    """New tokens for one item's answer: twice its reference plus 32, at least 16, at most `cap`. An answer
+    longer than that is already wrong; not decoding it spares the minutes a looping answer costs on a CPU."""
+    return max(16, min(cap, 2 * count_tokens([{"role": "assistant", "content": item.reference}]) + 32))
 
 
 FEW_SHOT_CONTEXT = 2048  # tokens the few-shot prompt may use at most (a small model's quality and a CPU's
@@ -145,5 +161,5 @@ def three_way(train_records: Sequence[dict], items: Sequence[EvalItem], base, tu
 
 
 __all__ = ["Contender", "EvalError", "EvalItem", "EvalReport", "ModelResult", "answer_budget", "bleu_tokenizer",
-           "evaluate", "generate", "held_out_items", "is_chinese", "items_from_records", "judge", "load_report",
-           "parse_judgement", "render_judge", "run_split", "save_report", "score", "three_way"]
+           "evaluate", "generate", "held_out_items", "is_chinese", "item_budget", "items_from_records", "judge",
+           "load_report", "parse_judgement", "render_judge", "run_split", "save_report", "score", "three_way"]

@@ -40,15 +40,19 @@ class LocalModel:
         out = self.tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
         return list(out["input_ids"] if hasattr(out, "keys") else out)
 
-    def answer(self, conversations: Sequence[list[dict]], max_new_tokens: int, batch: int = BATCH) -> list[str]:
-        """Greedy answers, in order. Prompts are sorted by length so a batch pads little."""
+    def answer(self, conversations: Sequence[list[dict]], max_new_tokens: int, batch: int = BATCH,
+               limits: Sequence[int] | None = None) -> list[str]:
+        """Greedy answers, in order. `limits`: new tokens per answer (default max_new_tokens for each); an answer
+        is cut at its own limit whatever its batch-mates get, so it does not depend on them. Prompts are grouped
+        by limit, then length, so a batch decodes little past its answers' limits and pads little."""
         import torch
 
         tok, model = self.tok, self.model
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         eos = model.generation_config.eos_token_id
         encoded = [self._ids(c) for c in conversations]
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        limit = list(limits) if limits is not None else [max_new_tokens] * len(encoded)
+        order = sorted(range(len(encoded)), key=lambda i: (limit[i], len(encoded[i])))
         out: list[str] = [""] * len(encoded)
         self.stopped = [False] * len(encoded)  # per answer: ended with EOS within max_new_tokens
         eos_ids = set(eos if isinstance(eos, list) else [eos]) | {tok.eos_token_id}
@@ -64,9 +68,10 @@ class LocalModel:
             mask = torch.tensor([[0] * (width - len(encoded[i])) + [1] * len(encoded[i]) for i in idx],
                                 device=model.device)
             with torch.no_grad():
-                gen = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                gen = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max(limit[i] for i in idx),
                                      do_sample=False, pad_token_id=pad, eos_token_id=eos)
             for row, i in zip(gen[:, width:].tolist(), idx):
+                row = row[:limit[i]]
                 self.stopped[i] = any(t in eos_ids for t in row)
                 out[i] = tok.decode(row, skip_special_tokens=True).strip()
             if self.on_batch is not None:
