@@ -100,17 +100,18 @@ async def evaluate(items: Sequence[EvalItem], contenders: Sequence, *, run_id: s
     shots = next((c.shots for c in contenders if c.shots), [])
     report = EvalReport(run_id=run_id, items=list(items), tokenizer=tokenizer, shots=list(shots),
                         train_items=list(train_items), created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    limits = [answer_limit(it) for it in items] if answer_limit else None  # the same for every contender
+    train_limits = [answer_limit(it) for it in train_items] if answer_limit else None
     for c in contenders:
         if progress:
             progress(f"generating with {c.label}")
         t0 = time.monotonic()
-        limits = [answer_limit(it) for it in items] if answer_limit else None
         outputs = await _answers(c.model, [with_shots(it, c.shots) for it in items], params, limits=limits)
         res = ModelResult(c.label, c.model.engine, score(outputs, refs, tokenizer), outputs, time.monotonic() - t0,
                           role=c.role)
         if train_items and c.role in ("base", "tuned"):
-            res.train_outputs = await _answers(c.model, [it.messages for it in train_items], params, limits=(
-                [answer_limit(it) for it in train_items] if answer_limit else None))
+            res.train_outputs = await _answers(c.model, [it.messages for it in train_items], params,
+                                               limits=train_limits)
             res.train_metrics = score(res.train_outputs, [it.reference for it in train_items], tokenizer)
         if judge_backend is not None:
             if progress:

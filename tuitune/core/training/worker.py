@@ -363,7 +363,8 @@ def _merge_and_check(cfg: TrainConfig, run: RunDir, events: EventWriter, records
     from tuitune.core.training.merge import check_stops, check_template, merge_run
 
     t0 = time.monotonic()
-    events.emit("phase", phase="merging", message="merging the adapter into merged/")
+    if cfg.peft_kind != "none":  # a full fine-tune's model is already in merged/
+        events.emit("phase", phase="merging", message="merging the adapter into merged/")
     merged = merge_run(run.path)
     events.emit("merged", path=str(merged), seconds=round(time.monotonic() - t0, 1))
     if run.chat_template.exists():
