@@ -188,7 +188,9 @@ sys.path.insert(0, {root!r})
 from tuitune.core.training.worker import agreed_stop
 dist.init_process_group("gloo")
 rank = dist.get_rank()
-print(f"rank{{rank}}", agreed_stop(rank == 1), agreed_stop(False), flush=True)
+result = f"{{agreed_stop(rank == 1)}} {{agreed_stop(False)}}"
+with open(os.path.join({out!r}, f"rank{{rank}}"), "w") as f:  # one file each: printed lines interleave
+    f.write(result)
 dist.destroy_process_group()
 """
 
@@ -196,8 +198,8 @@ dist.destroy_process_group()
 def test_stop_request_reaches_every_rank(tmp_path):
     """Two real CPU ranks (gloo): a stop asked of rank 1 only is seen by both at the same step."""
     script = tmp_path / "stop.py"
-    script.write_text(STOP_SCRIPT.format(root=os.getcwd()))
+    script.write_text(STOP_SCRIPT.format(root=os.getcwd(), out=str(tmp_path)))
     out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                           str(script)], capture_output=True, text=True, timeout=180, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "rank0 True False" in out.stdout and "rank1 True False" in out.stdout
+    assert [(tmp_path / f"rank{r}").read_text() for r in (0, 1)] == ["True False", "True False"]
