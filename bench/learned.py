@@ -110,8 +110,11 @@ def run_set(name: str, workdir: Path, overrides: dict, existing: Path | None = N
     t1 = time.monotonic()
     items = items_from_records([{"messages": Sample(instruction=r["instruction"], input=r.get("input", ""),
                                                     output=r["output"]).to_messages()} for r in held_rows])
-    base = LocalModel(cfg.base_path, cfg.base)
-    tuned = LocalModel(run / "merged", run_id)
+    from tuitune.settings import Settings
+
+    home = Settings().home  # the same precision as the run's own verdict: bf16 where measured faster
+    base = LocalModel(cfg.base_path, cfg.base, probe_dir=home)
+    tuned = LocalModel(run / "merged", run_id, probe_dir=home)
     budget = answer_budget(items, base.count_tokens, cap=cfg.max_length or 512)
     train, _, _ = run_split(run)
     contenders, sample = three_way(train, items, base, tuned, seed=cfg.seed, count_tokens=base.count_tokens,

@@ -55,6 +55,18 @@ async def test_small_run_with_eval_records_a_verdict_on_three_contenders(tmp_pat
     assert any("answers" in e["message"] for e in events if e.get("phase") == "evaluating"), "no answer counts"
     assert sum(e["event"] == "eval" for e in events) >= 2  # held-out loss during training, and at the end
 
+    # generated in bf16 only where this CPU was measured to decode faster in it (the probe's cache in the home)
+    from tuitune.core.training.bf16_probe import CACHE_FILE, MIN_SPEEDUP
+    from tuitune.core.training.presets import cpu_has_native_bf16
+
+    precision = next(e for e in events if e["event"] == "verdict")["precision"]
+    if cpu_has_native_bf16():
+        cache = json.loads((home / CACHE_FILE).read_text(encoding="utf-8"))
+        decode = [v["speedup"] for k, v in cache.items() if k.endswith("| decode")]
+        assert len(decode) == 1 and precision == ("bf16" if decode[0] >= MIN_SPEEDUP else "fp32")
+    else:
+        assert precision == "fp32"
+
     report = json.loads((run / "eval" / "report.json").read_text(encoding="utf-8"))
     assert set(report["contenders"]) == {"base", "few_shot", "tuned"} and report["n"] == 6
     k = report["few_shot"]["k"]

@@ -60,12 +60,22 @@ def test_consumer_card_one_process_bf16(filled, embedded_model, on):
     on("rtx4090")
     p = plan(filled)
     assert p["launcher"][1:3] == ["-m", "tuitune.core.training.worker"]
-    assert p["env"] == {"CUDA_VISIBLE_DEVICES": "0"} and p["gpus"] == 1
+    assert p["env"] == {"CUDA_VISIBLE_DEVICES": "0", "TUITUNE_HOME": str(load_settings().home)} and p["gpus"] == 1
     c = p["config"]
     assert (c["bf16"], c["fp16"], c["gpus"]) == (True, False, 1)
     assert c["gradient_checkpointing"] is True and c["micro_batch_size"] == c["batch_size"]
     assert p["effective_batch"] == c["batch_size"] * c["grad_accum"]
     assert not (filled / "runs").exists()
+
+
+def test_the_worker_gets_the_home_the_app_was_started_with(filled, embedded_model, on, tmp_path, monkeypatch):
+    """Its own Settings read the environment: a TUI started on another home must not send the worker's probe cache
+    and judge settings to the default one."""
+    on("cpu")
+    monkeypatch.setenv("TUITUNE_HOME", str(tmp_path / "from-env"))
+    other = tmp_path / "other-home"
+    p = jobs.dry_run(load_settings(project=filled, home=other), TrainConfig())
+    assert p["env"]["TUITUNE_HOME"] == str(other)
 
 
 def test_fp16_on_a_bf16_gpu_turns_preset_bf16_off(filled, embedded_model, on):

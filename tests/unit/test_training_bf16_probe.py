@@ -69,3 +69,37 @@ def test_no_probe_no_native_bf16_or_a_gpu(tmp_path):
     assert not (tmp_path / bf16_probe.CACHE_FILE).exists()  # nothing measured where bf16 would be emulated
     assert presets.Hardware(cuda=False, gpus=0, bf16=True).bf16_default() is False  # unmeasured CPU: fp32
     assert presets.Hardware(cuda=True, gpus=1, bf16=True).bf16_default() is True
+
+
+def test_the_real_decode_probe_times_bf16_weights_against_fp32():
+    r = bf16_probe.measure_decode(hidden=64, intermediate=128, rows=2, layers=1, calls=2, repeats=2)
+    assert r["fp32_s"] > 0 and r["bf16_s"] > 0 and r["speedup"] == pytest.approx(r["fp32_s"] / r["bf16_s"])
+
+
+def test_decoding_is_measured_apart_from_training(tmp_path):
+    """One CPU can train slower in bf16 autocast and still decode faster with bf16 weights: two answers, one file."""
+    train, train_calls = _fixed(0.7)
+    decode, decode_calls = _fixed(1.8)
+    assert bf16_probe.bf16_pays(tmp_path, train) is False
+    assert bf16_probe.bf16_decode_pays(tmp_path, decode) is True
+    assert bf16_probe.bf16_decode_pays(tmp_path, decode) is True and bf16_probe.bf16_pays(tmp_path, train) is False
+    assert len(train_calls) == len(decode_calls) == 1
+    cache = json.loads((tmp_path / bf16_probe.CACHE_FILE).read_text())
+    assert cache[bf16_probe.machine_key()]["speedup"] == 0.7
+    assert cache[bf16_probe.machine_key() + " | decode"]["speedup"] == 1.8
+
+
+def test_the_verdict_model_follows_the_decode_measurement(tmp_path, monkeypatch):
+    from tuitune.core.evaluation.local import decode_in_bf16
+
+    monkeypatch.setattr(presets, "cpu_has_native_bf16", lambda: True)
+    (tmp_path / bf16_probe.CACHE_FILE).write_text(json.dumps({bf16_probe.machine_key() + " | decode": {"speedup": 1.5}}))
+    assert decode_in_bf16("cpu", tmp_path) is True
+    (tmp_path / bf16_probe.CACHE_FILE).write_text(json.dumps({bf16_probe.machine_key() + " | decode": {"speedup": 0.9}}))
+    assert decode_in_bf16("cpu", tmp_path) is False
+    assert decode_in_bf16("cpu", None) is False  # nowhere to keep a measurement: fp32, nothing measured
+    assert decode_in_bf16("cuda", None) is True
+    monkeypatch.setattr(presets, "cpu_has_native_bf16", lambda: False)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert decode_in_bf16("cpu", empty) is False and not list(empty.iterdir())  # emulated bf16: never measured

@@ -26,6 +26,7 @@ def evaluate_run(run_dir: Path, cfg, train: list[dict], held: list[dict],
 
     from tuitune.core.evaluation.local import LocalModel
     from tuitune.core.serving.chat import GenParams
+    from tuitune.settings import Settings
 
     run_dir = Path(run_dir)
     items = items_from_records(held)
@@ -35,8 +36,10 @@ def evaluate_run(run_dir: Path, cfg, train: list[dict], held: list[dict],
     if not (merged / "config.json").exists():
         return _skipped("no merged model to evaluate (the run was trained with merge off)")
     t0 = time.monotonic()
-    base = LocalModel(cfg.base_path, cfg.base)
-    tuned = LocalModel(merged, run_dir.name)
+    # The worker is a process entry point of its own: it reads the settings from the environment it was started with.
+    settings = Settings()
+    base = LocalModel(cfg.base_path, cfg.base, probe_dir=settings.home)  # bf16 where measured faster (bf16_probe)
+    tuned = LocalModel(merged, run_dir.name, probe_dir=settings.home)
     cap = cfg.max_length or 512
     budget = answer_budget(items, base.count_tokens, cap=cap)
     contenders, sample = three_way(train, items, base, tuned, seed=cfg.seed, count_tokens=base.count_tokens,
@@ -54,7 +57,7 @@ def evaluate_run(run_dir: Path, cfg, train: list[dict], held: list[dict],
 
     base.on_batch = tuned.on_batch = answered
     try:
-        report = asyncio.run(evaluate(items, contenders, run_id=run_dir.name, judge_backend=_judge(),
+        report = asyncio.run(evaluate(items, contenders, run_id=run_dir.name, judge_backend=_judge(settings),
                                       params=GenParams(temperature=0.0, max_tokens=budget, seed=0),
                                       progress=stage, train_items=sample,
                                       answer_limit=lambda it: item_budget(it, base.count_tokens, cap)))
@@ -65,13 +68,12 @@ def evaluate_run(run_dir: Path, cfg, train: list[dict], held: list[dict],
     return {"verdict": verdict.get("code", "inconclusive"), "summary": verdict.get("text", ""),
             "report": f"{REPORT_DIR}/report.json", "n": len(items), "few_shot_k": len(report.shots),
             "contenders": {role: r.summary() for role, r in report.by_role().items()},
-            "max_new_tokens": budget, "seconds": round(time.monotonic() - t0, 1)}
+            "max_new_tokens": budget, "precision": "bf16" if tuned.bf16 else "fp32",
+            "seconds": round(time.monotonic() - t0, 1)}
 
 
-def _judge():
-    """The configured teacher endpoint as the judge, or None. The worker is a process entry point of its own,
-    so it reads the settings from the environment it was started with."""
+def _judge(settings):
+    """The configured teacher endpoint as the judge, or None."""
     from tuitune.core.evaluation.judge import teacher_judge
-    from tuitune.settings import Settings
 
-    return teacher_judge(Settings())
+    return teacher_judge(settings)

@@ -191,7 +191,7 @@ def launch(settings: Settings, config: TrainConfig) -> str:
     from tuitune.core import atomic
 
     atomic.write_text(run.config, cfg.to_yaml())
-    _spawn(run.path)
+    _spawn(run.path, home=settings.home)
     return run_id
 
 
@@ -199,7 +199,7 @@ def dry_run(settings: Settings, config: TrainConfig) -> dict:
     """What `launch` would do, without creating or starting anything: the resolved config, the worker's
     command line (for a run folder named RUN_ID), its environment and the effective batch."""
     cfg, records = prepare(settings, config)
-    gpus, env = _placement(cfg)
+    gpus, env = _placement(cfg, settings.home)
     run = RunDir.of(settings.project, "RUN_ID")
     return {"config": cfg.model_dump(mode="json"), "config_yaml": cfg.to_yaml(), "records": len(records),
             "launcher": worker_command(run.path, gpus), "env": env, "gpus": max(1, gpus),
@@ -219,9 +219,15 @@ def worker_command(d: Path, gpus: int) -> list[str]:
     return launcher(d, gpus)
 
 
-def _placement(cfg: TrainConfig) -> tuple[int, dict[str, str]]:
+def _placement(cfg: TrainConfig, home: Path | None = None) -> tuple[int, dict[str, str]]:
     """GPUs the run uses (0 on CPU) and the environment its worker gets: CUDA_VISIBLE_DEVICES on GPUs (the ones
-    with the most free memory), a thread budget beside what this app already runs on CPU."""
+    with the most free memory), a thread budget beside what this app already runs on CPU, and the app's home
+    (TUITUNE_HOME: the worker's own Settings read the environment; its probe cache and judge come from there)."""
+    gpus, env = _devices(cfg)
+    return gpus, {**env, **({"TUITUNE_HOME": str(home)} if home else {})}
+
+
+def _devices(cfg: TrainConfig) -> tuple[int, dict[str, str]]:
     from tuitune.core import hardware, resources
     from tuitune.core.training import gpu
     from tuitune.core.training.presets import detect_hardware
@@ -240,10 +246,12 @@ def _placement(cfg: TrainConfig) -> tuple[int, dict[str, str]]:
     return 0, env
 
 
-def _spawn(d: Path) -> int:
+def _spawn(d: Path, home: Path | None = None) -> int:
+    """Start the worker detached; `home`: the tuitune home the app was started with (a resume keeps the
+    environment's)."""
     run = RunDir(d)
     cfg = TrainConfig.load(run.config)
-    gpus, extra = _placement(cfg)
+    gpus, extra = _placement(cfg, home)
     env = {**os.environ, **extra}
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     with open(run.log, "ab") as log:
