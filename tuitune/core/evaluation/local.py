@@ -5,9 +5,10 @@ Used where no server runs: the training worker's automatic evaluation and bench/
 
 Speed on a CPU (2-core Xeon with AMX, embedded 135M model, 64 new tokens per row): a decoding step costs a fixed
 ~60 ms of Python and kernel launches plus ~3 ms per row, so rows per batch are nearly free: 99 tokens/s at 8 rows,
-209 at 32 in fp32; bf16 weights 156 / 337. So a batch takes as many rows as its key/value cache fits in
-KV_BUDGET (at most MAX_BATCH), and the weights are bf16 on a GPU and on a CPU where bf16_probe measured decoding
-faster in bf16 (bench/verdict_speed.py compares both side by side).
+209 at 32 in fp32; bf16 weights 156 / 337. So batches take up to MAX_BATCH rows as their key/value cache fits in
+KV_BUDGET, planned so that short answers do not wait for long ones where that costs more (plan_batches), and the
+weights are bf16 on a GPU and on a CPU where bf16_probe measured decoding faster in bf16 (bench/verdict_speed.py
+compares before and now side by side).
 """
 
 from __future__ import annotations
@@ -90,7 +91,6 @@ class LocalModel:
         return out
 
 
-
 def fits(rows: Sequence[tuple[int, int]], kv_bytes: int) -> bool:
     """Whether `rows` ((prompt tokens, new tokens) each) go in one batch: every row is padded to the longest prompt
     and decodes to the largest limit, within BATCH_TOKENS prompt tokens and KV_BUDGET bytes of key/value cache."""
@@ -109,7 +109,7 @@ def plan_batches(rows: Sequence[tuple[int, int]], kv_bytes: int, most: int = MAX
         for size in range(1, min(most, j) + 1):
             group = rows[j - size:j]
             if size > 1 and not fits(group, kv_bytes):
-                break  # a larger group (further back) only pads and decodes more
+                break  # a larger group holds this one: it does not fit either
             cost = best[j - size][0] + max(lim for _, lim in group) * (1 + size / ROWS_PER_STEP)
             if cost < best[j][0]:
                 best[j] = (cost, size)
