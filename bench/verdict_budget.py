@@ -11,33 +11,21 @@ RUN_DIR: a finished run with a merged model and held-out records (e.g. one from 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import os
 import sys
 import time
-from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("run", type=Path)
-    ap.add_argument("--items", type=int, default=8, help="held-out items to answer (default 8)")
-    ap.add_argument("--roles", default="base,tuned", help="contenders to time: base, tuned (comma-separated)")
-    args = ap.parse_args(argv)
+    from held_out_run import load
 
-    from tuitune.core.evaluation.evaluate import _answers, answer_budget, held_out_items, item_budget, score
+    from tuitune.core.evaluation.evaluate import _answers, answer_budget, item_budget, score
     from tuitune.core.evaluation.local import LocalModel
     from tuitune.core.serving.chat import GenParams
-    from tuitune.core.training.config import TrainConfig
 
-    run = args.run.resolve()
-    cfg = TrainConfig.load(run / "config.yaml")
-    items = held_out_items(run)[: args.items]
+    args, run, cfg, items = load(__doc__, argv, default_items=8)
     models = {"base": lambda: LocalModel(cfg.base_path, cfg.base), "tuned": lambda: LocalModel(run / "merged")}
     cap = cfg.max_length or 512
-    print(f"{len(items)} held-out items of {run.name}; {os.cpu_count()} CPUs, load average "
-          f"{os.getloadavg()[0]:.1f}")
     totals = {"one budget": 0.0, "per item": 0.0}
     for role in args.roles.split(","):
         model = models[role]()

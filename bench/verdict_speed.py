@@ -1,5 +1,6 @@
-"""The after-training verdict's generation on a CPU, side by side in one run: as it was (fp32 weights, 8 rows per
-batch) vs as it is now (bf16 weights where bf16_probe measured decoding faster, as many rows as the key/value cache
+"""The after-training verdict's generation on a CPU, side by side in one run: as it was (fp32 weights, at most 8 rows
+per batch; the batches are planned as now, where they used to be consecutive runs of 8, so "before" is if anything
+faster than it was) vs as it is now (bf16 weights where bf16_probe measured decoding faster, as many rows as the key/value cache
 budget fits, at most 32). Same run, same held-out items, each item's own answer budget, greedy; prints the wall time
 of each, their ratio, chrF / ROUGE-L and EOS counts under both, and how many answers are word for word the same
 (bf16 rounds differently, so greedy answers can part ways after a while).
@@ -11,35 +12,22 @@ RUN_DIR: a finished run with a merged model and held-out records (e.g. one from 
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 import time
-from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("run", type=Path)
-    ap.add_argument("--items", type=int, default=0, help="held-out items to answer (default: all)")
-    ap.add_argument("--roles", default="base,tuned", help="contenders to time: base, tuned (comma-separated)")
-    args = ap.parse_args(argv)
+    from held_out_run import load
 
-    from tuitune.core.evaluation.evaluate import held_out_items, item_budget, score
+    from tuitune.core.evaluation.evaluate import item_budget, score
     from tuitune.core.evaluation.local import LocalModel, decode_in_bf16
-    from tuitune.core.training.config import TrainConfig
     from tuitune.settings import Settings
 
-    run = args.run.resolve()
-    cfg = TrainConfig.load(run / "config.yaml")
-    items = held_out_items(run)
-    items = items[: args.items] if args.items else items
+    args, run, cfg, items = load(__doc__, argv, default_items=0)
     paths = {"base": cfg.base_path, "tuned": run / "merged"}
     home = Settings().home
     now_bf16 = decode_in_bf16("cpu", home)
     ways = {"before (fp32, 8 rows)": (False, 8), f"now ({'bf16' if now_bf16 else 'fp32'}, <=32 rows)": (now_bf16, 32)}
-    print(f"{len(items)} held-out items of {run.name}; {os.cpu_count()} CPUs, load average "
-          f"{os.getloadavg()[0]:.1f}")
     totals = dict.fromkeys(ways, 0.0)
     cap = cfg.max_length or 512
     for role in args.roles.split(","):
