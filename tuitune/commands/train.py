@@ -95,7 +95,7 @@ def train(ctx, config_file, sets, resume_id, from_scratch, dry_run, as_json, for
     s = settings(ctx)
     try:
         if resume_id:
-            run_id = jobs.resume(s.project, resume_id, from_scratch=from_scratch)
+            run_id = jobs.resume(s.project, resume_id, from_scratch=from_scratch, home=s.home)
         else:
             base = TrainConfig.load(config_file) if config_file else TrainConfig(base=s.base_model)
             cfg = config_from(base, values, sets)

@@ -247,8 +247,7 @@ def _devices(cfg: TrainConfig) -> tuple[int, dict[str, str]]:
 
 
 def _spawn(d: Path, home: Path | None = None) -> int:
-    """Start the worker detached; `home`: the tuitune home the app was started with (a resume keeps the
-    environment's)."""
+    """Start the worker detached; `home`: the tuitune home the app was started with (None: the environment's)."""
     run = RunDir(d)
     cfg = TrainConfig.load(run.config)
     gpus, extra = _placement(cfg, home)
@@ -328,7 +327,7 @@ class NoCheckpoint(JobError):
     """Resuming would silently start over: the run has no checkpoint left."""
 
 
-def resume(project: Path | str, run_id: str, *, from_scratch: bool = False) -> str:
+def resume(project: Path | str, run_id: str, *, from_scratch: bool = False, home: Path | None = None) -> str:
     """Continue an interrupted, stopped or failed run from its last checkpoint (same id, same folder).
     Without a checkpoint that would mean starting again from step 0: only when `from_scratch` says so."""
     run = find(project, run_id)
@@ -347,7 +346,7 @@ def resume(project: Path | str, run_id: str, *, from_scratch: bool = False) -> s
                            f"step 0. Ask for a restart from scratch to do that.")
     EventWriter(run.path).emit("resume_requested", checkpoint=str(ck) if ck else None,
                                note=None if ck else "restart from scratch: training starts again from step 0")
-    _spawn(run.path)
+    _spawn(run.path, home=home)
     return run_id
 
 
