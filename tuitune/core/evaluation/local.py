@@ -4,7 +4,7 @@ Used where no server runs: the training worker's automatic evaluation and bench/
 (about a minute), so a small model is evaluated right after training.
 
 Speed on a CPU (2-core Xeon with AMX, embedded 135M model, 64 new tokens per row): a decoding step costs a fixed
-~60 ms of Python and kernel launches plus ~3 ms per row, so rows per batch are nearly free: 99 tokens/s at 8 rows,
+part (Python, kernel launches) many times a row's own share (ROWS_PER_STEP), so rows are nearly free: 99 tokens/s at 8 rows,
 209 at 32 in fp32; bf16 weights 156 / 337. So batches take up to MAX_BATCH rows as their key/value cache fits in
 KV_BUDGET, planned so that short answers do not wait for long ones where that costs more (plan_batches), and the
 weights are bf16 on a GPU and on a CPU where bf16_probe measured decoding faster in bf16 (bench/verdict_speed.py

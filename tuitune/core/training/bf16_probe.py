@@ -70,13 +70,7 @@ def measure(hidden: int = 768, intermediate: int = 2048, tokens: int = 256, rank
         loss.backward()
         return time.perf_counter() - t0
 
-    best = {False: float("inf"), True: float("inf")}
-    for bf16 in (False, True):  # warm-up: first calls pick kernels and allocate
-        step(bf16)
-    for _ in range(repeats):
-        for bf16 in (False, True):
-            best[bf16] = min(best[bf16], step(bf16))
-    return {"fp32_s": best[False], "bf16_s": best[True], "speedup": best[False] / best[True]}
+    return _best_of(step, repeats)
 
 
 def measure_decode(hidden: int = 576, intermediate: int = 1536, rows: int = 8, layers: int = 4, calls: int = 10,
@@ -104,12 +98,18 @@ def measure_decode(hidden: int = 576, intermediate: int = 1536, rows: int = 8, l
                     h = linear(torch.nn.functional.silu(gate) * up, w[3]) + a
         return time.perf_counter() - t0
 
+    return _best_of(run, repeats)
+
+
+def _best_of(timed: Callable[[bool], float], repeats: int) -> dict:
+    """Best seconds of `timed(bf16)` over `repeats`, fp32 and bf16 interleaved (a busy machine slows both alike),
+    after one warm-up call each (first calls pick kernels and allocate)."""
     best = {False: float("inf"), True: float("inf")}
     for bf16 in (False, True):
-        run(bf16)
+        timed(bf16)
     for _ in range(repeats):
         for bf16 in (False, True):
-            best[bf16] = min(best[bf16], run(bf16))
+            best[bf16] = min(best[bf16], timed(bf16))
     return {"fp32_s": best[False], "bf16_s": best[True], "speedup": best[False] / best[True]}
 
 
