@@ -1,7 +1,8 @@
 """Synthesis rounds: the teacher writes new samples from the task, rotating examples (seeds + accepted
 samples), the lessons from review and optional topics; many requests in flight (bounded); every sample is
-parsed, filtered (length), deduplicated (exact + near, against everything in the project) and committed to
-the database at once, together with the round's counters.
+parsed, filtered (length), deduplicated (exact + near, against everything in the project), flagged when its
+answer copies an example's (copies.py), and committed to the database at once, together with the round's
+counters.
 
 Resume: a round that did not finish (process killed, cancelled, teacher down) is picked up by the next run,
 which asks only for what is missing; what was stored is never asked for or stored again.
@@ -26,6 +27,7 @@ from tuitune.core.data.dedup import DedupIndex
 from tuitune.core.data.samples import Sample
 from tuitune.core.data.store import Store
 from tuitune.core.synth import prompts, rounds
+from tuitune.core.synth.copies import AnswerCopies, flag_copies
 from tuitune.core.synth.messages import (
     TOPICS_SCHEMA,
     _example,
@@ -147,6 +149,8 @@ class SynthRound:
         self.index = DedupIndex(self.params.threshold)
         for s in self.store.samples():
             self.index.add(s)
+        # answers the teacher was shown (seeds first): a sample repeating one is stored with a flag (copies.py)
+        self.copies = AnswerCopies(sorted(self.ctx.pool, key=lambda s: s.origin != "seed"))
         prompt = messages_text(generation_messages(self.ctx, self.params, 0, self.params.per_request))
         rounds.update_round(self.store, rid, prompt=prompt, counters=self.counters.saved(), status="running")
         self._emit(RoundStarted(rid, self.need, already, resumed, prompt))
@@ -340,7 +344,9 @@ class SynthRound:
         return sample
 
     def _store(self, sample: Sample) -> None:
-        """Commit the sample and the counters in one transaction (a kill keeps both or neither)."""
+        """Commit the sample and the counters in one transaction (a kill keeps both or neither). A sample
+        whose answer repeats an example's is stored with that as its reason (flagged for review)."""
+        sample = flag_copies(sample, self.copies)
         with self.store.transaction():
             stored = self.store.add_sample(sample)
             self.counters.stored += 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 from textual.content import Content
 
 from tuitune.core.data.samples import Sample
+from tuitune.core.synth.copies import is_copy_flag
 from tuitune.tui.widgets.sample_list import GLYPHS, stars
 
 
@@ -17,7 +18,9 @@ def detail_text(s: Sample) -> Content:
     parts.append((f"  {stars(s.rating)}", "$warning" if s.rating else "dim"))
     where = f"round {s.round_id}" if s.round_id is not None else "no round"
     parts.append((f"  {where} · {s.origin}\n", "dim"))
-    if s.reason:
+    if s.reason and s.status == "pending" and is_copy_flag(s.reason):  # set by synthesis, not by a person
+        parts += [("⚑ Flag: ", "bold $warning"), s.reason + " (check it: the teacher may have copied it)\n"]
+    elif s.reason:
         parts += [("Reason: ", "bold $error"), s.reason + "\n"]
 
     def section(title: str, body: str) -> None:
