@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,7 +25,11 @@ class Settings(BaseSettings):
     home: Path = Field(default_factory=_default_home,
                        description="Cache folder for converted models and registries (not per project).")
     project: Path = Field(default_factory=Path.cwd, description="Project folder holding tuitune.db, runs/, exports/.")
-    base_model: str = Field(EMBEDDED_NAME, description="Default base model: a registered name or a folder.")
+    base_model: str = Field(EMBEDDED_NAME, description="Default base model: a registered name, a folder or a Hub "
+                                                       "ID (ORG/NAME[@REVISION]).")
+    hub: Literal["huggingface", "modelscope"] = Field(
+        "huggingface", description="Where ORG/NAME model IDs come from: the Hugging Face Hub (its cache, "
+                                   "HF_HOME/HF_HUB_CACHE) or ModelScope (needs `pip install modelscope`).")
     teacher_base_url: str = Field("", description="OpenAI-compatible base URL of the teacher; empty = embedded model via vLLM.")
     teacher_model: str = Field("", description="Teacher model name as the endpoint knows it.")
     teacher_api_key_env: str = Field("OPENAI_API_KEY",

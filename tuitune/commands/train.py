@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from tuitune.commands.common import fail, settings
+from tuitune.commands.common import fail, progress_bar, settings
 
 
 def _errors():
@@ -102,7 +103,8 @@ def train(ctx, config_file, sets, resume_id, from_scratch, dry_run, as_json, for
             if dry_run:
                 _dry_run(s, cfg, as_json)
                 return
-            run_id = jobs.launch(s, cfg)
+            with _download_progress() as progress:
+                run_id = jobs.launch(s, cfg, progress=progress)
     except jobs.NoCheckpoint as e:
         fail(f"{e} (`tuitune train --resume {resume_id} --from-scratch`)", code=2)
     except _errors() as e:
@@ -111,6 +113,21 @@ def train(ctx, config_file, sets, resume_id, from_scratch, dry_run, as_json, for
     if foreground:
         info = _watch(s.project, run_id, plot=True)
         sys.exit(0 if info.status == "done" else 1)
+
+
+@contextlib.contextmanager
+def _download_progress():
+    """A (stage, fraction) callback that shows a progress bar on stderr from its first call on: a base model
+    that is downloaded (a Hub ID not in the cache yet) gets one, a cached one prints nothing."""
+    with contextlib.ExitStack() as stack:
+        bar = []
+
+        def progress(stage: str, frac: float) -> None:
+            if not bar:
+                bar.append(stack.enter_context(progress_bar(stage, total=1.0)))
+            bar[0](stage, frac)
+
+        yield progress
 
 
 def _dry_run(s, cfg, as_json: bool) -> None:

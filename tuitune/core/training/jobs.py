@@ -23,6 +23,7 @@ from tuitune.core.training.events import EventWriter, read_events
 from tuitune.core.training.run_dir import RunDir, RunNotFound, all_runs, iso, read_all
 
 if TYPE_CHECKING:
+    from tuitune.core.models import Progress
     from tuitune.settings import Settings
 
 __all__ = [
@@ -81,11 +82,14 @@ def run_dir(project: Path | str, run_id: str) -> Path:
 
 # ---- validation before anything is created ---------------------------------------------------------
 
-def prepare(settings: Settings, cfg: TrainConfig) -> tuple[TrainConfig, list[dict]]:
-    """Resolve the base model, gather and check the data, fill presets. Raises ConfigError/DataError/
-    ModelError/JobError with a clear message; creates nothing."""
+def prepare(settings: Settings, cfg: TrainConfig, *, progress: Progress | None = None,
+            download: bool = True) -> tuple[TrainConfig, list[dict]]:
+    """Resolve the base model (a Hub ID from the cache, or downloaded with `progress` unless download=False),
+    gather and check the data, fill presets. Raises ConfigError/DataError/ModelError/JobError with a clear
+    message; creates nothing in the project (a downloaded model stays in the hub's cache)."""
     from tuitune.core import hardware
-    from tuitune.core.models import ModelError, resolve
+    from tuitune.core.hub import HubError
+    from tuitune.core.models import ModelError, locate
     from tuitune.core.training import gpu, presets
 
     project = settings.project
@@ -102,10 +106,13 @@ def prepare(settings: Settings, cfg: TrainConfig) -> tuple[TrainConfig, list[dic
         raise ConfigError("bf16: true needs a CUDA GPU or a CPU with native bf16 (AVX512-BF16, AMX or Arm "
                           "BF16); this one would emulate it, slower than fp32. Remove bf16 or set it to false.")
     try:
-        base_path = resolve(settings.models_dir, cfg.base)
+        found = locate(settings.models_dir, cfg.base, hub=settings.hub, progress=progress, download=download)
+    except HubError:
+        raise  # its message names the model and what to do (HF_TOKEN, offline, disk space)
     except ModelError as e:
         raise ConfigError(f"base model: {e}") from None
-    cfg = cfg.updated(base_path=str(base_path))
+    base_path = found.path
+    cfg = cfg.updated(base_path=str(base_path), base_id=found.hub_id, base_revision=found.revision)
     if cfg.method == "pretrain":
         if not cfg.text_files:
             raise ConfigError("method pretrain needs text_files: a list of .txt/.md files in the config")
@@ -179,9 +186,10 @@ def new_run_id(method: str) -> str:
     return f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{method}-{secrets.token_hex(2)}"
 
 
-def launch(settings: Settings, config: TrainConfig) -> str:
-    """Validate, create runs/<id>/ (config.yaml, data.jsonl) and start the worker detached. Returns the id."""
-    cfg, records = prepare(settings, config)
+def launch(settings: Settings, config: TrainConfig, *, progress: Progress | None = None) -> str:
+    """Validate, create runs/<id>/ (config.yaml, data.jsonl) and start the worker detached. Returns the id.
+    `progress` gets (stage, fraction) while a Hub base model downloads (before anything is created)."""
+    cfg, records = prepare(settings, config, progress=progress)
     run_id = new_run_id(cfg.method)
     run = RunDir.of(settings.project, run_id)
     run.path.mkdir(parents=True)
@@ -197,8 +205,9 @@ def launch(settings: Settings, config: TrainConfig) -> str:
 
 def dry_run(settings: Settings, config: TrainConfig) -> dict:
     """What `launch` would do, without creating or starting anything: the resolved config, the worker's
-    command line (for a run folder named RUN_ID), its environment and the effective batch."""
-    cfg, records = prepare(settings, config)
+    command line (for a run folder named RUN_ID), its environment and the effective batch. A Hub base model must
+    be in the cache already (a dry run downloads nothing)."""
+    cfg, records = prepare(settings, config, download=False)
     gpus, env = _placement(cfg, settings.home)
     run = RunDir.of(settings.project, "RUN_ID")
     return {"config": cfg.model_dump(mode="json"), "config_yaml": cfg.to_yaml(), "records": len(records),

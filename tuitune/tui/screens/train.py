@@ -1,5 +1,9 @@
 """Training form: every training setting, generated from TrainConfig's fields (the same names, help and choices
-as `tuitune train --help`); the common ones first, the rest under "All settings". Launches a background run."""
+as `tuitune train --help`); the common ones first, the rest under "All settings". Launches a background run.
+
+The base model is picked from a list (the embedded model, registered names, the Hugging Face cache's models) or
+typed as a Hub ID `ORG/NAME[@REVISION]` or a folder; a Hub model that is not cached is downloaded first, with
+its progress shown on the form."""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Button, Collapsible, Footer, Header, Input, Label, Select, Static
+from textual.widgets import Button, Collapsible, Footer, Header, Input, Label, ProgressBar, Select, Static
 
 # Shown first; every other setting is under "All settings".
 COMMON = ("base", "method", "epochs", "max_steps", "learning_rate", "lora_r", "batch_size", "micro_batch_size",
@@ -43,6 +47,7 @@ class TrainScreen(Screen[str | None]):
                     if name not in COMMON:
                         yield from self._field(spec)
             yield Static("", id="train-error")
+            yield ProgressBar(total=1.0, id="train-download", show_eta=False)
             yield Button("Launch (Ctrl+S)", id="launch", variant="primary")
         yield Footer()
 
@@ -65,12 +70,34 @@ class TrainScreen(Screen[str | None]):
                 yield Input(value=show(start) if not spec.optional else "", id=wid, classes="field-input",
                             placeholder=UNSET if spec.optional else "")
         yield Static(spec.help, classes="help", markup=False)
+        if spec.name == "base":
+            with Horizontal(classes="field"):
+                yield Label("or type", classes="field-label")
+                yield Input(id="base-id", classes="field-input", placeholder="ORG/NAME[@REVISION] or a folder")
+            yield Static("A Hub ID (e.g. Qwen/Qwen2.5-0.5B-Instruct) or a model folder; when filled it is the base "
+                         "model. A Hub model comes from the local cache, else it is downloaded (progress below).",
+                         classes="help", markup=False)
+
+    def on_mount(self) -> None:
+        self.query_one("#train-download", ProgressBar).display = False
 
     def _base_select(self, wid: str, start) -> Select:
-        from tuitune.core.models import list_models
+        from tuitune.core.hub import cached_models
+        from tuitune.core.models import ModelError, list_models
 
-        models = [(f"{m.name} ({m.kind}{'' if m.ready else ', not prepared'})", m.name)
-                  for m in list_models(self.app.settings.models_dir)]
+        models = []
+        for m in list_models(self.app.settings.models_dir):
+            state = "" if m.ready else (", not downloaded" if m.kind == "hub" else ", not prepared")
+            models.append((f"{m.name} ({m.kind}{state})", m.name))
+        try:
+            cached = cached_models() if self.app.settings.hub == "huggingface" else []
+        except (ModelError, OSError):
+            cached = []  # an unreadable cache: its models are still typed in below
+        for c in cached:
+            chat = "" if c.chat_template else ", no chat template"
+            value = c.id if not any(o.id == c.id and o is not c for o in cached) else f"{c.id}@{c.revision}"
+            if value not in [v for _, v in models]:
+                models.append((f"{value} (hub cache, {c.size / 2**20:.0f} MiB{chat})", value))
         if start not in [v for _, v in models]:
             models.append((str(start), start))
         return Select(models, value=start, id=wid, allow_blank=False)
@@ -98,6 +125,9 @@ class TrainScreen(Screen[str | None]):
                     values[spec.name] = raw
             else:
                 values[spec.name] = parse(spec.name, widget.value)
+        typed = self.query_one("#base-id", Input).value.strip()
+        if typed:
+            values["base"] = typed
         return TrainConfig().updated(**values)
 
     def action_launch(self) -> None:
@@ -120,14 +150,24 @@ class TrainScreen(Screen[str | None]):
         from tuitune.core.training.data import DataError
         from tuitune.core.training.jobs import JobError, launch
 
+        def progress(stage: str, frac: float) -> None:  # a Hub base model downloading (from this thread)
+            self.app.call_from_thread(self._progress, stage, frac)
+
         try:
-            run_id = launch(self.app.settings, cfg)
+            run_id = launch(self.app.settings, cfg, progress=progress)
         except (ConfigError, DataError, JobError, ModelError) as e:
             self.app.call_from_thread(self._failed, str(e))
             return
         self.app.call_from_thread(self.dismiss, run_id)
 
+    def _progress(self, stage: str, frac: float) -> None:
+        bar = self.query_one("#train-download", ProgressBar)
+        bar.display = True
+        bar.update(progress=frac)
+        self.query_one("#train-error", Static).update(_escape(stage))
+
     def _failed(self, message: str) -> None:
+        self.query_one("#train-download", ProgressBar).display = False
         self.query_one("#train-error", Static).update(f"[red]{_escape(message)}[/red]")
         self.query_one("#launch", Button).disabled = False
 
