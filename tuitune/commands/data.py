@@ -47,29 +47,40 @@ def task(ctx, name, description, system_prompt, tags, as_json):
 
 
 @click.command(name="import")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["auto", "alpaca", "sharegpt", "openai", "csv"]), default="auto",
-              show_default=True)
+@click.argument("source", metavar="FILE")
+@click.option("--format", "fmt", type=click.Choice(["auto", "alpaca", "sharegpt", "openai", "trl", "csv"]),
+              default="auto", show_default=True,
+              help="trl: prompt/completion and prompt/chosen/rejected. auto tells every format (and preference "
+                   "pairs) from the record's fields.")
 @click.option("--as", "as_", type=click.Choice(list(IMPORT_AS)), default="accepted", show_default=True,
               help="seeds: examples for synthesis; accepted: ready for training; pending: to review first.")
+@click.option("--map", "columns", multiple=True, metavar="FIELD=COLUMN,...",
+              help="Read fields from columns with other names, e.g. --map instruction=question,output=answer.")
 @click.option("--skip-invalid", is_flag=True, help="Import the valid records and report the skipped ones.")
 @click.option("--max-size", default="512M", show_default=True, metavar="SIZE",
               help="Refuse files larger than this (e.g. 800M, 2G): parsing takes several times the file size "
                    "in memory.")
 @click.pass_context
-def import_(ctx, file, fmt, as_, skip_invalid, max_size):
-    """Import FILE into the project. A file with errors imports nothing unless --skip-invalid."""
+def import_(ctx, source, fmt, as_, columns, skip_invalid, max_size):
+    """Import FILE into the project: JSON, JSONL, CSV, Parquet, .json.gz/.jsonl.gz, a datasets save_to_disk
+    folder, or hf://datasets/ORG/NAME[:SPLIT] from the Hugging Face cache. A file with errors imports nothing
+    unless --skip-invalid."""
     from tuitune.core.data.formats import FormatError
     from tuitune.core.data.importing import import_file
 
     max_bytes = parse_size(max_size)
     store = open_store(ctx, create=True)
     try:
-        rep = import_file(store, file, fmt=fmt, as_=as_, skip_invalid=skip_invalid, max_bytes=max_bytes)
+        rep = import_file(store, source, fmt=fmt, as_=as_, skip_invalid=skip_invalid, max_bytes=max_bytes,
+                          columns=list(columns))
     except FormatError as e:
         fail(str(e) + IMPORT_REMEDIES.get(e.remedy or "", ""), code=2)
     parsed, n, already = rep.parsed, rep.stored, rep.already_in_project
-    click.echo(f"Imported {n} records from {file} ({parsed.format}) as {as_}.")
+    kind = f"{parsed.container}, {parsed.format}" if parsed.container else parsed.format
+    click.echo(f"Imported {n} records from {source} ({kind}) as {as_}.")
+    if rep.pairs:
+        click.echo(f"{rep.pairs} of them are preference pairs (chosen + rejected answer): DPO training and "
+                   f"`tuitune export --format dpo` use them; SFT trains on the chosen answers.")
     if parsed.duplicates or already:
         click.echo(f"Duplicates kept: {parsed.duplicates} repeat earlier records of this file, {already} were "
                    f"already in the project. Remove them with `tuitune dedup`.")
@@ -81,7 +92,9 @@ def import_(ctx, file, fmt, as_, skip_invalid, max_size):
 
 # What gets past a FormatError, in this face's words (core names the read_file argument).
 IMPORT_REMEDIES = {"skip_invalid": "\nTo import only the valid records: --skip-invalid.",
-                   "max_bytes": "\nTo raise the limit: --max-size SIZE (e.g. --max-size 2G)."}
+                   "max_bytes": "\nTo raise the limit: --max-size SIZE (e.g. --max-size 2G).",
+                   "columns": "\nTo read fields from columns with other names: --map FIELD=COLUMN,... "
+                              "(e.g. --map instruction=question,output=answer)."}
 
 
 def _test_size(ctx, param, value):
@@ -143,6 +156,7 @@ def stats(ctx, as_json):
 @click.command()
 @click.pass_context
 def dedup(ctx):
-    """Remove exact (normalised) duplicate samples, keeping the oldest of each."""
+    """Remove exact duplicates (everything trained on equal after normalising: system prompt, history,
+    instruction, input, output, a pair's rejected answer), keeping the oldest of each."""
     n = open_store(ctx).remove_duplicates()
     click.echo(f"Removed {n} duplicates.")

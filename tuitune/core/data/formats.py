@@ -1,5 +1,7 @@
-"""Import and validate Alpaca (JSON/JSONL, incl. Stanford self-instruct seed tasks), ShareGPT, OpenAI chat
-JSONL and CSV. Every problem names the file, the record (line for JSONL/CSV, index for JSON arrays) and the
+"""Import and validate Alpaca (JSON/JSONL, incl. Stanford self-instruct seed tasks and the ranking variant),
+ShareGPT, OpenAI chat, TRL's prompt/completion and preference formats (trl_formats.py) and CSV, from any
+source sources.py reads (text files, gzip, Parquet, a save_to_disk folder, hf:// from the cache). Every
+problem names the file, the record (line for JSONL/CSV, index for JSON arrays and columnar rows) and the
 field, and says what was expected. Export lives in `export.py`."""
 
 from __future__ import annotations
@@ -7,110 +9,56 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tuitune.core.data import trl_formats
+from tuitune.core.data.columns import TARGETS, ColumnMapError, map_columns, map_record, parse_columns
+from tuitune.core.data.messages import answer_pairs, read_turns, refuse_tool_definitions
+from tuitune.core.data.records import MAX_LISTED_ISSUES, FormatError, Issue, Record, kind_of, refuse
 from tuitune.core.data.samples import Sample
+from tuitune.core.data.sources import MAX_IMPORT_BYTES, TablePart, TextPart, parts, read_bytes_bounded
 
-FORMATS = ("alpaca", "sharegpt", "openai", "csv")
-MAX_LISTED_ISSUES = 50
-# The largest file an import reads unless told otherwise: 512 MiB is about 1.5 million Alpaca records, and
-# parsing it takes a few GiB of memory. Callers may raise it (the import command's --max-size).
-MAX_IMPORT_BYTES = 512 * 1024 * 1024
+__all__ = ["FORMATS", "MAX_IMPORT_BYTES", "MAX_LISTED_ISSUES", "FormatError", "Issue", "Parsed", "read_bytes_bounded",
+           "read_file"]
+
+FORMATS = ("alpaca", "sharegpt", "openai", "trl", "csv")
 _TOO_DEEP = "nested too deeply for a dataset record (JSON records are objects of strings and short lists)"
-
-
-@dataclass(frozen=True)
-class Issue:
-    file: str
-    where: str  # "line 3", "record [2]", "row at line 5", or "" for the whole file
-    field: str  # "" when the problem is the record itself
-    message: str
-
-    def __str__(self) -> str:
-        loc = ":".join(p for p in (self.file, self.where) if p)
-        return f"{loc}: {self.field + ': ' if self.field else ''}{self.message}"
-
-
-class FormatError(ValueError):
-    """A file that cannot be imported as it is. `issues` lists every problem found (up to a cap). `remedy`
-    names the read_file argument that would get past it ("skip_invalid", "max_bytes"), for each face to say
-    in its own words (a CLI flag, a TUI command); core's message names no flag."""
-
-    def __init__(self, issues: list[Issue], total: int | None = None, hint: str = "", remedy: str | None = None):
-        self.issues = issues
-        self.total = total if total is not None else len(issues)
-        self.hint = hint
-        self.remedy = remedy
-        super().__init__(self.render())
-
-    def render(self) -> str:
-        shown = self.issues[:MAX_LISTED_ISSUES]
-        lines = [str(i) for i in shown]
-        if self.total > len(shown):
-            lines.append(f"... and {self.total - len(shown)} more problems")
-        if self.hint:
-            lines.append(self.hint)
-        return "\n".join(lines)
+_EXPECTED = ("expected `instruction` (Alpaca), `conversations` (ShareGPT), `messages` (OpenAI chat), `prompt` + "
+             "`completion` (TRL) or `chosen` + `rejected` (preference pairs)")
 
 
 @dataclass
 class Parsed:
-    """What a file held: valid samples (in file order), the detected format, and skipped-record problems."""
+    """What a source held: valid samples (in file order), the detected format, and skipped-record problems."""
 
-    path: Path
+    path: Path | str
     format: str
     samples: list[Sample]
     issues: list[Issue] = field(default_factory=list)
     skipped_records: int = 0
+    container: str = ""  # "parquet", "gzip", "arrow" (save_to_disk) or "" for plain text
 
     @property
     def duplicates(self) -> int:
         """Records in the file that repeat an earlier record of the same file (after normalisation)."""
         return len(self.samples) - len({s.key() for s in self.samples})
 
-
-class _Record:
-    """Collects problems for one record; `where` is how the user finds it in the file."""
-
-    def __init__(self, file: str, where: str, data):
-        self.file, self.where, self.data, self.issues = file, where, data, []
-
-    def problem(self, fld: str, message: str) -> None:
-        self.issues.append(Issue(self.file, self.where, fld, message))
-
-    def text(self, key: str, *, required: bool, allow_empty: bool = False, obj=None, prefix: str = "") -> str:
-        obj = self.data if obj is None else obj
-        name = prefix + key
-        if key not in obj or obj[key] is None:
-            if required:
-                self.problem(name, "missing; expected a non-empty string")
-            return ""
-        val = obj[key]
-        if not isinstance(val, str):
-            self.problem(name, f"expected a string, got {_kind(val)}")
-            return ""
-        if required and not allow_empty and not val.strip():
-            self.problem(name, "is empty; expected a non-empty string")
-        return val
-
-
-def _kind(val) -> str:
-    return {dict: "an object", list: "a list", bool: "a boolean", int: "a number", float: "a number",
-            type(None): "null", str: "a string"}.get(type(val), type(val).__name__)
+    @property
+    def pairs(self) -> int:
+        """Samples that are preference pairs (chosen answer + rejected answer)."""
+        return sum(1 for s in self.samples if s.original)
 
 
 # ---- per-format record parsers: (record) -> list[Sample] ---------------------------------------------
 
-def _parse_history(rec: _Record) -> list[tuple[str, str]]:
+def parse_history(rec: Record) -> list[tuple[str, str]]:
     hist = rec.data.get("history")
     if hist is None:
         return []
     if not isinstance(hist, list):
-        rec.problem("history", f"expected a list of [user, assistant] pairs, got {_kind(hist)}")
+        rec.problem("history", f"expected a list of [user, assistant] pairs, got {kind_of(hist)}")
         return []
     out = []
     for i, pair in enumerate(hist):
@@ -121,18 +69,18 @@ def _parse_history(rec: _Record) -> list[tuple[str, str]]:
     return out
 
 
-def _alpaca(rec: _Record) -> list[Sample]:
+def _alpaca(rec: Record) -> list[Sample]:
     if "instances" in rec.data:  # Stanford Alpaca self-instruct seed task
         return _stanford(rec)
     instruction = rec.text("instruction", required=True)
     input_ = rec.text("input", required=False)
     output = rec.text("output", required=True)
     system = rec.text("system", required=False)
-    history = _parse_history(rec)
+    history = parse_history(rec)
     return [Sample(instruction=instruction, input=input_, output=output, system=system, history=history)]
 
 
-def _stanford(rec: _Record) -> list[Sample]:
+def _stanford(rec: Record) -> list[Sample]:
     instruction = rec.text("instruction", required=True)
     instances = rec.data.get("instances")
     if not isinstance(instances, list) or not instances:
@@ -141,7 +89,7 @@ def _stanford(rec: _Record) -> list[Sample]:
     out = []
     for i, inst in enumerate(instances):
         if not isinstance(inst, dict):
-            rec.problem(f"instances[{i}]", f"expected an object with input and output, got {_kind(inst)}")
+            rec.problem(f"instances[{i}]", f"expected an object with input and output, got {kind_of(inst)}")
             continue
         input_ = rec.text("input", required=False, obj=inst, prefix=f"instances[{i}].")
         output = rec.text("output", required=True, obj=inst, prefix=f"instances[{i}].")
@@ -149,92 +97,81 @@ def _stanford(rec: _Record) -> list[Sample]:
     return out
 
 
-_ROLE = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system",
-         "model": "assistant"}
-
-
-def _chat(rec: _Record, list_key: str, role_key: str, content_key: str) -> list[Sample]:
-    msgs = rec.data.get(list_key)
-    if not isinstance(msgs, list) or not msgs:
-        rec.problem(list_key, f"expected a non-empty list of messages, got {_kind(msgs)}")
-        return []
-    system = rec.text("system", required=False)
-    turns: list[tuple[str, str]] = []
-    for i, m in enumerate(msgs):
-        where = f"{list_key}[{i}]"
-        if not isinstance(m, dict):
-            rec.problem(where, f"expected an object with {role_key!r} and {content_key!r}, got {_kind(m)}")
-            continue
-        role = _ROLE.get(m.get(role_key)) if isinstance(m.get(role_key), str) else None
-        if role is None:
-            rec.problem(f"{where}.{role_key}", f"expected one of human/gpt/system (or user/assistant), "
-                                               f"got {m.get(role_key)!r}")
-            continue
-        content = rec.text(content_key, required=True, obj=m, prefix=f"{where}.")
-        if role == "system":
-            if i != 0:
-                rec.problem(where, "a system message is only allowed first")
-            system = content
-            continue
-        expected = "user" if len(turns) % 2 == 0 else "assistant"
-        if role != expected:
-            rec.problem(f"{where}.{role_key}", f"expected a {expected} turn here (turns must alternate user, "
-                                               f"assistant, starting with user), got {role}")
-            continue
-        turns.append((role, content))
+def _chat(rec: Record, list_key: str, role_key: str, content_key: str) -> list[Sample]:
+    """A whole conversation ending with the assistant's answer; tool use is refused by name."""
+    refuse_tool_definitions(rec)
+    system, turns = read_turns(rec, list_key, rec.data.get(list_key), role_key, content_key,
+                               system=rec.text("system", required=False))
     if rec.issues:
         return []
-    if len(turns) < 2 or len(turns) % 2:
-        rec.problem(list_key, "expected user/assistant pairs ending with an assistant answer")
+    pairs = answer_pairs(rec, list_key, turns)
+    if pairs is None:
         return []
-    pairs = [(turns[i][1], turns[i + 1][1]) for i in range(0, len(turns), 2)]
     (instruction, output), history = pairs[-1], pairs[:-1]
     return [Sample(instruction=instruction, output=output, system=system, history=history)]
 
 
-def _sharegpt(rec: _Record) -> list[Sample]:
+def _sharegpt(rec: Record) -> list[Sample]:
     if "conversations" in rec.data:
         return _chat(rec, "conversations", "from", "value")
     return _chat(rec, "messages", "role", "content")
 
 
-def _openai(rec: _Record) -> list[Sample]:
+def _openai(rec: Record) -> list[Sample]:
     return _chat(rec, "messages", "role", "content")
 
 
-PARSERS: dict[str, Callable[[_Record], list[Sample]]] = {"alpaca": _alpaca, "sharegpt": _sharegpt,
-                                                         "openai": _openai}
+# Record kinds: parser and the name the user sees.
+PARSERS: dict[str, Callable[[Record], list[Sample]]] = {
+    "alpaca": _alpaca, "alpaca ranking": trl_formats.alpaca_ranking, "sharegpt": _sharegpt,
+    "sharegpt ranking": trl_formats.sharegpt_ranking, "openai": _openai,
+    "trl prompt-completion": trl_formats.trl_prompt_completion, "trl preference": trl_formats.trl_preference}
+# --format FORMAT -> the record kinds it covers (the first is used when a record fits none of them).
+FAMILY = {"alpaca": ("alpaca", "alpaca ranking"), "csv": ("alpaca", "alpaca ranking", "trl prompt-completion",
+                                                           "trl preference"),
+          "sharegpt": ("sharegpt", "sharegpt ranking"), "openai": ("openai", "sharegpt ranking"),
+          "trl": ("trl prompt-completion", "trl preference")}
+# Columns a columnar file (Parquet, Arrow, CSV) needs for each record kind.
+REQUIRED = {"alpaca": ("instruction", "output"), "alpaca ranking": ("instruction", "chosen", "rejected"),
+            "sharegpt": (), "sharegpt ranking": ("chosen", "rejected"), "openai": ("messages",),
+            "trl prompt-completion": ("prompt", "completion"), "trl preference": ("chosen", "rejected")}
 
 
 def _detect(data: dict) -> str | None:
+    pref = "chosen" in data or "rejected" in data
     if "conversations" in data:
-        return "sharegpt"
+        return "sharegpt ranking" if pref else "sharegpt"
     if "messages" in data:
-        return "openai"
+        return "sharegpt ranking" if pref else "openai"
     if "instruction" in data:
-        return "alpaca"
+        return "alpaca ranking" if pref else "alpaca"
+    if pref:
+        return "trl preference"
+    if "prompt" in data or "completion" in data:
+        return "trl prompt-completion"
     return None
 
 
-# ---- file level -------------------------------------------------------------------------------------
-
-def _decode(path: Path, raw: bytes) -> str:
-    name = str(path)
-    if not raw.strip():
-        raise FormatError([Issue(name, "", "", "the file is empty; expected records in Alpaca, ShareGPT, "
-                                              "OpenAI JSONL or CSV format")])
-    try:
-        return raw.decode("utf-8-sig")  # a UTF-8 byte-order mark is accepted and dropped
-    except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        raise FormatError([Issue(name, f"line {line}", "", f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at offset "
-                                                            f"{e.start}); save the file as UTF-8 and retry")]) from None
+def _kind_for(fmt: str, data: dict) -> str | None:
+    kind = _detect(data)
+    if fmt == "auto":
+        return kind
+    return kind if kind in FAMILY[fmt] else FAMILY[fmt][0]
 
 
-def _json_records(path: Path, text: str) -> tuple[list[tuple[str, object]], list[Issue]]:
+def _unknown_shape(data: dict) -> str:
+    if "text" in data:
+        return ("cannot tell the format: a `text` record is plain text for pretraining, not an example with an "
+                "answer; " + _EXPECTED)
+    return "cannot tell the format: " + _EXPECTED
+
+
+# ---- text files -----------------------------------------------------------------------------------------
+
+def _json_records(part: TextPart) -> tuple[list[tuple[str, object]], list[Issue]]:
     """[(where, record)] from a JSON array/object or from JSONL, plus syntax problems."""
-    name = str(path)
-    if path.suffix.lower() != ".jsonl":
+    name, text = part.file, part.text
+    if part.suffix != ".jsonl":
         try:
             data = json.loads(text)
         except RecursionError:
@@ -247,7 +184,7 @@ def _json_records(path: Path, text: str) -> tuple[list[tuple[str, object]], list
                 return [(f"record [{i}]", r) for i, r in enumerate(data)], []
             if isinstance(data, dict):
                 return [("record [0]", data)], []
-            return [], [Issue(name, "", "", f"expected a JSON array of records or JSON Lines, got {_kind(data)}")]
+            return [], [Issue(name, "", "", f"expected a JSON array of records or JSON Lines, got {kind_of(data)}")]
     records, issues = [], []
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -261,109 +198,139 @@ def _json_records(path: Path, text: str) -> tuple[list[tuple[str, object]], list
     return records, issues
 
 
-def _csv_records(path: Path, text: str) -> tuple[list[tuple[str, object]], list[Issue]]:
+_CSV_FIELDS = tuple(t for t in TARGETS if t not in ("history", "conversations", "messages"))
+
+
+def _csv_records(part: TextPart, fmt: str, mapping: dict) -> tuple[list[tuple[str, object]], list[Issue]]:
     # csv refuses fields over 128 KiB by default; a long answer is legitimate data (the file size is bounded).
-    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
-    reader = csv.DictReader(io.StringIO(text, newline=""))
+    csv.field_size_limit(max(csv.field_size_limit(), len(part.text) + 1))
+    reader = csv.DictReader(io.StringIO(part.text, newline=""))
     try:
-        return _csv_rows(path, reader)
+        return _csv_rows(part, reader, fmt, mapping)
     except csv.Error as e:
-        return [], [Issue(str(path), f"line {reader.line_num}", "", f"not readable as CSV ({e}); save it as "
+        return [], [Issue(part.file, f"line {reader.line_num}", "", f"not readable as CSV ({e}); save it as "
                                                                     f"comma-separated UTF-8 text and retry")]
 
 
-def _csv_rows(path: Path, reader: csv.DictReader) -> tuple[list[tuple[str, object]], list[Issue]]:
+def _csv_rows(part: TextPart, reader: csv.DictReader, fmt: str, mapping: dict):
     header = [h.strip() for h in (reader.fieldnames or [])]
-    missing = [c for c in ("instruction", "output") if c not in header]
-    if missing:
-        return [], [Issue(str(path), "line 1", "", f"missing column(s) {', '.join(missing)}; expected a header "
-                                                   f"with instruction, output and optionally input, system")]
+    columns, problems = map_columns(header, mapping)
+    if problems:
+        raise FormatError([Issue(part.file, "line 1", col, msg) for col, msg in problems], remedy="columns")
+    kind = _kind_for(fmt, dict.fromkeys(columns))
+    missing = [c for c in REQUIRED.get(kind or "alpaca", ()) if c not in columns]
+    if kind is None or missing:
+        missing = missing or ["instruction", "output"]
+        return [], [Issue(part.file, "line 1", "", f"missing column(s) {', '.join(missing)}; expected a header "
+                                                   f"with instruction, output and optionally input, system (or "
+                                                   f"prompt + completion, or chosen + rejected)")]
     reader.fieldnames = header
     records = []
     for row in reader:
+        data, _ = map_record(row, mapping)  # the header was checked: no problems here
         # CSV cannot express "no value": an empty cell is an empty string.
-        records.append((f"line {reader.line_num}", {k: (v or "") for k, v in row.items() if k in
-                                                     ("instruction", "input", "output", "system")}))
+        records.append((f"line {reader.line_num}", {k: (v or "") for k, v in data.items() if k in _CSV_FIELDS}))
     return records, []
 
 
-_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
-          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+# ---- reading a source -----------------------------------------------------------------------------------
 
+class _Collector:
+    """Parses records one by one into samples and problems."""
 
-def read_bytes_bounded(path: Path, max_bytes: int = MAX_IMPORT_BYTES) -> bytes:
-    """The bytes of a regular file of at most max_bytes. Pipes, devices and folders are refused without
-    reading from them (a FIFO with no writer would wait forever, /dev/zero would never end)."""
-    def refuse(message: str, remedy: str | None = None) -> FormatError:
-        return FormatError([Issue(str(path), "", "", message)], remedy=remedy)
+    def __init__(self, fmt: str, mapping: dict[str, str]):
+        self.fmt, self.mapping = fmt, mapping
+        self.samples: list[Sample] = []
+        self.issues: list[Issue] = []
+        self.records = self.bad = 0
+        self.detected = "csv" if fmt == "csv" else None
+        self.container = ""
 
-    try:
-        # O_NONBLOCK: opening a FIFO with no writer returns at once instead of waiting for one.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except OSError as e:
-        raise refuse(f"cannot read the file: {e.strerror}") from None
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            kind = next((name for test, name in _KINDS if test(st.st_mode)), "a special file")
-            raise refuse(f"not a regular file ({kind}); save the data to a file and import that")
-        if st.st_size > max_bytes:
-            raise refuse(_too_big(st.st_size, max_bytes), "max_bytes")
-        raw = f.read(max_bytes + 1)  # the file may have grown since fstat
-    if len(raw) > max_bytes:
-        raise refuse(_too_big(len(raw), max_bytes), "max_bytes")
-    return raw
+    def syntax(self, issues: list[Issue]) -> None:
+        self.issues.extend(issues)
+        self.bad += len(issues)
 
+    def record(self, file: str, where: str, data, *, mapped: bool = False) -> None:
+        self.records += 1
+        rec = Record(file, where, data)
+        if not isinstance(data, dict):
+            rec.problem("", f"expected an object, got {kind_of(data)}")
+        else:
+            if self.mapping and not mapped:
+                data, problems = map_record(data, self.mapping)
+                rec.data = data
+                for fld, msg in problems:
+                    rec.problem(fld, msg)
+            kind = _kind_for(self.fmt, data)
+            if rec.issues:
+                pass
+            elif kind is None:
+                rec.problem("", _unknown_shape(data))
+            else:
+                self.detected = self.detected or kind
+                got = PARSERS[kind](rec)
+                if not rec.issues:
+                    self.samples.extend(got)
+        if rec.issues:
+            self.bad += 1
+            self.issues.extend(rec.issues)
 
-def _too_big(size: int, limit: int) -> str:
-    return (f"the file is larger than the import limit ({_mib(size)} > {_mib(limit)}); split it, or raise the "
-            f"limit if this machine has the memory (parsing takes several times the file size)")
+    def text(self, part: TextPart) -> None:
+        is_csv = self.fmt == "csv" or (self.fmt == "auto" and part.suffix in (".csv", ".tsv"))
+        if is_csv:
+            self.detected = self.detected or "csv"
+        records, issues = (_csv_records(part, self.fmt, self.mapping) if is_csv else _json_records(part))
+        self.syntax(issues)
+        for where, data in records:
+            self.record(part.file, where, data, mapped=is_csv)
 
-
-def _mib(n: int) -> str:
-    return f"{n / 2**20:.1f} MiB"
+    def table(self, part: TablePart) -> None:
+        columns, problems = map_columns(part.columns, self.mapping)
+        kind = _kind_for(self.fmt, dict.fromkeys(columns))
+        if kind is None:
+            problems.append(("", (f"cannot tell the format from the columns {', '.join(part.columns)}: "
+                                  f"{_EXPECTED}; or map the columns to these names")))
+        else:
+            problems += [(c, (f"no such column; a {kind} file needs the columns {', '.join(REQUIRED[kind])}, "
+                              f"this one has {', '.join(part.columns)}"))
+                         for c in REQUIRED[kind] if c not in columns]
+        if problems:
+            raise FormatError([Issue(part.file, "", fld, msg) for fld, msg in problems], remedy="columns")
+        i = 0
+        for batch in part.batches():
+            for row in batch:
+                self.record(part.file, f"record [{i}]", row)
+                i += 1
 
 
 def read_file(path: Path | str, fmt: str = "auto", *, skip_invalid: bool = False,
-              max_bytes: int = MAX_IMPORT_BYTES) -> Parsed:
-    """Parse and validate a dataset file. Raises FormatError listing every problem, unless skip_invalid, in
-    which case invalid records are left out and counted. Never returns a partially validated record.
-    Only regular files of at most max_bytes are read."""
-    path = Path(path)
+              max_bytes: int = MAX_IMPORT_BYTES, columns: str | dict | None = None) -> Parsed:
+    """Parse and validate a dataset file, a save_to_disk folder or an hf://datasets/ID. Raises FormatError
+    listing every problem, unless skip_invalid, in which case invalid records are left out and counted.
+    Never returns a partially validated record. Only regular files of at most max_bytes are read.
+    `columns` maps fields to the file's column names ("instruction=question,output=answer")."""
+    spec = str(path)
+    shown: Path | str = spec if spec.startswith("hf://") else Path(path)
     if fmt not in ("auto", *FORMATS):
-        raise FormatError([Issue(str(path), "", "", f"unknown format {fmt!r}; expected auto or one of "
-                                                    f"{', '.join(FORMATS)}")])
-    raw = read_bytes_bounded(path, max_bytes)
-    text = _decode(path, raw)
-    is_csv = fmt == "csv" or (fmt == "auto" and path.suffix.lower() in (".csv", ".tsv"))
-    records, issues = (_csv_records if is_csv else _json_records)(path, text)
-    detected = "csv" if is_csv else fmt
-    samples: list[Sample] = []
-    bad = len(issues)
-    for where, data in records:
-        rec = _Record(str(path), where, data)
-        if not isinstance(data, dict):
-            rec.problem("", f"expected an object, got {_kind(data)}")
+        raise refuse(spec, f"unknown format {fmt!r}; expected auto or one of {', '.join(FORMATS)}")
+    try:
+        mapping = parse_columns(columns)
+    except ColumnMapError as e:
+        raise refuse(spec, str(e)) from None
+    col = _Collector(fmt, mapping)
+    for part in parts(shown, max_bytes):
+        col.container = col.container or part.container
+        if isinstance(part, TextPart):
+            col.text(part)
         else:
-            kind = "alpaca" if is_csv else (fmt if fmt != "auto" else _detect(data))
-            if kind is None:
-                rec.problem("", "cannot tell the format: expected `instruction` (Alpaca), `conversations` "
-                                "(ShareGPT) or `messages` (OpenAI chat)")
-            else:
-                if detected == "auto":
-                    detected = "csv" if is_csv else kind
-                got = PARSERS[kind](rec)
-                if not rec.issues:
-                    samples.extend(got)
-        if rec.issues:
-            bad += 1
-            issues.extend(rec.issues)
-    if not records and not issues:
-        issues.append(Issue(str(path), "", "", "no records found"))
+            col.table(part)
+    issues, bad = col.issues, col.bad
+    if not col.records and not issues:
+        issues.append(Issue(spec, "", "", "no records found"))
         bad = 1
     if issues and not skip_invalid:
-        raise FormatError(issues, hint=f"{bad} of {max(len(records), bad)} records have problems; nothing was "
+        raise FormatError(issues, hint=f"{bad} of {max(col.records, bad)} records have problems; nothing was "
                                        f"imported. Fix them, or import only the valid ones.", remedy="skip_invalid")
-    if not samples and issues:
+    if not col.samples and issues:
         raise FormatError(issues, hint="no valid records in the file; nothing was imported.")
-    return Parsed(path, detected if detected != "auto" else "alpaca", samples, issues, bad)
+    return Parsed(shown, col.detected or "alpaca", col.samples, issues, bad, col.container)

@@ -1,6 +1,7 @@
-"""Import a dataset file into a project: parse + validate (formats.py), tag as seeds/accepted/pending, store
-all or nothing (a long import stages its rows in short transactions and publishes them at once: staging.py),
-and count duplicates (kept: removing them is the explicit `dedup`). Used by CLI and TUI."""
+"""Import a dataset (a file, a save_to_disk folder, an hf:// dataset from the cache) into a project: parse +
+validate (formats.py), tag as seeds/accepted/pending, store all or nothing (a long import stages its rows in
+short transactions and publishes them at once: staging.py), and count duplicates (kept: removing them is the
+explicit `dedup`). Used by CLI and TUI."""
 
 from __future__ import annotations
 
@@ -21,17 +22,22 @@ IMPORT_AS: dict[str, tuple[str, str]] = {"seeds": ("seed", "accepted"), "accepte
 class ImportReport:
     parsed: Parsed
     stored: int
-    already_in_project: int  # records equal (normalised) to a sample the project had before
+    already_in_project: int  # records equal (normalised, system prompt included) to a sample the project had
+
+    @property
+    def pairs(self) -> int:
+        """Preference pairs among the stored records (DPO training and `export --format dpo` use them)."""
+        return self.parsed.pairs
 
 
 def import_file(store: Store, path: Path | str, *, fmt: str = "auto", as_: str = "accepted",
                 skip_invalid: bool = False, max_bytes: int = MAX_IMPORT_BYTES,
-                on_progress: Callable[[int], None] | None = None) -> ImportReport:
+                on_progress: Callable[[int], None] | None = None, columns: str | dict | None = None) -> ImportReport:
     """Raises formats.FormatError (nothing stored) on invalid input unless skip_invalid. Only regular files of
-    at most max_bytes are read."""
+    at most max_bytes are read. `columns` maps fields to other column names ("instruction=question")."""
     if as_ not in IMPORT_AS:
         raise ValueError(f"import as {as_!r}: expected one of {', '.join(IMPORT_AS)}")
-    parsed = read_file(path, fmt, skip_invalid=skip_invalid, max_bytes=max_bytes)
+    parsed = read_file(path, fmt, skip_invalid=skip_invalid, max_bytes=max_bytes, columns=columns)
     origin, status = IMPORT_AS[as_]
     existing = store.existing_keys()
     samples = [s.with_(origin=origin, status=status) for s in parsed.samples]

@@ -73,10 +73,24 @@ class Sample:
         return rec
 
     def key(self) -> str:
-        """Normalised content hash used for exact-duplicate detection."""
+        """Normalised hash of everything that is trained on, for exact-duplicate detection: instruction, input,
+        output, history, the record's own system prompt, and the rejected answer of a preference pair (DPO
+        trains on it). Two records that differ only in their system prompt are not duplicates. (A record
+        with neither system prompt nor rejected answer hashes as before schema 3.)"""
         parts = [normalise(self.instruction), normalise(self.input), normalise(self.output)]
         parts += [normalise(q) + "\x1f" + normalise(a) for q, a in self.history]
+        if self.system:
+            parts.append("\x1dsystem\x1d" + normalise(self.system))
+        rejected = self.rejected()
+        if rejected is not None:
+            parts.append("\x1drejected\x1d" + normalise(rejected))
         return hashlib.sha1("\x1e".join(parts).encode()).hexdigest()
+
+    def rejected(self) -> str | None:
+        """The rejected answer when this sample is a preference pair (an edit's or an import's), else None."""
+        if self.original and isinstance(self.original.get("output"), str) and self.original["output"] != self.output:
+            return self.original["output"]
+        return None
 
     def prompt_key(self) -> str:
         """Hash of the prompt side only (instruction + input): same question, any answer."""

@@ -24,8 +24,9 @@ DB_NAME = "tuitune.db"
 BUSY_STEP_S = 2.0  # how long one attempt waits for the write lock before the wait is reported
 WAIT_LIMIT_S = 900.0  # how long a write waits in all (a long import publishing) before it gives up
 
-# Each entry upgrades the schema by one version (PRAGMA user_version). Append, never edit.
-MIGRATIONS: list[str] = [
+# Each entry upgrades the schema by one version (PRAGMA user_version): an SQL script, or a function of the
+# connection (run inside the migration's transaction). Append, never edit.
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     """
     CREATE TABLE task (
         id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -182,6 +183,15 @@ def _row_to_sample(row: sqlite3.Row | tuple) -> Sample:
     )
 
 
+def _rekey(conn: sqlite3.Connection) -> None:
+    """3: the duplicate key covers the system prompt and a preference pair's rejected answer (Sample.key)."""
+    rows = conn.execute(f"SELECT {SAMPLE_COLUMNS} FROM samples").fetchall()
+    conn.executemany("UPDATE samples SET key = ? WHERE id = ?", [(_row_to_sample(r).key(), r[0]) for r in rows])
+
+
+MIGRATIONS.append(_rekey)
+
+
 class Store:
     """A project's database. Open with `Store.open(project_dir)` (creates it) or `Store(path)`."""
 
@@ -241,7 +251,9 @@ class Store:
             raise StoreError(f"{self.path} was written by a newer tuitune (schema {version}); upgrade tuitune.")
         for target, script in enumerate(MIGRATIONS[version:], start=version + 1):
             with self.transaction():
-                for stmt in script.split(";"):
+                if callable(script):
+                    script(self.conn)
+                for stmt in script.split(";") if isinstance(script, str) else ():
                     if stmt.strip():
                         self.conn.execute(stmt)
                 self.conn.execute(f"PRAGMA user_version = {target}")
