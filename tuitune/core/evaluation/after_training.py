@@ -1,6 +1,8 @@
 """The automatic evaluation at the end of a training run (TrainConfig `eval`): base vs few-shot vs tuned on the
 run's held-out records, in the worker's process with transformers (local.py), greedy; the report is saved in
-runs/<id>/eval/ and summed up in one `verdict` event."""
+runs/<id>/eval/ (verdict.json, and report.json until a later `tuitune eval` replaces it) and summed up in one
+`verdict` event, which names the engine and dtype that produced the answers (a `tuitune eval` on vLLM can score
+the same model differently: its report says both numbers, and the engine parity check measures the engines' gap)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from pathlib import Path
 from tuitune.core.evaluation.contenders import items_from_records
 from tuitune.core.evaluation.evaluate import answer_budget, evaluate, item_budget, three_way
 from tuitune.core.evaluation.metrics import EvalError
-from tuitune.core.evaluation.report import REPORT_DIR, save_report
+from tuitune.core.evaluation.report import REPORT_DIR, VERDICT_FILE, save_report
 
 
 def _skipped(why: str) -> dict:
@@ -63,10 +65,12 @@ def evaluate_run(run_dir: Path, cfg, train: list[dict], held: list[dict],
                                       answer_limit=lambda it: item_budget(it, base.count_tokens, cap)))
     except EvalError as e:
         return _skipped(f"evaluation failed: {e}")
+    report.source = "verdict"
     save_report(report, run_dir)
     verdict = report.verdict or {}
     return {"verdict": verdict.get("code", "inconclusive"), "summary": verdict.get("text", ""),
-            "report": f"{REPORT_DIR}/report.json", "n": len(items), "few_shot_k": len(report.shots),
+            "report": f"{REPORT_DIR}/report.json", "verdict_report": f"{REPORT_DIR}/{VERDICT_FILE}",
+            "n": len(items), "engine": tuned.engine, "few_shot_k": len(report.shots),
             "contenders": {role: r.summary() for role, r in report.by_role().items()},
             "max_new_tokens": budget, "precision": "bf16" if tuned.bf16 else "fp32",
             "seconds": round(time.monotonic() - t0, 1)}

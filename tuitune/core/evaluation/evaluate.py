@@ -101,6 +101,9 @@ async def evaluate(items: Sequence[EvalItem], contenders: Sequence, *, run_id: s
     report = EvalReport(run_id=run_id, items=list(items), tokenizer=tokenizer, shots=list(shots),
                         train_items=list(train_items), created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     limits = [answer_limit(it) for it in items] if answer_limit else None  # the same for every contender
+    report.max_tokens = max(limits) if limits else (params.max_tokens if params else 256)
+    report.budget = (f"answers up to {report.max_tokens} tokens (each item's own budget)" if limits else
+                     f"max_tokens {report.max_tokens}")
     train_limits = [answer_limit(it) for it in train_items] if answer_limit else None
     for c in contenders:
         if progress:
@@ -108,7 +111,7 @@ async def evaluate(items: Sequence[EvalItem], contenders: Sequence, *, run_id: s
         t0 = time.monotonic()
         outputs = await _answers(c.model, [with_shots(it, c.shots) for it in items], params, limits=limits)
         res = ModelResult(c.label, c.model.engine, score(outputs, refs, tokenizer), outputs, time.monotonic() - t0,
-                          role=c.role)
+                          role=c.role, dtype=engine_dtype(c.model))
         if train_items and c.role in ("base", "tuned"):
             res.train_outputs = await _answers(c.model, [it.messages for it in train_items], params,
                                                limits=train_limits)
@@ -124,6 +127,34 @@ async def evaluate(items: Sequence[EvalItem], contenders: Sequence, *, run_id: s
                  if roles["tuned"].train_metrics and roles["base"].train_metrics else None)
         report.verdict = decide({r: roles[r].metrics["per_item"]["chrf"] for r in roles}, train).to_json()
     return report
+
+
+def engine_dtype(model) -> str:
+    """The precision a contender's engine computes in (bf16 / fp32 / fp16), or "" where it cannot be told (a
+    remote server): local.LocalModel's own choice, a vLLM server of ours from its start-up log, the in-process
+    transformers chat engine by its rule (fp32 on a CPU, bf16 on a GPU)."""
+    if getattr(model, "bf16", None) is not None:  # local.LocalModel
+        return "bf16" if model.bf16 else "fp32"
+    server = getattr(model, "server", None)
+    if server is not None and getattr(server, "log_path", None) is not None:
+        from tuitune.core.evaluation.parity import served_dtype
+        from tuitune.core.serving.preflight import tail
+
+        return served_dtype(tail(server.log_path, 400).rpartition("==== tuitune: starting")[2])
+    if getattr(model, "engine", "") == "transformers":
+        inner = getattr(model, "_model", None)
+        if inner is not None:
+            return {"torch.bfloat16": "bf16", "torch.float32": "fp32", "torch.float16": "fp16"}.get(
+                str(inner.dtype), str(inner.dtype))
+        device = getattr(model, "device", None)
+        return "fp32" if device == "cpu" or (device is None and not _cuda()) else "bf16"
+    return ""
+
+
+def _cuda() -> bool:
+    from tuitune.core.serving.preflight import has_gpu
+
+    return has_gpu()
 
 
 def answer_budget(items: Sequence[EvalItem], count_tokens, cap: int) -> int:

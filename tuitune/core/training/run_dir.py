@@ -2,7 +2,7 @@
 
 `RunDir` names every path of a run folder, so no other module spells `merged/` or `events.jsonl`.
 `EventFollower` reads only the bytes of `events.jsonl` added since its last call and keeps the run's state
-(status, step, loss curve, last failure, verdict); the job list, `runs watch` and the TUI's card all follow a
+(status, step, loss curve, last failure, verdict, engine parity); the job list, `runs watch` and the TUI's card all follow a
 run with it. It never raises on a bad file: a line that is not a JSON object with an `event` name, invalid
 UTF-8, a step without a step number or a non-numeric loss is skipped and counted (`state.bad_lines`).
 """
@@ -127,6 +127,7 @@ class RunState:
     terminal: dict = field(default_factory=dict)  # the last done/failed/stopped event since the last start
     started: float | None = None  # time of the first event
     verdict: dict | None = None  # the last `verdict` event (held-out evaluation after training)
+    parity: dict | None = None  # the last `parity` event (engine parity check: pairs, warnings, or why skipped)
     model: dict = field(default_factory=dict)  # the last `model` event
     checks: list[dict] = field(default_factory=list)
     phase: str = ""  # after the last step: what the worker does now (merging, checking, the held-out verdict)
@@ -160,6 +161,8 @@ class RunState:
                 self.step = ev["step"]
         elif kind == "verdict":
             self.verdict = ev
+        elif kind == "parity":
+            self.parity = ev
         elif kind == "model":
             self.model = ev
         elif kind == "check":

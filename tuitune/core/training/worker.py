@@ -346,6 +346,8 @@ def _run(run_dir: Path, events: EventWriter, stop: StopFlag, main: bool) -> int:
     metrics = {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))}
     if cfg.merge:
         _merge_and_check(cfg, run, events, records, held)
+        if cfg.method != "pretrain":
+            _parity(cfg, run, events, hw.cuda)
     if cfg.eval and cfg.method not in PREFERENCE_METHODS and cfg.method != "pretrain":
         from tuitune.core.evaluation.after_training import evaluate_run
 
@@ -383,6 +385,38 @@ def _merge_and_check(cfg: TrainConfig, run: RunDir, events: EventWriter, records
     res = check_stops(merged, prompts, budget)
     res["held_out"] = bool(held)
     events.emit("check", **res)
+
+
+def parity_default(cuda: bool) -> tuple[bool, str]:
+    """(on?, why) for an unset `parity`: on with a CUDA GPU where vLLM is installed; off on a CPU, where the vLLM
+    side costs a server start (measured 55-95 s on the 135M embedded model, more than a short run's training)."""
+    from tuitune.core.serving.preflight import vllm_unavailable_reason
+
+    if not cuda:
+        return False, ("off on a CPU (parity unset): vLLM's start there costs 1-2 minutes; run `tuitune runs "
+                       "parity RUN` when you want it, or train with --parity true")
+    reason = vllm_unavailable_reason()
+    if reason:
+        return False, f"off (parity unset): {reason}"
+    return True, "on (parity unset): a CUDA GPU with vLLM installed"
+
+
+def _parity(cfg: TrainConfig, run: RunDir, events: EventWriter, cuda: bool) -> None:
+    """The engine parity check on the merged folder (evaluation/parity.py), or an event saying why not."""
+    from tuitune.core.evaluation.parity import ParityError, parity_check
+
+    on, why = (cfg.parity, "on (parity: true)" if cfg.parity else "off (parity: false)") if cfg.parity is not None \
+        else parity_default(cuda)
+    if not on:
+        events.emit("parity", skipped=why.replace("RUN", run.id), engines=[], pairs=[], warnings=[],
+                    summary=f"engine parity check {why.replace('RUN', run.id)}")
+        return
+    events.emit("phase", phase="parity", message="engine parity: answering held-out prompts with each engine")
+    try:
+        parity_check(run.path, engines=("transformers", "vllm"), n=cfg.parity_prompts, progress=lambda msg: events.emit("phase", phase="parity",
+                                                                                       message=msg))
+    except ParityError as e:
+        events.emit("parity", skipped=str(e), engines=[], pairs=[], warnings=[], summary=f"engine parity: {e}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -99,6 +99,19 @@ class TrainCard(Vertical):
         self.query_one("#train-status", Static).update(text)
         if st.verdict and not self.query(VerdictView):  # the held-out verdict: a table, the words, `v` for items
             self.mount(VerdictView(st.verdict, self._run.path, id="verdict"))
+        if st.parity:  # the engine parity check (transformers vs vLLM on merged/, the GGUF once exported)
+            self._show_parity(st.parity)
+
+    def _show_parity(self, ev: dict) -> None:
+        from tuitune.core.evaluation.parity import event_lines
+
+        style = {"info": "{}", "warning": "[yellow]{}[/yellow]", "note": "[dim]{}[/dim]"}
+        text = "\n".join(style[level].format(escape(words)) for level, words in event_lines(ev))
+        found = self.query("#parity")
+        if found:
+            found.first(Static).update(text)
+        else:
+            self.mount(Static(text, id="parity"))
 
 
 def _num(v, default: float | None = 0.0) -> float | None:

@@ -45,18 +45,29 @@ class VerdictView(Vertical):
         if contenders:
             yield table
         words = self.verdict.get("summary") or self.verdict.get("verdict") or ""
-        yield Static(f"[b]verdict[/b]: {escape(str(words))}", id="verdict-words")
+        yield Static(f"[b]verdict[/b]{escape(engine_words(self.verdict))}: {escape(str(words))}", id="verdict-words")
         if self.verdict.get("report"):
             yield Static("[dim]v: held-out answers side by side[/dim]", id="verdict-hint")
 
     def action_show_items(self) -> None:
         from tuitune.core.evaluation.report import load_report
 
-        report = load_report(self.run_dir)
+        name = Path(str(self.verdict.get("verdict_report") or "report.json")).name  # the verdict's own answers
+        report = load_report(self.run_dir, name) or load_report(self.run_dir)
         if not report:
             self.app.notify(f"no report in {self.run_dir / 'eval'}", severity="warning")
             return
         self.app.push_screen(HeldOutItems(report))
+
+
+def engine_words(verdict: dict) -> str:
+    """' (transformers, fp32, answers up to 48 tokens)': what produced the verdict's answers, or ''."""
+    tuned = (verdict.get("contenders") or {}).get("tuned") or {}
+    parts = [p for p in (verdict.get("engine") or tuned.get("engine"), verdict.get("precision") or tuned.get("dtype"))
+             if p]
+    if verdict.get("max_new_tokens"):
+        parts.append(f"answers up to {verdict['max_new_tokens']} tokens")
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 class HeldOutItems(ModalScreen):
