@@ -60,6 +60,11 @@ class ReviewScreen(Screen[dict]):
         Binding("question_mark", "keys", "Keys", key_display="?", show=False),
         Binding("escape", "escape", "Back", show=False),
         Binding("q", "back", "Back"),
+        # The app's F1-F5 and Ctrl+Q still work here but stay out of the footer, which then fits 80 columns
+        # with the palette key (? and the palette list them).
+        Binding("ctrl+q", "app.quit", "Quit", show=False, priority=True),
+        *(Binding(f"f{n}", f"app.slash('{name}')", name.capitalize(), show=False)
+          for n, name in enumerate(("help", "review", "train", "chat", "settings"), 1)),
     ]
 
     def __init__(self, store: Store, *, status: str | None = "pending", round_id: int | None = None,
