@@ -291,8 +291,8 @@ class _Collector:
             problems.append(("", (f"cannot tell the format from the columns {', '.join(part.columns)}: "
                                   f"{_EXPECTED}; or map the columns to these names")))
         else:
-            problems += [(c, (f"no such column; a {kind} file needs the columns {', '.join(REQUIRED[kind])}, "
-                              f"this one has {', '.join(part.columns)}"))
+            problems += [(c, (f"no such column; the {kind} format needs the columns {', '.join(REQUIRED[kind])}, "
+                              f"this file has {', '.join(part.columns)}"))
                          for c in REQUIRED[kind] if c not in columns]
         if problems:
             raise FormatError([Issue(part.file, "", fld, msg) for fld, msg in problems], remedy="columns")
