@@ -183,7 +183,7 @@ def test_main_screen_snapshot(snap_compare, tmp_path, size):
         for screen in app.screen_stack:
             for w in screen.query("Markdown"):
                 if "tuitune** — project" in w.source:
-                    await w.update("**tuitune** — project `demo` · 3 samples · 0 rounds")  # rendered before the shot
+                    await w.update("**tuitune** — project `demo` (its counts are in the header)")  # before the shot
         for inp in app.screen.query("Input"):
             inp.cursor_blink = False  # a blinking cursor made the shot depend on timing
         await pilot.pause()

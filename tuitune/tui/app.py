@@ -32,7 +32,8 @@ class TuituneApp(App):
         self.settings = settings
         self.store = store  # tuitune.core.data.store.Store of settings.project
         self.engines = engines  # tuitune.core.serving.pool.EnginePool: every vLLM server the app starts
-        self.sub_title = str(settings.project)
+        self.sub_title = self._header = str(settings.project)
+        self._seen_version: tuple[int, int] | None = None  # the store's change marks at the last count
         if store.on_wait is None:
             store.on_wait = self.tell_waiting
 
@@ -42,14 +43,38 @@ class TuituneApp(App):
         import threading
 
         if threading.get_ident() == self._thread_id:
-            self.notify(message, title="Waiting", timeout=10)
+            self.notify(message, title="Waiting", timeout=10, markup=False)
         else:
-            self.call_from_thread(self.notify, message, title="Waiting", timeout=10)
+            self.call_from_thread(self.notify, message, title="Waiting", timeout=10, markup=False)
 
     def on_mount(self) -> None:
         from tuitune.tui.screens.main import MainScreen
 
+        self.refresh_counts()
+        self.set_interval(1.0, self.refresh_counts)  # cheap unless something changed the project
         self.push_screen(MainScreen())
+
+    def refresh_counts(self, *, force: bool = False) -> None:
+        """The header's counts ("17 samples · 1 round · ~/proj"), counted again when the project changed: a
+        write on this app's connection (any screen) or a commit by another (a round's worker, the CLI in
+        another terminal). Left alone when something else set the subtitle (a test's fixed one)."""
+        import sqlite3
+
+        from tuitune.core.words import plural
+
+        if self.sub_title != self._header:
+            return
+        try:
+            conn = self.store.conn
+            version = (conn.total_changes, conn.execute("PRAGMA data_version").fetchone()[0])
+            if version == self._seen_version and not force:
+                return
+            st = self.store.stats()
+        except sqlite3.Error:  # closed or busy: the next tick tries again
+            return
+        self._seen_version = version
+        self.sub_title = self._header = (f"{plural(st['total'], 'sample')} · {plural(st['rounds'], 'round')} · "
+                                         f"{_short(self.settings.project)}")
 
     def on_unmount(self) -> None:
         self.engines.stop_all()
@@ -65,13 +90,14 @@ class TuituneApp(App):
         return None
 
     def action_slash(self, command: str) -> None:
-        """Run a slash command from anywhere (keys, palette): back to the main screen first."""
+        """Run a slash command from anywhere (keys, palette): back to the main screen first, and shown in the
+        transcript as if typed."""
         main = self.main_screen
         if main is None:
             return
         while self.screen is not main:
             self.pop_screen()
-        main.run_command(f"/{command}")
+        main.run_command(f"/{command}", echo=True)
 
     def action_toggle_dark(self) -> None:
         self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
@@ -93,6 +119,16 @@ class TuituneApp(App):
             while self.screen is not main:
                 self.pop_screen()
             main.prefill(f"/{command} ")
+
+
+def _short(path) -> str:
+    """A path with the home folder as ~."""
+    from pathlib import Path
+
+    try:
+        return "~/" + str(Path(path).resolve().relative_to(Path.home().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def make_app(settings: Settings, *, store=None, engines=None) -> TuituneApp:

@@ -30,7 +30,8 @@ SLASH_COMMANDS: tuple[Slash, ...] = (
     Slash("runs", "/runs", "list training runs"),
     Slash("chat", "/chat [RUN_ID]", "chat with the tuned model (base side by side)"),
     Slash("compare", "/compare [RUN_ID]", "base vs tuned, side by side"),
-    Slash("eval", "/eval RUN_ID", "BLEU / chrF / ROUGE-L on the held-out split"),
+    Slash("eval", "/eval [RUN_ID]", "BLEU / chrF / ROUGE-L on the held-out split (default: the latest run)"),
+    Slash("verdict", "/verdict [RUN_ID]", "a run's held-out answers side by side (F6; default: the latest verdict)"),
     Slash("export", "/export [alpaca|sharegpt|openai|dpo] [TEST_SIZE]", "export the dataset to exports/"),
     Slash("stats", "/stats", "counts by status and origin"),
     Slash("settings", "/settings", "teacher endpoints, default base model"),
@@ -41,5 +42,11 @@ BY_NAME = {s.name: s for s in SLASH_COMMANDS}
 
 
 def help_markdown() -> str:
-    rows = "\n".join(f"| `{s.usage}` | {s.help} |" for s in SLASH_COMMANDS)
+    """The commands as a Markdown table; a `|` inside a cell (`[seeds|accepted|pending]`) is escaped, or it
+    would end the cell and break the row."""
+    rows = "\n".join(f"| `{_cell(s.usage)}` | {_cell(s.help)} |" for s in SLASH_COMMANDS)
     return f"| command | what it does |\n|---|---|\n{rows}"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")

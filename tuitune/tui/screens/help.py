@@ -11,8 +11,10 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Markdown
 
 KEYS = """\
-**Keys** — F1 help · F2 review · F3 train · F4 chat · F5 settings · Ctrl+N generate · Ctrl+P command palette ·
-Ctrl+T light/dark · Ctrl+Q quit · Esc back. In the prompt, → accepts a completion.
+**Keys** — F1 help · F2 review · F3 train · F4 chat · F5 settings · F6 held-out answers of the latest verdict ·
+Ctrl+N generate · Ctrl+P command palette · Ctrl+T light/dark · Ctrl+Q quit · Esc back. In the prompt, → accepts
+a completion; PageUp / PageDown scroll the transcript (it follows new output until you scroll up). Typing
+always goes to the prompt, even after a click elsewhere.
 
 **The flow** — describe the task → 3+ seeds → `/gen 20` → `/review` (your reasons become lessons) → `/gen 50`
 with the lessons → `/train` → `/chat` and `/compare` → `/eval` → `/export`.

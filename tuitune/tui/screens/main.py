@@ -6,21 +6,33 @@ import shlex
 from pathlib import Path
 from typing import ClassVar
 
+from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.suggester import SuggestFromList
 from textual.widget import Widget
-from textual.widgets import Footer, Header, Input, Markdown
+from textual.widgets import Footer, Header, Input, Markdown, Static, TextArea
 
+from tuitune.core.words import plural
 from tuitune.tui.slash import BY_NAME, SLASH_COMMANDS, help_markdown
+from tuitune.tui.text import md_escape
 
 
 class MainScreen(Screen):
+    """Focus stays on the prompt: after a dialog closes, after a resize, and when a key is typed while a card
+    or the transcript has focus (the key goes to the prompt unless the focused widget binds it). The
+    transcript follows new output until the user scrolls up (PageUp/PageDown work from the prompt)."""
+
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("escape", "focus_prompt", "Prompt", show=False),
         Binding("ctrl+n", "slash('gen')", "Generate"),
+        Binding("f6", "slash('verdict')", "Verdict"),  # shown when a run has held-out answers to show
+        Binding("pageup", "scroll_transcript(-1)", "Scroll up", show=False),
+        Binding("pagedown", "scroll_transcript(1)", "Scroll down", show=False),
+        Binding("ctrl+end", "transcript_end", "Newest", show=False),
     ]
 
     def compose(self) -> ComposeResult:
@@ -35,12 +47,40 @@ class MainScreen(Screen):
         return self.app.store
 
     def on_mount(self) -> None:
-        st = self.store.stats()
-        self.guide(f"**tuitune** — project `{self.app.settings.project}` · {st['total']} samples · "
-                   f"{st['rounds']} rounds")
+        self.transcript.anchor()  # follow new output; scrolling up releases it, back at the bottom re-anchors
+        self.guide(f"**tuitune** — project `{self.app.settings.project}` (its counts are in the header)")
         self.show_next_step()
         self.follow_running_runs()
+        self._verdict_run = self.latest_verdict_run()
         self.action_focus_prompt()
+
+    def on_screen_resume(self) -> None:
+        """Back from a dialog or another screen: the prompt gets the keys, the header the new counts."""
+        self.app.refresh_counts()
+        self.call_after_refresh(self.action_focus_prompt)
+
+    def on_resize(self, event: events.Resize) -> None:
+        if not isinstance(self.focused, (Input, TextArea)):
+            self.call_after_refresh(self.action_focus_prompt)
+
+    def on_key(self, event: events.Key) -> None:
+        """A printable key typed while the transcript or a card has focus goes to the prompt, unless the focused
+        widget binds that key (a card's own keys keep working when it has focus)."""
+        focused = self.focused
+        if focused is None or isinstance(focused, (Input, TextArea)) or not event.is_printable:
+            return
+        if event.key in self.app.active_bindings:
+            return
+        prompt = self.query_one("#prompt", Input)
+        prompt.focus()
+        prompt.insert_text_at_cursor(event.character or "")
+        event.stop()
+        event.prevent_default()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "slash" and parameters == ("verdict",):
+            return self._verdict_run is not None  # F6 in the footer only when there is a verdict to show
+        return True
 
     # ---- transcript ---------------------------------------------------------------------------------
     @property
@@ -48,9 +88,27 @@ class MainScreen(Screen):
         return self.query_one("#transcript", VerticalScroll)
 
     def post(self, widget: Widget) -> Widget:
+        """Add to the transcript. It scrolls to show it only while anchored (the user has not scrolled up); a
+        card that grows later (a table arriving) is followed the same way."""
         self.transcript.mount(widget)
-        self.transcript.scroll_end(animate=False)
         return widget
+
+    def action_scroll_transcript(self, pages: int) -> None:
+        """PageUp / PageDown, from the prompt too. Up lets the view stay where it is when output arrives; down
+        to the bottom follows new output again (Textual's own page-down would release it even there)."""
+        t = self.transcript
+        target = t.scroll_y + pages * max(1, t.scrollable_content_region.height - 1)
+        if target >= t.max_scroll_y:
+            t.scroll_end(animate=False, immediate=True)
+        else:
+            t.scroll_to(y=max(0, target), animate=False, immediate=True)
+
+    def action_transcript_end(self) -> None:
+        self.transcript.scroll_end(animate=False)  # and follow again
+
+    def user(self, text: str) -> None:
+        """What the user typed (or ran from a key or the palette), shown as typed: plain text, no markup."""
+        self.post(Static(Text(text), classes="msg-user"))
 
     def guide(self, text: str) -> None:
         self.post(Markdown(text, classes="msg-guide"))
@@ -76,7 +134,7 @@ class MainScreen(Screen):
         self.query_one("#prompt", Input).focus()
 
     def action_slash(self, name: str) -> None:
-        self.run_command(f"/{name}")
+        self.run_command(f"/{name}", echo=True)
 
     def prefill(self, text: str) -> None:
         prompt = self.query_one("#prompt", Input)
@@ -90,10 +148,14 @@ class MainScreen(Screen):
         text = event.value.strip()
         event.input.value = ""
         if text:
-            self.post(Markdown(text, classes="msg-user"))
-            self.run_command(text)
+            self.transcript.scroll_end(animate=False)  # the user acts: show the answer, follow again
+            self.run_command(text, echo=True)
 
-    def run_command(self, text: str) -> None:
+    def run_command(self, text: str, *, echo: bool = False) -> None:
+        """Run a line of the prompt. `echo` shows it in the transcript first, as typed: keys and the palette
+        echo too, so what follows is not read as the previous command's output."""
+        if echo:
+            self.user(text)
         if not text.startswith("/"):
             self.plain_text(text)
             return
@@ -101,18 +163,19 @@ class MainScreen(Screen):
         if name not in BY_NAME:
             close = [s.name for s in SLASH_COMMANDS if s.name.startswith(name[:2])]
             hint = f" Did you mean {', '.join('`/' + c + '`' for c in close)}?" if close else ""
-            self.error(f"unknown command `/{name}`.{hint} Type `/help` for the list.")
+            self.error(f"unknown command `/{md_escape(name)}`.{hint} Type `/help` for the list.")
             return
         getattr(self, f"cmd_{name}")(arg.strip())
 
     def plain_text(self, text: str) -> None:
-        from tuitune.core.guide import next_step
+        from tuitune.core.guide import next_step, task_name
 
         step = next_step(self.store, runs_done=self._runs_done())
         if step.key == "task":  # the guide asked for the task: this is it
-            name = " ".join(text.split()[:4])
+            name = task_name(text)
             self.store.set_task(name=name, description=text)
-            self.guide(f"Task saved as **{name}**. Change it any time with `/task NAME: DESCRIPTION`.")
+            self.guide(f"Task saved as **{md_escape(name)}** (the whole sentence is its description). Change it "
+                       f"any time with `/task NAME: DESCRIPTION`.")
             self.show_next_step()
         else:
             self.guide(f"Noted, but I act on commands. {step.message}")
@@ -127,15 +190,16 @@ class MainScreen(Screen):
         name, sep, desc = arg.partition(":")
         if not sep or not name.strip() or not desc.strip():
             task = self.store.get_task()
-            self.error(f"usage: `{BY_NAME['task'].usage}`. Now: **{task.name or '-'}** — {task.description or '-'}")
+            self.error(f"usage: `{BY_NAME['task'].usage}`. Now: **{md_escape(task.name or '-')}** — "
+                       f"{md_escape(task.description or '-')}")
             return
         self.store.set_task(name=name.strip(), description=desc.strip())
-        self.guide(f"Task saved: **{name.strip()}**.")
+        self.guide(f"Task saved: **{md_escape(name.strip())}**.")
         self.show_next_step()
 
     def cmd_system(self, arg: str) -> None:
         if not arg:
-            self.guide(f"System prompt: {self.store.get_task().system_prompt or '(none)'}")
+            self.guide(f"System prompt: {md_escape(self.store.get_task().system_prompt or '(none)')}")
             return
         self.store.set_task(system_prompt=arg)
         self.guide("System prompt saved; training and chat use it.")
@@ -146,7 +210,7 @@ class MainScreen(Screen):
         def saved(sample) -> None:
             if sample is not None:
                 stored = self.store.add_sample(sample)
-                self.guide(f"Seed #{stored.id} saved ({self.store.count(origin='seed')} seeds).")
+                self.guide(f"Seed #{stored.id} saved ({plural(self.store.count(origin='seed'), 'seed')}).")
                 self.show_next_step()
 
         self.app.push_screen(SeedForm(system=self.store.get_task().system_prompt), saved)
@@ -179,15 +243,17 @@ class MainScreen(Screen):
                        f"\n\n```\n{e}\n```")
             return
         dups = rep.parsed.duplicates + rep.already_in_project
-        dup = f"; {dups} duplicates kept (`tuitune dedup` removes them)" if dups else ""
-        self.guide(f"Imported **{rep.stored}** records ({rep.parsed.format}) as {as_}{dup}.")
+        dup = f"; {plural(dups, 'duplicate')} kept (`tuitune dedup` removes them)" if dups else ""
+        self.guide(f"Imported **{rep.stored}** {'record' if rep.stored == 1 else 'records'} ({rep.parsed.format}) "
+                   f"as {as_}{dup}.")
         self.show_next_step()
 
     def cmd_stats(self, arg: str) -> None:
         st = self.store.stats()
         rows = "\n".join(f"| {k} | {v} |" for k, v in sorted(st["by_status"].items()))
         rows2 = "\n".join(f"| {k} | {v} |" for k, v in sorted(st["by_origin"].items()))
-        self.guide(f"**{st['total']} samples**, {st['rounds']} rounds, {st['duplicates']} exact duplicates\n\n"
+        self.guide(f"**{plural(st['total'], 'sample')}**, {plural(st['rounds'], 'round')}, "
+                   f"{plural(st['duplicates'], 'exact duplicate')}\n\n"
                    f"| status | n |\n|---|---|\n{rows}\n\n| origin | n |\n|---|---|\n{rows2}")
 
     def cmd_lessons(self, arg: str) -> None:
@@ -197,7 +263,7 @@ class MainScreen(Screen):
         if not got:
             self.guide("No lessons yet: reject samples with a reason or edit them in `/review`.")
             return
-        self.guide("**Lessons for the next round:**\n\n" + "\n".join(f"- {item}" for item in got))
+        self.guide("**Lessons for the next round:**\n\n" + "\n".join(f"- {md_escape(item)}" for item in got))
 
     def cmd_export(self, arg: str) -> None:
         from tuitune.core.data.export import EXPORT_FORMATS, SUFFIX, ExportError, export
@@ -215,13 +281,26 @@ class MainScreen(Screen):
             return
         exports = self.app.settings.project / "exports"
         output = exports / fmt if test_size else exports / f"{fmt}{SUFFIX[fmt]}"
-        try:
-            res = export(self.store, fmt, output, test_size=test_size)
-        except ExportError as e:
-            self.error(str(e))
+
+        def write(yes: bool | None = True) -> None:
+            if not yes:
+                self.guide(f"Not exported: `{md_escape(str(output))}` is kept as it was.")
+                return
+            try:
+                res = export(self.store, fmt, output, test_size=test_size)
+            except ExportError as e:
+                self.error(str(e))
+                return
+            lines = "\n".join(f"- {md_escape(line)}" for line in res.summary())
+            self.guide(f"Exported ({fmt}):\n\n{lines}")
+
+        if output.exists():  # an earlier export (perhaps edited by hand since): ask first
+            from tuitune.tui.screens.confirm import Confirm
+
+            self.app.push_screen(Confirm(f"{output} exists. Overwrite it with a new {fmt} export?", "Overwrite",
+                                         "Keep it"), write)
             return
-        lines = "\n".join(f"- {line}" for line in res.summary())
-        self.guide(f"Exported ({fmt}):\n\n{lines}")
+        write()
 
     # ---- synthesis, review -----------------------------------------------------------------------------
     def cmd_gen(self, arg: str) -> None:
@@ -278,6 +357,44 @@ class MainScreen(Screen):
 
     def on_train_card_finished(self, event) -> None:
         self.show_next_step()
+        self._verdict_changed()
+
+    def on_eval_card_finished(self, event) -> None:
+        self._verdict_changed()
+
+    def _verdict_changed(self) -> None:
+        self._verdict_run = self.latest_verdict_run()
+        self.refresh_bindings()  # F6 shows in the footer once there is a verdict
+
+    def latest_verdict_run(self) -> str | None:
+        """The newest run with held-out answers on disk (its verdict after training, or an `/eval`)."""
+        from tuitune.core.evaluation.report import REPORT_DIR
+
+        runs = self.app.settings.project / "runs"
+        if not runs.is_dir():
+            return None
+        done = sorted(d.name for d in runs.iterdir() if (d / REPORT_DIR / "report.json").is_file())
+        return done[-1] if done else None
+
+    def cmd_verdict(self, arg: str) -> None:
+        from tuitune.core.evaluation.report import load_report
+        from tuitune.tui.widgets.verdict import HeldOutItems
+
+        run_id = arg or self.latest_verdict_run()
+        if not run_id:
+            self.error("no held-out answers yet: a run trained with its verdict on (`/train`) or `/eval` makes them")
+            return
+        run_dir = self.app.settings.project / "runs" / run_id
+        try:
+            report = load_report(run_dir) if run_dir.is_dir() else None
+        except (OSError, ValueError) as e:
+            self.error(f"cannot read the report of run `{md_escape(run_id)}`: {md_escape(str(e))}")
+            return
+        if not report:
+            self.error(f"run `{md_escape(run_id)}` has no held-out answers (no {md_escape(str(run_dir / 'eval'))}): "
+                       f"`/eval {md_escape(run_id)}` makes them")
+            return
+        self.app.push_screen(HeldOutItems(report))
 
     def cmd_runs(self, arg: str) -> None:
         from tuitune.core.training.jobs import list_runs
@@ -318,7 +435,7 @@ class MainScreen(Screen):
 
         run_id = arg or self._latest_done_run()
         if not run_id:
-            self.error("no finished run to evaluate: `/train` first, or `/eval RUN_ID`")
+            self.error("no finished run to evaluate: `/train` first")
             return
         self.post(EvalCard(run_id))
 

@@ -23,9 +23,9 @@ class SettingsScreen(Screen):
         rows, problem = _teacher_rows(s)
         yield Header()
         with VerticalScroll(id="settings-form"):
-            yield Static(f"[b]Paths[/b]\n  project: {s.project}\n  models:  {s.models_dir}\n"
-                         f"  teachers file: {teachers_path(s)}\n  default base model: {s.base_model} "
-                         f"(TUITUNE_BASE_MODEL)", markup=True)
+            yield Static(f"[b]Paths[/b]\n  project: {escape(str(s.project))}\n  models:  {escape(str(s.models_dir))}\n"
+                         f"  teachers file: {escape(str(teachers_path(s)))}\n  default base model: "
+                         f"{escape(str(s.base_model))} (TUITUNE_BASE_MODEL)", markup=True)
             yield Static("[b]Teachers[/b]")
             yield Static(rows, markup=False, id="teacher-list")
             yield Static(problem, markup=False, id="teachers-problem", classes="error")
@@ -69,8 +69,9 @@ class SettingsScreen(Screen):
         rows, problem = _teacher_rows(self.app.settings)
         self.query_one("#teacher-list", Static).update(rows)
         self.query_one("#teachers-problem", Static).update(problem)
-        msg.update(f"saved to {escape(str(path))}.{escape(kept)} Use it with `/gen 20 {vals['t-name']}` or `tuitune synth --teacher "
-                   f"{vals['t-name']}`.")
+        name = escape(vals["t-name"])
+        msg.update(f"saved to {escape(str(path))}.{escape(kept)} Use it with [b]/gen 20 {name}[/b] or "
+                   f"[b]tuitune synth --teacher {name}[/b].")
 
     def action_back(self) -> None:
         self.app.pop_screen()
@@ -85,5 +86,5 @@ def _teacher_rows(settings) -> tuple[str, str]:
     except TeacherError as e:
         return "  (none readable)", (f"{e}\nFix the file in an editor, or add a teacher below: saving keeps the "
                                      f"broken file aside as teachers.yaml.broken and starts a new one.")
-    return "\n".join(f"  {name:12} {t.base_url or '(embedded vLLM)'}  {t.model}  key: ${t.api_key_env or '-'}"
-                     for name, t in teachers.items()), ""
+    return "\n".join(f"  {name:12} {t.base_url or '(embedded vLLM)'}  {t.model}  "
+                     f"{'key: $' + t.api_key_env if t.api_key_env else 'no key'}" for name, t in teachers.items()), ""

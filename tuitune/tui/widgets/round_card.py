@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.markup import escape
 from textual.message import Message
 from textual.widgets import Button, DataTable, ProgressBar, Static
 
+from tuitune.core.words import plural
 from tuitune.tui.events import RoundFailed, RoundFinished, SampleGenerated
 
 SHOWN_COUNTERS = ("requests", "returned", "unparseable", "duplicates", "too_short", "too_long", "stored")
@@ -32,7 +35,7 @@ class RoundCard(Vertical):
         self._round = None
 
     def compose(self) -> ComposeResult:
-        yield Static(f"Round: {self.n} new samples", classes="card-title", id="round-title")
+        yield Static(f"Round: {plural(self.n, 'new sample')}", classes="card-title", id="round-title", markup=False)
         with Horizontal(classes="round-bar"):
             yield ProgressBar(total=self.n, show_eta=False, id="round-progress")
             yield Button("Stop", id="round-stop", variant="warning", compact=True)
@@ -59,7 +62,7 @@ class RoundCard(Vertical):
             return
         if cfg.name == EMBEDDED:  # the pool pointed it at its embedded server
             self.app.call_from_thread(self._status, "embedded teacher ready (SmolLM2-135M: offline but weak; "
-                                                    "a stronger teacher in /settings gives better data)")
+                                                    "a stronger teacher in [b]/settings[/b] gives better data)")
         store = Store.open(settings.project)
 
         async def go():
@@ -90,6 +93,7 @@ class RoundCard(Vertical):
                                               ev.counters.to_dict()))
 
     def _status(self, text: str) -> None:
+        """Show `text` (Textual markup: whatever came from the teacher or the user is escaped by the caller)."""
         self.query_one("#round-status", Static).update(text)
 
     def _counters(self, c: dict) -> str:
@@ -100,7 +104,10 @@ class RoundCard(Vertical):
         self.query_one("#round-progress", ProgressBar).update(progress=event.counters.get("stored", 0))
         self._status(self._counters(event.counters))
         table = self.query_one("#round-samples", DataTable)
-        table.add_row(str(event.sample_id), _clip(event.instruction, 60), _clip(event.output, 40))
+        # cells as Text, never markup ("A [service] is" stays whole), cut to the card's width: no horizontal
+        # scroll bar (its thumb was the stray glyph left in a finished card at 80 columns)
+        room = max(24, (table.size.width or self.size.width or 80) - len(str(event.sample_id)) - 8)
+        table.add_row(str(event.sample_id), _clip(event.instruction, room * 3 // 5), _clip(event.output, room * 2 // 5))
         if table.row_count > 8:
             table.remove_row(next(iter(table.rows)))
 
@@ -109,23 +116,27 @@ class RoundCard(Vertical):
         c = event.counters
         self.query_one("#round-stop", Button).display = False
         self.query_one("#round-progress", ProgressBar).update(progress=c.get("stored", 0))
-        msg = f" — {c['message']}" if c.get("message") else ""
-        self._status(f"[b]{c.get('status')}[/b]{msg}\n{self._counters(c)}\nNext: `/review` the new samples.")
+        msg = f" — {escape(str(c['message']))}" if c.get("message") else ""
+        self._status(f"[b]{escape(str(c.get('status')))}[/b]{msg}\n{self._counters(c)}\n"
+                     f"Next: [b]/review[/b] the new samples.")
         self.post_message(self.Finished(c.get("status", "")))
 
     @on(RoundFailed)
     def round_failed(self, event: RoundFailed) -> None:
         self.query_one("#round-stop", Button).display = False
-        self._status(f"[red]round failed:[/red] {event.error}\nWhat was stored stays; `/gen` again resumes it.")
+        self._status(f"[red]round failed:[/red] {escape(event.error)}\nWhat was stored stays; [b]/gen[/b] again "
+                     f"resumes it.")
         self.post_message(self.Finished("failed"))
 
     @on(Button.Pressed, "#round-stop")
     def stop(self) -> None:
         if self._loop and self._round:
             self._loop.call_soon_threadsafe(self._round.cancel)
-            self._status("stopping… (stored samples stay; `/gen` resumes the round)")
+            self._status("stopping… (stored samples stay; [b]/gen[/b] resumes the round)")
 
 
-def _clip(text: str, n: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= n else text[: n - 1] + "…"
+def _clip(text: str, width: int) -> Text:
+    """One line of plain text (no markup) at most `width` terminal cells (wide CJK characters count 2)."""
+    out = Text(" ".join(text.split()), no_wrap=True)
+    out.truncate(width, overflow="ellipsis")
+    return out
