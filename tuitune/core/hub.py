@@ -338,9 +338,8 @@ class _ModelScope:
             return None
         return Located(path, ref.id, ref.revision or "master", "modelscope")
 
-    def offline(self) -> bool:
-        return os.environ.get("MODELSCOPE_OFFLINE", "").lower() in ("1", "true", "yes") or \
-            os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    def offline(self) -> bool:  # tuitune's one offline switch, whichever hub
+        return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
     def download(self, ref: HubRef, progress: Progress | None) -> Located:
         snapshot_download = self._module()
