@@ -121,3 +121,27 @@ def test_pending_pairs_count_once_accepted(tmp_path, store):
     (s,) = store.samples()
     accept(store, s.id)
     assert [(x.chosen, x.rejected) for x in preference_pairs(store)] == [("a", "b")]
+
+
+def test_openai_preference_format(tmp_path, project):
+    good = {"input": {"messages": [{"role": "system", "content": "Be brief."},
+                                   {"role": "user", "content": "How cold is San Francisco today?"}],
+                      "tools": [], "parallel_tool_calls": True},
+            "preferred_output": [{"role": "assistant", "content": "Mild: a high near 20°C."}],
+            "non_preferred_output": [{"role": "assistant", "content": "It is cold."}]}
+    p = tmp_path / "oa.jsonl"
+    p.write_text(json.dumps(good) + "\n")
+    res = run(project, "import", p)
+    assert res.exit_code == 0 and "(openai preference)" in res.stdout, res.output
+    with Store.open(project) as st:
+        (pair,) = preference_pairs(st)
+    assert (pair.prompt.system, pair.prompt.instruction, pair.chosen, pair.rejected) == (
+        "Be brief.", "How cold is San Francisco today?", "Mild: a high near 20°C.", "It is cold.")
+    bad = dict(good, input={"messages": good["input"]["messages"], "tools": [{"type": "function"}]})
+    del bad["non_preferred_output"]
+    q = tmp_path / "bad.jsonl"
+    q.write_text(json.dumps(bad) + "\n")
+    res = run(project, "import", q)
+    assert res.exit_code == 2
+    assert f"{q}:line 1: input.tools: tool definitions cannot be imported" in res.stderr
+    assert f"{q}:line 1: non_preferred_output: missing" in res.stderr

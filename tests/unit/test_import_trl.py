@@ -91,6 +91,14 @@ def test_tool_calls_are_refused_naming_line_and_field(tmp_path, project):
     assert f"{sg}:record [0]: conversations[1].from: a 'function_call' message (tool use) cannot be imported" in err
 
 
+def test_an_answer_marked_not_to_train_on_is_refused(tmp_path, project):
+    p = jsonl(tmp_path, "w.jsonl", [{"messages": [{"role": "user", "content": "q"},
+                                                  {"role": "assistant", "content": "draft", "weight": 0},
+                                                  {"role": "user", "content": "again"},
+                                                  {"role": "assistant", "content": "final", "weight": 1}]}])
+    refused(project, p, words=[f"{p}:line 1: messages[1].weight: 0 (do not train on this answer) cannot be kept"])
+
+
 def test_map_renames_columns(tmp_path, project):
     p = jsonl(tmp_path, "qa.jsonl", [{"question": "What is a pod?", "answer": "The smallest unit.", "id": 1},
                                     {"question": "What is a node?", "answer": "A machine.", "id": 2}])

@@ -125,19 +125,23 @@ def _openai(rec: Record) -> list[Sample]:
 PARSERS: dict[str, Callable[[Record], list[Sample]]] = {
     "alpaca": _alpaca, "alpaca ranking": trl_formats.alpaca_ranking, "sharegpt": _sharegpt,
     "sharegpt ranking": trl_formats.sharegpt_ranking, "openai": _openai,
-    "trl prompt-completion": trl_formats.trl_prompt_completion, "trl preference": trl_formats.trl_preference}
+    "trl prompt-completion": trl_formats.trl_prompt_completion, "trl preference": trl_formats.trl_preference,
+    "openai preference": trl_formats.openai_preference}
 # --format FORMAT -> the record kinds it covers (the first is used when a record fits none of them).
 FAMILY = {"alpaca": ("alpaca", "alpaca ranking"), "csv": ("alpaca", "alpaca ranking", "trl prompt-completion",
                                                            "trl preference"),
-          "sharegpt": ("sharegpt", "sharegpt ranking"), "openai": ("openai", "sharegpt ranking"),
+          "sharegpt": ("sharegpt", "sharegpt ranking"), "openai": ("openai", "sharegpt ranking", "openai preference"),
           "trl": ("trl prompt-completion", "trl preference")}
 # Columns a columnar file (Parquet, Arrow, CSV) needs for each record kind.
 REQUIRED = {"alpaca": ("instruction", "output"), "alpaca ranking": ("instruction", "chosen", "rejected"),
             "sharegpt": (), "sharegpt ranking": ("chosen", "rejected"), "openai": ("messages",),
-            "trl prompt-completion": ("prompt", "completion"), "trl preference": ("chosen", "rejected")}
+            "trl prompt-completion": ("prompt", "completion"), "trl preference": ("chosen", "rejected"),
+            "openai preference": ("input", "preferred_output", "non_preferred_output")}
 
 
 def _detect(data: dict) -> str | None:
+    if "preferred_output" in data or "non_preferred_output" in data:
+        return "openai preference"
     pref = "chosen" in data or "rejected" in data
     if "conversations" in data:
         return "sharegpt ranking" if pref else "sharegpt"

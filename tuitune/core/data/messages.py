@@ -70,6 +70,9 @@ def read_message(rec: Record, where: str, m, role_key: str, content_key: str) ->
     if role is None:
         rec.problem(f"{where}.{role_key}", f"expected one of human/gpt/system (or user/assistant), got {raw_role!r}")
         return None
+    if role == "assistant" and m.get("weight") == 0:  # OpenAI fine-tuning: do not train on this turn
+        rec.problem(f"{where}.weight", "0 (do not train on this answer) cannot be kept: tuitune trains on every "
+                                       "assistant turn; remove the weight, or the record")
     return role, rec.text(content_key, required=True, obj=m, prefix=f"{where}.")
 
 

@@ -184,8 +184,9 @@ def _row_to_sample(row: sqlite3.Row | tuple) -> Sample:
 
 
 def _rekey(conn: sqlite3.Connection) -> None:
-    """3: the duplicate key covers the system prompt and a preference pair's rejected answer (Sample.key)."""
-    rows = conn.execute(f"SELECT {SAMPLE_COLUMNS} FROM samples").fetchall()
+    """3: the duplicate key covers the system prompt and a preference pair's rejected answer (Sample.key); the
+    key of a record with neither is unchanged."""
+    rows = conn.execute(f"SELECT {SAMPLE_COLUMNS} FROM samples WHERE system != '' OR original IS NOT NULL").fetchall()
     conn.executemany("UPDATE samples SET key = ? WHERE id = ?", [(_row_to_sample(r).key(), r[0]) for r in rows])
 
 

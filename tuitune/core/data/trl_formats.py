@@ -5,7 +5,8 @@
 - preference: TRL prompt/chosen/rejected (plain or conversational), TRL's implicit prompt (`chosen` and
   `rejected` whole conversations sharing everything but the last answer), LLaMA-Factory's ranking formats
   (Alpaca `instruction`/`input` + `chosen`/`rejected`; ShareGPT `conversations` + `chosen`/`rejected`
-  messages) -> a sample whose output is the chosen answer and whose `original` holds the rejected one: the
+  messages), OpenAI's preference fine-tuning format (`input.messages`, `preferred_output`,
+  `non_preferred_output`) -> a sample whose output is the chosen answer and whose `original` holds the rejected one: the
   same shape a review edit leaves, so `preferences.preference_pairs` (DPO training and `export --format dpo`)
   gives the pair back unchanged, and SFT trains on the chosen answer.
 """
@@ -13,7 +14,7 @@
 from __future__ import annotations
 
 from tuitune.core.data.messages import one_answer, prompt_pairs, read_turns, refuse_tool_definitions
-from tuitune.core.data.records import Record, kind_of
+from tuitune.core.data.records import Issue, Record, kind_of
 from tuitune.core.data.samples import Sample
 
 
@@ -160,3 +161,34 @@ def trl_prompt_completion(rec: Record) -> list[Sample]:
     system, instruction, history = prompt
     return [Sample(instruction=instruction, output=completion, system=system, history=history)]
 
+
+
+def openai_preference(rec: Record) -> list[Sample]:
+    """OpenAI's preference fine-tuning format: `input` {messages, tools}, `preferred_output` and
+    `non_preferred_output` one assistant message each."""
+    inp = rec.data.get("input")
+    prompt = None
+    if not isinstance(inp, dict):
+        rec.problem("input", f"expected an object with the prompt's messages, got {kind_of(inp)}")
+    else:
+        sub = Record(rec.file, rec.where, inp)
+        refuse_tool_definitions(sub)
+        system, turns = read_turns(sub, "messages", inp.get("messages"), "role", "content")
+        got = prompt_pairs(sub, "messages", turns) if not sub.issues else None
+        rec.issues += [Issue(i.file, i.where, f"input.{i.field}", i.message) for i in sub.issues]
+        prompt = None if got is None else (system, got[0], got[1])
+    answers = []
+    for key in ("preferred_output", "non_preferred_output"):
+        if rec.data.get(key) is None:
+            rec.problem(key, "missing; a preference record needs preferred_output and non_preferred_output")
+            answers.append("")
+        else:
+            answers.append(one_answer(rec, key, rec.data[key]))
+    if answers[0] and answers[0] == answers[1]:
+        rec.problem("non_preferred_output", "is the same as preferred_output; a preference pair needs two different "
+                                            "answers")
+    if rec.issues or prompt is None:
+        return []
+    system, instruction, history = prompt
+    return [pair_sample(instruction=instruction, chosen=answers[0], rejected=answers[1], system=system,
+                        history=history)]
