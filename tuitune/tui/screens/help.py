@@ -32,5 +32,8 @@ class HelpScreen(ModalScreen):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-box"):
-            yield Markdown(KEYS + "\n" + self.commands_markdown)
+            yield Markdown(self.commands_markdown + "\n\n" + KEYS)  # the commands first: what a user looks for
         yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#help-box").focus()  # ↑/↓, PageUp/PageDown, Home/End scroll it
