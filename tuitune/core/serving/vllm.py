@@ -95,6 +95,20 @@ def lora_rank(adapter: Path) -> int:
     raise ServingError(f"{adapter} has LoRA rank {r}, above what vLLM serves ({LORA_RANKS[-1]}); use the merged model")
 
 
+def lora_slots(adapters: int, *, cuda: bool) -> int:
+    """vLLM's `--max-loras` for a server with `adapters` LoRA adapters.
+
+    On the CPU build one slot more than there are adapters, left empty. Why: vLLM marks a row of the batch that
+    asks for the base model with LoRA index -1, and the PyTorch ops the CPU build uses for LoRA
+    (`vllm/lora/ops/torch_ops`: `lora_weights[lora_indices]`) do not skip -1 but index with it, which Python
+    reads as "the last slot". With exactly as many slots as adapters, the last slot holds an adapter, so in a
+    batch that mixes base and adapter requests the base rows were computed WITH that adapter (measured: the base
+    column of /compare answered like the tuned model; asked alone, it did not). Adapters fill the slots from the
+    first, so the spare last slot stays all zeros and index -1 adds nothing. The CUDA kernels skip -1 themselves.
+    tests/e2e/test_mixed_lora_batches.py checks base + adapter asked at once == each asked alone."""
+    return adapters if cuda else adapters + 1
+
+
 @dataclass
 class Endpoint:
     """What a client needs to talk to one served model."""
@@ -181,7 +195,7 @@ class VLLMServer:
                 cmd += ["--gpu-memory-utilization", f"{self.gpu_memory_utilization:.2f}"]
         if self.lora:
             cmd += ["--enable-lora", "--max-lora-rank", str(max(lora_rank(p) for p in self.lora.values())),
-                    "--max-loras", str(len(self.lora)), "--lora-modules",
+                    "--max-loras", str(lora_slots(len(self.lora), cuda=self.cuda)), "--lora-modules",
                     *[f"{n}={p}" for n, p in self.lora.items()]]
         return cmd + self.extra_args
 
