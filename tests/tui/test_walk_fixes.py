@@ -344,3 +344,16 @@ async def test_after_training_the_guide_points_to_chat_eval_and_export(app, proj
         assert "Next: Try the model." in text and "Next: Review" not in text
         assert all(c in text for c in ("`/chat`", "`/eval`", "`/export`"))
         assert "2 samples wait for review" in text
+
+
+def test_markdown_helpers_keep_text_whole():
+    from markdown_it import MarkdownIt
+
+    from tuitune.tui.text import md_code, md_escape
+
+    md = MarkdownIt("gfm-like")
+    text = "a `tick` <b> *x* [y](z) | 1. k8s.io"
+    (para,) = [t for t in md.parse(md_escape(text)) if t.type == "inline"]
+    assert {c.type for c in para.children} == {"text"} and "".join(c.content for c in para.children) == text
+    (code,) = [c for t in md.parse(md_code("run `a`-b")) if t.type == "inline" for c in t.children]
+    assert code.type == "code_inline" and code.content == "run `a`-b"

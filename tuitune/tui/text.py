@@ -21,3 +21,12 @@ def md_line(text: str, limit: int = 200) -> str:
     if len(text) > limit:
         text = text[:limit] + "…"
     return md_escape(text)
+
+
+def md_code(text: str) -> str:
+    """`text` as a Markdown code span (escapes do not work inside one: a fence longer than any run of backticks
+    in the text keeps it whole)."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if longest else ""
+    return f"{fence}{pad}{text}{pad}{fence}"

@@ -18,7 +18,7 @@ from textual.widgets import Footer, Header, Input, Markdown, Static, TextArea
 
 from tuitune.core.words import plural
 from tuitune.tui.slash import BY_NAME, SLASH_COMMANDS, help_markdown
-from tuitune.tui.text import md_escape
+from tuitune.tui.text import md_code, md_escape
 
 
 class MainScreen(Screen):
@@ -48,7 +48,7 @@ class MainScreen(Screen):
 
     def on_mount(self) -> None:
         self.transcript.anchor()  # follow new output; scrolling up releases it, back at the bottom re-anchors
-        self.guide(f"**tuitune** — project `{self.app.settings.project}` (its counts are in the header)")
+        self.guide(f"**tuitune** — project {md_code(str(self.app.settings.project))} (its counts are in the header)")
         self.show_next_step()
         self.follow_running_runs()
         self._verdict_run = self.latest_verdict_run()
@@ -163,7 +163,7 @@ class MainScreen(Screen):
         if name not in BY_NAME:
             close = [s.name for s in SLASH_COMMANDS if s.name.startswith(name[:2])]
             hint = f" Did you mean {', '.join('`/' + c + '`' for c in close)}?" if close else ""
-            self.error(f"unknown command `/{md_escape(name)}`.{hint} Type `/help` for the list.")
+            self.error(f"unknown command {md_code('/' + name)}.{hint} Type `/help` for the list.")
             return
         getattr(self, f"cmd_{name}")(arg.strip())
 
@@ -229,7 +229,7 @@ class MainScreen(Screen):
             return
         as_ = parts[1] if len(parts) > 1 else "accepted"
         if as_ not in IMPORT_AS:
-            self.error(f"`{as_}`: expected seeds, accepted or pending")
+            self.error(f"{md_code(as_)}: expected seeds, accepted or pending")
             return
         path = Path(parts[0]).expanduser()
         if not path.is_absolute():
@@ -239,7 +239,7 @@ class MainScreen(Screen):
         except FormatError as e:
             way = {"skip_invalid": " (or import only its valid records: `tuitune import --skip-invalid` in a shell)",
                    "max_bytes": " (or raise the limit: `tuitune import --max-size 2G` in a shell)"}
-            self.error(f"nothing imported from `{path}`. Fix the file{way.get(e.remedy or '', '')}:"
+            self.error(f"nothing imported from {md_code(str(path))}. Fix the file{way.get(e.remedy or '', '')}:"
                        f"\n\n```\n{e}\n```")
             return
         dups = rep.parsed.duplicates + rep.already_in_project
@@ -272,7 +272,7 @@ class MainScreen(Screen):
         parts = arg.split()
         fmt = parts[0] if parts else "alpaca"
         if fmt not in EXPORT_FORMATS:
-            self.error(f"`{fmt}`: expected one of {', '.join(EXPORT_FORMATS)}")
+            self.error(f"{md_code(fmt)}: expected one of {', '.join(EXPORT_FORMATS)}")
             return
         try:
             test_size = parse_test_size(parts[1]) if len(parts) > 1 else 0
@@ -284,7 +284,7 @@ class MainScreen(Screen):
 
         def write(yes: bool | None = True) -> None:
             if not yes:
-                self.guide(f"Not exported: `{md_escape(str(output))}` is kept as it was.")
+                self.guide(f"Not exported: {md_code(str(output))} is kept as it was.")
                 return
             try:
                 res = export(self.store, fmt, output, test_size=test_size)
@@ -310,7 +310,7 @@ class MainScreen(Screen):
         try:
             n = int(parts[0]) if parts else 20
         except ValueError:
-            self.error(f"`/gen {arg}`: give a number of samples, e.g. `/gen 20` (or `/gen 20 TEACHER`)")
+            self.error(f"{md_code('/gen ' + arg)}: give a number of samples, e.g. `/gen 20` (or `/gen 20 TEACHER`)")
             return
         if n < 1:
             self.error("ask for at least 1 sample")
@@ -388,11 +388,11 @@ class MainScreen(Screen):
         try:
             report = load_report(run_dir) if run_dir.is_dir() else None
         except (OSError, ValueError) as e:
-            self.error(f"cannot read the report of run `{md_escape(run_id)}`: {md_escape(str(e))}")
+            self.error(f"cannot read the report of run {md_code(run_id)}: {md_escape(str(e))}")
             return
         if not report:
-            self.error(f"run `{md_escape(run_id)}` has no held-out answers (no {md_escape(str(run_dir / 'eval'))}): "
-                       f"`/eval {md_escape(run_id)}` makes them")
+            self.error(f"run {md_code(run_id)} has no held-out answers (no {md_code(str(run_dir / 'eval'))}): "
+                       f"{md_code('/eval ' + run_id)} makes them")
             return
         self.app.push_screen(HeldOutItems(report))
 
