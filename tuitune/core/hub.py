@@ -8,8 +8,9 @@ Resolution of an ID (after registered names and local folders, see `models.locat
 3. otherwise a download of only what a run needs (`select_files`: config, tokenizer, generation config, chat
    template, safetensors weights + index; no .bin/.pth/.gguf/onnx/flax copies, nothing in sub-folders), after the
    free disk space was checked against the repository's file sizes (`check_disk_space`, a pure function).
-   huggingface_hub keeps partly downloaded files as `.incomplete` blobs and resumes them, so a killed download
-   continues where it stopped.
+   A killed download continues with the files it had not finished: every finished file is in the cache already.
+   (huggingface_hub 2.x restarts an unfinished file from its first byte, in a temporary file private to its
+   process; `_drop_stale_partials` deletes the ones a killed process left behind.)
 
 The resolved folder is the snapshot folder itself (`.../snapshots/<commit>`); `Located.revision` is that commit,
 recorded in a run's config so the run can be repeated and its worker never needs the network.
@@ -218,11 +219,16 @@ def _missing(names: Iterable[str], snapshot: Path | None) -> list[str]:
 class _HuggingFace:
     def cached(self, ref: HubRef) -> Located | None:
         from huggingface_hub import snapshot_download
-        from huggingface_hub.errors import LocalEntryNotFoundError
+        from huggingface_hub.errors import IncompleteSnapshotError, LocalEntryNotFoundError
 
         try:
             path = Path(snapshot_download(ref.id, revision=ref.revision, local_files_only=True))
-        except LocalEntryNotFoundError:  # not cached, or known to be incomplete (IncompleteSnapshotError)
+        except IncompleteSnapshotError as e:
+            # The cached file listing names every file of the repository; tuitune fetched only select_files of it.
+            path = Path(e.snapshot_path)
+            if _run_files_missing(ref, path):
+                return None
+        except LocalEntryNotFoundError:  # not cached
             return None
         if missing_parts(path):  # e.g. a download killed before the weights: resume it
             return None
@@ -245,6 +251,7 @@ class _HuggingFace:
                 wanted = select_files(sizes)
                 _check_weights(ref, wanted)
                 cache = Path(constants.HF_HUB_CACHE)
+                _drop_stale_partials(cache, ref.id)
                 snapshot = cache / f"models--{ref.id.replace('/', '--')}" / "snapshots" / (info.sha or "")
                 todo = {n: sizes[n] for n in _missing(wanted, snapshot if info.sha else None)}
                 check_disk_space(todo, free_bytes(cache), model=str(ref), folder=cache)
@@ -261,6 +268,40 @@ class _HuggingFace:
         if (gone := missing_parts(path)):
             raise HubError(f"{ref} was downloaded to {path} but {gone}; is it a transformers model repository?")
         return Located(path, ref.id, path.name, "huggingface")
+
+
+def _drop_stale_partials(cache: Path, repo_id: str) -> list[Path]:
+    """Delete the partial files a killed download left in the repository's blobs/ (returns them).
+
+    huggingface_hub 2.x downloads each file into `blobs/<etag>.<random>.incomplete` (private to the process) under
+    the lock `.locks/models--ORG--NAME/<etag>.lock` and starts an unfinished file again from its first byte, so a
+    partial file whose lock nobody holds only takes disk space. A download in progress holds its lock: its file
+    is left alone."""
+    from filelock import FileLock, Timeout
+
+    folder = f"models--{repo_id.replace('/', '--')}"
+    dropped = []
+    for part in (cache / folder / "blobs").glob("*.incomplete"):
+        lock = FileLock(str(cache / ".locks" / folder / f"{part.name.split('.')[0]}.lock"), timeout=0)
+        try:
+            with lock:
+                part.unlink(missing_ok=True)
+                dropped.append(part)
+        except (Timeout, OSError):
+            continue  # being downloaded right now (or not ours to delete)
+    return dropped
+
+
+def _run_files_missing(ref: HubRef, snapshot: Path) -> list[str]:
+    """The files a run needs (select_files of the repository's cached listing) that `snapshot` lacks."""
+    from huggingface_hub import get_cached_repo_tree
+    from huggingface_hub.errors import CachedRepoTreeNotFoundError
+
+    try:
+        names = [f.path for f in get_cached_repo_tree(ref.id, revision=snapshot.name)]
+    except CachedRepoTreeNotFoundError:
+        return []
+    return _missing(select_files(names), snapshot)
 
 
 def _check_weights(ref: HubRef, wanted: list[str]) -> None:
