@@ -74,9 +74,8 @@ class TrainScreen(Screen[str | None]):
             with Horizontal(classes="field"):
                 yield Label("or type", classes="field-label")
                 yield Input(id="base-id", classes="field-input", placeholder="ORG/NAME[@REVISION] or a folder")
-            yield Static("A Hub ID (e.g. Qwen/Qwen2.5-0.5B-Instruct) or a model folder; when filled it is the base "
-                         "model. A Hub model comes from the local cache, else it is downloaded (progress below).",
-                         classes="help", markup=False)
+            yield Static("A Hub ID (Qwen/Qwen2.5-0.5B-Instruct) or a folder; when filled it wins over the list. "
+                         "Not in the cache: downloaded first.", classes="help", markup=False)
 
     def on_mount(self) -> None:
         self.query_one("#train-download", ProgressBar).display = False
