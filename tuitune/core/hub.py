@@ -329,7 +329,7 @@ def _hf_error(ref: HubRef, e: Exception) -> Exception:
     status = getattr(getattr(e, "response", None), "status_code", None)
     if isinstance(e, RepositoryNotFoundError) or status == 401:
         return AccessError(f"{ref.id} was not found on the Hugging Face Hub, or it is private: check the spelling "
-                           f"(ORG/NAME), and for a private model {token}.")
+                           f"(ORG/NAME), and for a private model {token}. (No folder {ref.id} exists here either.)")
     if isinstance(e, HfHubHTTPError):
         return HubError(f"the Hugging Face Hub answered {status or '?'} for {ref}: {str(e).splitlines()[0]}; try "
                         f"again later.")
