@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 
 LFS_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pth")
@@ -34,11 +35,12 @@ def add_snapshot(cache: Path, repo_id: str, files: dict[str, bytes | Path], comm
     (repo / "blobs").mkdir(parents=True, exist_ok=True)
     snapshot.mkdir(parents=True, exist_ok=True)
     for name, content in files.items():
-        data = content.read_bytes() if isinstance(content, Path) else content
-        blob_id = hashlib.sha256(data).hexdigest() if name.endswith(LFS_SUFFIXES) else git_blob_sha1(data)
-        blob = repo / "blobs" / blob_id
+        blob = repo / "blobs" / _blob_id(name, content)
         if not blob.exists():
-            blob.write_bytes(data)
+            if isinstance(content, Path):
+                shutil.copyfile(content, blob)  # a copy, not a link: nothing may reach the original
+            else:
+                blob.write_bytes(content)
         link = snapshot / name
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to(os.path.relpath(blob, link.parent))
@@ -46,6 +48,24 @@ def add_snapshot(cache: Path, repo_id: str, files: dict[str, bytes | Path], comm
         (repo / "refs" / ref).parent.mkdir(parents=True, exist_ok=True)
         (repo / "refs" / ref).write_text(commit)
     return snapshot
+
+
+_HASHES: dict[tuple[str, str, int, int], str] = {}  # (name, file, size, mtime) -> blob id: hash a model once
+
+
+def _blob_id(name: str, content: bytes | Path) -> str:
+    lfs = name.endswith(LFS_SUFFIXES)
+    if not isinstance(content, Path):
+        return hashlib.sha256(content).hexdigest() if lfs else git_blob_sha1(content)
+    st = content.stat()
+    key = (name, str(content.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _HASHES:
+        if lfs:
+            with open(content, "rb") as f:
+                _HASHES[key] = hashlib.file_digest(f, "sha256").hexdigest()
+        else:
+            _HASHES[key] = git_blob_sha1(content.read_bytes())
+    return _HASHES[key]
 
 
 def model_files(folder: Path) -> dict[str, Path]:
