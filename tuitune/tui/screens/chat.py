@@ -148,12 +148,32 @@ class ChatScreen(Screen):
         if self.params is None:
             self.params = self.default_params()
         self.sessions = [ChatSession.for_store(self.app.store, b, params=self.params) for b in self._backends]
-        for i, (b, col) in enumerate(zip(self._backends, self.query(".chat-col"), strict=False)):
+        await self._fit_columns(len(self._backends))
+        for i, (b, col) in enumerate(zip(self._backends, self.query(".chat-col"), strict=True)):
             col.query_one(".pane-title", Static).update(self.title_for(i, b))
         await self._restore()
         self.state = "ready"
         self._show_engine()
         self._drain()
+
+    async def _fit_columns(self, n: int) -> None:
+        """One column per model that answers (the columns were laid out before the models were known; what
+        was typed meanwhile stays in the first ones)."""
+        row = self.query_one("#chat-panes", Horizontal)
+        cols = list(self.query(".chat-col"))
+        for col in cols[n:]:
+            await col.remove()
+        for item in self._queue:
+            item.asked, item.notes = item.asked[:n], item.notes[:n]
+        for _ in range(len(cols), n):
+            pane = VerticalScroll(classes="chat-pane")
+            await row.mount(Vertical(Static("", classes="pane-title", markup=False), pane, classes="chat-col"))
+        self.panes = list(self.query(".chat-pane").results(VerticalScroll))
+        for item in self._queue:  # a column added now gets the waiting messages too
+            for pane in self.panes[len(item.asked):]:
+                asked = Markdown(item.prompt, classes="msg-user")
+                item.asked.append(asked)
+                await pane.mount(asked)
 
     @on(ServerFailed)
     def server_failed(self, event: ServerFailed) -> None:
