@@ -60,6 +60,7 @@ class TuituneApp(App):
         another terminal). Left alone when something else set the subtitle (a test's fixed one)."""
         import sqlite3
 
+        from tuitune.core.synth.rounds import list_rounds
         from tuitune.core.words import plural
 
         if self.sub_title != self._header:
@@ -69,11 +70,11 @@ class TuituneApp(App):
             version = (conn.total_changes, conn.execute("PRAGMA data_version").fetchone()[0])
             if version == self._seen_version and not force:
                 return
-            st = self.store.stats()
+            samples, rounds = self.store.count(), len(list_rounds(self.store))  # two counts, not all of stats()
         except sqlite3.Error:  # closed or busy: the next tick tries again
             return
         self._seen_version = version
-        self.sub_title = self._header = (f"{plural(st['total'], 'sample')} · {plural(st['rounds'], 'round')} · "
+        self.sub_title = self._header = (f"{plural(samples, 'sample')} · {plural(rounds, 'round')} · "
                                          f"{_short(self.settings.project)}")
 
     def on_unmount(self) -> None:

@@ -60,7 +60,7 @@ class MainScreen(Screen):
         self.call_after_refresh(self.action_focus_prompt)
 
     def on_resize(self, event: events.Resize) -> None:
-        if not isinstance(self.focused, (Input, TextArea)):
+        if self.is_current and not isinstance(self.focused, (Input, TextArea)):
             self.call_after_refresh(self.action_focus_prompt)
 
     def on_key(self, event: events.Key) -> None:
