@@ -65,7 +65,7 @@ def test_download_fetches_only_what_a_run_needs_with_progress(online, tmp_path, 
                                              "tokenizer.json", "tokenizer_config.json"]
     fracs = [f for _, f in seen]
     assert fracs == sorted(fracs) and fracs[-1] == pytest.approx(1.0) and len(fracs) > 2
-    assert seen[-1][0].startswith(f"downloading {REPO}: ")
+    assert seen[-2][0].startswith(f"downloading {REPO}: ") and seen[-1] == (f"downloaded {REPO}: 0.6 MiB", 1.0)
     # afterwards it is in the cache: found offline with no request at all
     use_cache(monkeypatch, cache, offline=True)
     before = len(fake.requests)
@@ -127,3 +127,20 @@ def test_a_killed_download_keeps_its_finished_files_and_continues(online, tmp_pa
     assert "model-00002-of-00002.safetensors" in refetched
     assert "model-00001-of-00002.safetensors" not in refetched  # finished before the kill: kept
     assert not list(repo_dir.glob("blobs/*.incomplete"))  # the killed process's partial file is gone
+
+
+def test_train_downloads_a_missing_base_with_a_progress_bar(online, tmp_path, monkeypatch):
+    """`tuitune train --base ORG/NAME` not cached: downloaded first with the app's own progress bar; here the
+    project has no data, so the run stops right after (exit 2) and the model stays in the cache for next time."""
+    from click.testing import CliRunner
+
+    from tuitune.cli import main
+
+    fake, cache = online
+    fake.repos[REPO] = Repo(REPO, COMMIT, repo_files(os.urandom(200_000)))
+    monkeypatch.setenv("TUITUNE_HOME", str(tmp_path / "home"))
+    (tmp_path / "proj").mkdir()
+    out = CliRunner().invoke(main, ["--project", str(tmp_path / "proj"), "train", "--base", REPO, "--no-bf16"])
+    assert out.exit_code == 2, out.output
+    assert out.output.splitlines()[-2].startswith(f"downloaded {REPO}: 0.2 MiB") and "100%" in out.output
+    assert (cache / "models--TinyOrg--tiny-chat" / "snapshots" / COMMIT / "model.safetensors").exists()

@@ -206,10 +206,14 @@ class _Counter:
         self._lock = threading.Lock()
 
     def add(self, n: float | None) -> None:
+        with self._lock:  # reported under the lock: from several download threads, in order
+            self.done = min(self.total, max(0, self.done + int(n or 0)))
+            self.progress(f"downloading {self.what}: {_gb(self.done)} of {_gb(self.total)}", self.done / self.total)
+
+    def finish(self) -> None:
         with self._lock:
-            self.done = min(self.total, self.done + int(n or 0))
-            done = self.done
-        self.progress(f"downloading {self.what}: {_gb(done)} of {_gb(self.total)}", done / self.total)
+            self.done = self.total
+            self.progress(f"downloaded {self.what}: {_gb(self.total)}", 1.0)
 
 
 def _missing(names: Iterable[str], snapshot: Path | None) -> list[str]:
@@ -258,6 +262,8 @@ class _HuggingFace:
                 counter = _Counter(str(ref), sum(todo.values()), progress) if progress else None
                 path = snapshot_download(ref.id, revision=ref.revision, allow_patterns=wanted,
                                          tqdm_class=_tqdm_class(counter) if counter else None)
+                if counter:
+                    counter.finish()
             except (OfflineModeIsEnabled, httpx2.TransportError, LocalEntryNotFoundError):
                 raise OfflineError(offline_message(ref)) from None
         except HubError:
