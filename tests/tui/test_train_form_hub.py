@@ -102,3 +102,42 @@ async def test_the_form_shows_the_offline_error_and_download_progress(tmp_path, 
         bar = screen.query_one("#train-download")
         assert bar.display and bar.progress == 0.25
         assert "downloading Org/Model: 100.0 MiB of 400.0 MiB" in str(error.render())
+
+
+async def test_the_form_shows_a_real_download_and_then_the_next_problem(tmp_path, home, monkeypatch):
+    """A Hub model not in the cache, online (a local stand-in Hub, tests/hub_server.py): the launch downloads it
+    through huggingface_hub with the form's progress bar, then reports the project's next problem (no data)."""
+    import json
+
+    from hub_server import FakeHub, Repo
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hf" / "hub"
+    cache.mkdir(parents=True)
+    use_cache(monkeypatch, cache, offline=False)
+    files = {"config.json": json.dumps({"model_type": "llama"}).encode(), "tokenizer.json": b'{"v": 1}',
+             "tokenizer_config.json": b"{}", "model.safetensors": b"w" * 300_000}
+    with FakeHub([Repo("Org/fresh", "e" * 40, files)]) as fake:
+        monkeypatch.setattr(constants, "ENDPOINT", fake.url)
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", fake.url + "/{repo_id}/resolve/{revision}/{filename}")
+        monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+        project = tmp_path / "proj"
+        Store.open(project, create=True).close()  # a project without any sample
+        app = make_app(load_settings(project=project, home=home))
+        async with app.run_test(size=(100, 40)) as pilot:
+            screen, result = await open_form(app, pilot)
+            calls = []
+            shown = screen._progress
+            screen._progress = lambda stage, frac: (calls.append((stage, frac)), shown(stage, frac))
+            fill(screen, "Org/fresh")
+            await pilot.press("ctrl+s")
+            error = screen.query_one("#train-error")
+            deadline = time.monotonic() + 60
+            while screen.query_one("#launch").disabled:
+                assert time.monotonic() < deadline, str(error.render())
+                await pilot.pause(0.2)
+            assert calls and calls[-1] == ("downloaded Org/fresh: 0.3 MiB", 1.0)
+            assert any(stage.startswith("downloading Org/fresh: ") for stage, _ in calls)
+            assert "sample" in str(error.render()).lower() or "record" in str(error.render()).lower()
+            assert not screen.query_one("#train-download").display and "id" not in result
+    assert (cache / "models--Org--fresh" / "snapshots" / ("e" * 40) / "model.safetensors").exists()
