@@ -315,8 +315,23 @@ def gguf_answers(gguf: Path, conversations: Sequence[list[dict]], limits: Sequen
     if cut is not None:
         texts = [cut(t, lim) for t, lim in zip(texts, limits, strict=True)]
     quant = re.search(r"(bf16|f16|f32|q\d_\w+?)(?:[.-]|$)", Path(gguf).name.lower())
-    return EngineAnswers("gguf", texts, quant.group(1) if quant else "gguf", seconds=time.monotonic() - t0,
+    prompt_ids, template = _gguf_prompts(Path(gguf), conversations)
+    return EngineAnswers("gguf", texts, quant.group(1) if quant else "gguf", prompt_ids=prompt_ids,
+                         template=template, seconds=time.monotonic() - t0,
                          detail=f"{gguf} (transformers' GGUF reader, de-quantized)")
+
+
+def _gguf_prompts(gguf: Path, conversations: Sequence[list[dict]]) -> tuple[list, str | None]:
+    """The prompt tokens the GGUF's own tokenizer and embedded chat template give each conversation (the template
+    evidence), or ([], None) where its tokenizer does not load."""
+    try:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        ids = [tok.apply_chat_template(list(c), add_generation_prompt=True, tokenize=True) for c in conversations]
+    except (OSError, ValueError, KeyError, RuntimeError):  # no template in the file, an unknown tokenizer
+        return [], None
+    return [list(x["input_ids"] if hasattr(x, "keys") else x) for x in ids], tok.chat_template
 
 
 def exported_gguf(run_dir: Path) -> Path | None:
