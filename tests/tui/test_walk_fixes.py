@@ -36,6 +36,7 @@ def finished_run(project, run_id: str = RUN) -> None:
         report.results.append(ModelResult(name, "transformers", score([out] * 3, [ANSWER] * 3), [out] * 3, 1.0,
                                           role=role))
     report.verdict = {"code": "tuned_wins", "text": "tuned beats base"}
+    report.source = "verdict"  # the run's own, after training: eval/verdict.json beside report.json
     save_report(report, d)
     w = EventWriter(d)
     w.emit("started", pid=1, method="lora", base="smollm2", device="cpu", gpus=0, checkpoint=None)
@@ -126,6 +127,10 @@ async def test_the_verdict_items_open_from_the_prompt_with_f6_and_v_stays_a_lett
         await pilot.pause()
         assert app.focused is prompt(app)
         assert "/verdict" in transcript(app)  # the key is echoed like a typed command
+        (project / "runs" / RUN / "eval" / "report.json").write_text(json.dumps({"items": []}))  # a later /eval
+        await pilot.press("f6")
+        await pilot.pause()
+        assert ANSWER in "\n".join(str(s.render()) for s in app.screen.query(Static))  # the verdict's own answers
 
 
 async def test_verdict_without_any_report_says_how_to_get_one(app):

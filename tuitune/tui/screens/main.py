@@ -368,28 +368,27 @@ class MainScreen(Screen):
 
     def latest_verdict_run(self) -> str | None:
         """The newest run with held-out answers on disk (its verdict after training, or an `/eval`)."""
-        from tuitune.core.evaluation.report import REPORT_DIR
+        from tuitune.core.evaluation.report import REPORT_DIR, VERDICT_FILE
 
         runs = self.app.settings.project / "runs"
         if not runs.is_dir():
             return None
-        done = sorted(d.name for d in runs.iterdir() if (d / REPORT_DIR / "report.json").is_file())
+        done = sorted(d.name for d in runs.iterdir()
+                      if any((d / REPORT_DIR / name).is_file() for name in (VERDICT_FILE, "report.json")))
         return done[-1] if done else None
 
     def cmd_verdict(self, arg: str) -> None:
-        from tuitune.core.evaluation.report import load_report
+        """The held-out answers side by side: the run's verdict after training (verdict.json), else its latest
+        `/eval` (report.json)."""
+        from tuitune.core.evaluation.report import VERDICT_FILE, load_report
         from tuitune.tui.widgets.verdict import HeldOutItems
 
         run_id = arg or self.latest_verdict_run()
         if not run_id:
             self.error("no held-out answers yet: a run trained with its verdict on (`/train`) or `/eval` makes them")
             return
-        run_dir = self.app.settings.project / "runs" / run_id
-        try:
-            report = load_report(run_dir) if run_dir.is_dir() else None
-        except (OSError, ValueError) as e:
-            self.error(f"cannot read the report of run {md_code(run_id)}: {md_escape(str(e))}")
-            return
+        run_dir = self.app.settings.project / "runs" / Path(run_id).name
+        report = (load_report(run_dir, VERDICT_FILE) or load_report(run_dir)) if run_dir.is_dir() else None
         if not report:
             self.error(f"run {md_code(run_id)} has no held-out answers (no {md_code(str(run_dir / 'eval'))}): "
                        f"{md_code('/eval ' + run_id)} makes them")
