@@ -154,3 +154,13 @@ class FakeHub:
                     time.sleep(delay)
         except (BrokenPipeError, ConnectionResetError):
             pass
+
+
+def point_at(monkeypatch, url: str) -> None:
+    """huggingface_hub in this process and in subprocesses talks to `url` (HF_ENDPOINT), over plain HTTP."""
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_ENDPOINT", url)
+    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+    monkeypatch.setattr(constants, "ENDPOINT", url)  # both read at import: set for this process too
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", url + "/{repo_id}/resolve/{revision}/{filename}")

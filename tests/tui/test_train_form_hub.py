@@ -109,8 +109,7 @@ async def test_the_form_shows_a_real_download_and_then_the_next_problem(tmp_path
     through huggingface_hub with the form's progress bar, then reports the project's next problem (no data)."""
     import json
 
-    from hub_server import FakeHub, Repo
-    from huggingface_hub import constants
+    from hub_server import FakeHub, Repo, point_at
 
     cache = tmp_path / "hf" / "hub"
     cache.mkdir(parents=True)
@@ -118,9 +117,7 @@ async def test_the_form_shows_a_real_download_and_then_the_next_problem(tmp_path
     files = {"config.json": json.dumps({"model_type": "llama"}).encode(), "tokenizer.json": b'{"v": 1}',
              "tokenizer_config.json": b"{}", "model.safetensors": b"w" * 300_000}
     with FakeHub([Repo("Org/fresh", "e" * 40, files)]) as fake:
-        monkeypatch.setattr(constants, "ENDPOINT", fake.url)
-        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", fake.url + "/{repo_id}/resolve/{revision}/{filename}")
-        monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+        point_at(monkeypatch, fake.url)
         project = tmp_path / "proj"
         Store.open(project, create=True).close()  # a project without any sample
         app = make_app(load_settings(project=project, home=home))

@@ -14,7 +14,7 @@ import time
 
 import pytest
 from hub_cache import use_cache
-from hub_server import FakeHub, Repo
+from hub_server import FakeHub, Repo, point_at
 
 from tuitune.core import hub, models
 
@@ -37,16 +37,11 @@ def repo_files(weights: bytes) -> dict[str, bytes]:
 @pytest.fixture
 def online(tmp_path, monkeypatch):
     """The Hugging Face cache in tmp_path, online, HF_ENDPOINT at a started FakeHub (set fake.repos)."""
-    from huggingface_hub import constants
-
     cache = tmp_path / "hf" / "hub"
     cache.mkdir(parents=True)
     use_cache(monkeypatch, cache, offline=False)
     with FakeHub([]) as fake:
-        monkeypatch.setattr(constants, "ENDPOINT", fake.url)  # read at import: set for this process too
-        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", fake.url + "/{repo_id}/resolve/{revision}/{filename}")
-        monkeypatch.setenv("HF_ENDPOINT", fake.url)
-        monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+        point_at(monkeypatch, fake.url)
         yield fake, cache
 
 
