@@ -71,7 +71,7 @@ def held_app(tmp_path, home, loaded_embedded):
 
 async def test_messages_typed_while_starting_wait_and_are_sent_in_order(held_app, monkeypatch):
     app, pool = held_app
-    monkeypatch.setattr(ChatScreen, "default_params", lambda self: GenParams(temperature=0, max_tokens=4))
+    monkeypatch.setattr(ChatScreen, "default_params", lambda self: GenParams(temperature=0, max_tokens=2))
     async with app.run_test(size=(80, 24)) as pilot:
         await type_line(pilot, "/chat")
         await wait_until(pilot, lambda: isinstance(app.screen, ChatScreen))

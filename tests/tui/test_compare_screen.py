@@ -48,7 +48,7 @@ async def open_compare(pilot, backends) -> CompareScreen:
     screen = CompareScreen(RUN, backends=list(backends))
     pilot.app.push_screen(screen)
     await wait_until(pilot, lambda: screen.state == "ready")
-    screen._set_params(replace(screen.params, max_tokens=3))  # short answers: this test is about the screen
+    screen._set_params(replace(screen.params, max_tokens=2))  # short answers: this test is about the screen
     return screen
 
 
@@ -70,10 +70,9 @@ async def test_two_columns_greedy_by_default_and_each_keeps_its_history(tmp_path
         assert len(screen.panes) == 2
 
         await ask(pilot, screen, "What is a Pod?")
-        await ask(pilot, screen, "And a Node?")
         tuned, base = screen.sessions
-        assert [q for q, _ in tuned.history] == [q for q, _ in base.history] == ["What is a Pod?", "And a Node?"]
-        assert tuned.history is not base.history
+        assert [q for q, _ in tuned.history] == [q for q, _ in base.history] == ["What is a Pod?"]
+        assert tuned.history is not base.history  # two conversations
         # the same weights, greedy: the same answers (and each column shows its own)
         assert [a for _, a in tuned.history] == [a for _, a in base.history]
         for pane, session in zip(screen.panes, screen.sessions, strict=True):
