@@ -107,12 +107,18 @@ def test_not_an_id_nor_a_folder_names_the_three_forms(tmp_path):
         models.locate(tmp_path / "models", "a/b/c")
 
 
-def test_modelscope_hub_needs_its_client(cache, tmp_path):
+def test_modelscope_hub_needs_its_client(cache, tmp_path, monkeypatch):
+    """TUITUNE_HUB=modelscope: without the (optional) client, the error says what to install; with it (not a
+    dependency: checked where someone installed it), nothing cached and no network is the same offline error."""
     import importlib.util
 
-    if importlib.util.find_spec("modelscope") is not None:
-        pytest.skip("modelscope is installed here")
-    with pytest.raises(hub.HubError, match="pip install modelscope"):
+    if importlib.util.find_spec("modelscope") is None:
+        with pytest.raises(hub.HubError, match="pip install modelscope"):
+            models.locate(tmp_path / "models", REPO, hub="modelscope")
+        return
+    monkeypatch.setenv("MODELSCOPE_CACHE", str(tmp_path / "modelscope"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(hub.OfflineError, match="modelscope download --model TinyOrg/tiny-chat"):
         models.locate(tmp_path / "models", REPO, hub="modelscope")
 
 

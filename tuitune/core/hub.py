@@ -394,9 +394,8 @@ class _ModelScope:
 
         try:
             files = HubApi().get_model_files(ref.id, revision=ref.revision, recursive=True)
-        except Exception as e:  # noqa: BLE001 - ModelScope's errors are not typed; name the model and the cause
-            raise HubError(f"ModelScope could not list {ref} ({type(e).__name__}: {e}); check the ID, the network, "
-                           f"and MODELSCOPE_API_TOKEN for a private model.") from None
+        except Exception as e:  # noqa: BLE001 - ModelScope's error classes differ between its versions
+            raise _modelscope_error(ref, e) from None
         sizes = {f["Path"]: int(f.get("Size") or 0) for f in files if f.get("Type", "blob") != "tree"}
         wanted = select_files(sizes)
         _check_weights(ref, wanted)
@@ -417,7 +416,19 @@ class _ModelScope:
             path = Path(snapshot_download(ref.id, revision=ref.revision, allow_patterns=wanted,
                                           progress_callbacks=callbacks))
         except Exception as e:  # noqa: BLE001 - as above
-            raise HubError(f"ModelScope could not download {ref} ({type(e).__name__}: {e}).") from None
+            raise _modelscope_error(ref, e) from None
         if (gone := missing_parts(path)):
             raise HubError(f"{ref} was downloaded to {path} but {gone}")
         return Located(path, ref.id, ref.revision or "master", "modelscope")
+
+
+def _modelscope_error(ref: HubRef, e: Exception) -> HubError:
+    """A ModelScope client error as a HubError: no network -> the offline error; refused -> naming the token."""
+    if isinstance(e, (ConnectionError, TimeoutError)):  # modelscope_hub's NetworkError is a ConnectionError
+        return OfflineError(offline_message(ref, "modelscope"))
+    if type(e).__name__ in ("AuthenticationError", "PermissionDeniedError", "NotExistError", "NotLoginException"):
+        return AccessError(f"ModelScope refused {ref} ({type(e).__name__}): check the ID (ORG/NAME) on "
+                           f"https://modelscope.cn/models/{ref.id}, and for a private or gated model set "
+                           f"MODELSCOPE_API_TOKEN.")
+    return HubError(f"ModelScope could not fetch {ref} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''});"
+                    f" try again later.")
