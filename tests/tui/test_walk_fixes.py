@@ -175,6 +175,10 @@ async def test_the_transcript_follows_output_until_scrolled_up_and_pages_from_th
         await pilot.resize_terminal(100, 20)
         await pilot.pause()
         assert log.scroll_y == log.max_scroll_y  # a resize keeps the newest output in view
+        await pilot.press("pageup")
+        app.action_slash("stats")  # a key or the palette: the user acts, so the answer is shown
+        await pilot.pause()
+        assert log.scroll_y == log.max_scroll_y and "/stats" in transcript(app)
 
 
 # ---- 5, 7, 15: text shown as written; no backticks; no stray glyph; no "key: $-" ------------------------------

@@ -148,13 +148,13 @@ class MainScreen(Screen):
         text = event.value.strip()
         event.input.value = ""
         if text:
-            self.transcript.scroll_end(animate=False)  # the user acts: show the answer, follow again
             self.run_command(text, echo=True)
 
     def run_command(self, text: str, *, echo: bool = False) -> None:
         """Run a line of the prompt. `echo` shows it in the transcript first, as typed: keys and the palette
         echo too, so what follows is not read as the previous command's output."""
-        if echo:
+        if echo:  # the user acts: show the answer, following new output again
+            self.transcript.scroll_end(animate=False)
             self.user(text)
         if not text.startswith("/"):
             self.plain_text(text)
