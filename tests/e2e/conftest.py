@@ -64,8 +64,31 @@ def tiny_tuned(embedded_model, real_fixtures, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def vllm_base_and_tuned(embedded_model, tiny_tuned, tmp_path_factory):
-    """One server with the embedded model as "base" and the tiny adapter as "tuned" (--enable-lora).
+def scrambled_adapter(embedded_model, tmp_path_factory):
+    """A real PEFT LoRA adapter on the embedded model whose B matrices are random (PEFT's
+    `init_lora_weights=False`, seeded) instead of trained: it changes every answer a lot, so a test can tell at
+    once whether a request was answered with or without it (the 2-step `tiny_tuned` adapter often answers like
+    the base). Made in a few seconds, no training."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(embedded_model, dtype=torch.float32)
+    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
+                                             init_lora_weights=False, task_type="CAUSAL_LM"))
+    out = tmp_path_factory.mktemp("scrambled") / "adapter"
+    model.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def vllm_base_and_tuned(embedded_model, tiny_tuned, scrambled_adapter, tmp_path_factory):
+    """One server with the embedded model as "base" and two adapters (--enable-lora): the tiny trained one as
+    "tuned" and the random-B one as "scrambled" (answers unlike the base's: see tests/e2e/test_mixed_lora_batches.py).
+    In float32: the CPU build's bf16 kernels give greedy answers that depend on the batch (two base requests at
+    once can answer differently from one alone), fp32 ones did not in any batch tried, so tests can compare
+    answers given at once with answers given alone exactly.
 
     Started on a port that is already taken (by a listening socket this fixture holds), so the server must
     move to another port; `server.taken_port` is that port."""
@@ -78,9 +101,10 @@ def vllm_base_and_tuned(embedded_model, tiny_tuned, tmp_path_factory):
     blocker.bind(("127.0.0.1", 0))
     blocker.listen()
     taken = blocker.getsockname()[1]
-    server = VLLMServer(embedded_model, name="base", lora={"tuned": tiny_tuned["adapter"]}, port=taken,
+    server = VLLMServer(embedded_model, name="base",
+                        lora={"tuned": tiny_tuned["adapter"], "scrambled": scrambled_adapter}, port=taken,
                         log_path=tmp_path_factory.mktemp("vllm-lora") / "vllm-lora.log", settings=Settings(),
-                        max_model_len=2048)
+                        max_model_len=2048, extra_args=["--dtype", "float32"])
     server.taken_port = taken
     try:
         server.start()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 
 import pytest
@@ -153,24 +154,52 @@ async def test_chat_screen_streams_and_saves_a_seed(vllm_embedded, tmp_path, hom
     assert seed.original and seed.original["output"] == answer  # the model's answer is kept as the rejected one
 
 
-async def test_compare_tuned_run_and_base_side_by_side(tiny_tuned, embedded_model, tmp_path, home):
-    """/compare on a run with a LoRA adapter: one vLLM server with the adapter enabled, two panes streaming."""
+async def test_compare_tuned_run_and_base_side_by_side(scrambled_adapter, embedded_model, tmp_path, home):
+    """/compare on a run with a LoRA adapter: one vLLM server with the adapter enabled, two panes streaming, and
+    each pane answers as its model does alone (greedy): the base pane is the base model, not the adapter (on the
+    CPU build a batch mixing the two gave the base rows the adapter; see tests/e2e/test_mixed_lora_batches.py).
+    The run's adapter has random B matrices, so tuned and base answers differ for sure."""
+    from tuitune.core.serving.chat import ChatSession, GenParams
     from tuitune.core.training.config import TrainConfig
+    from tuitune.tui.screens.chat import ChatScreen
 
     run = tmp_path / "proj" / "runs" / "r1"
     run.mkdir(parents=True)
     (run / "config.yaml").write_text(TrainConfig(base="smollm2-135m-instruct",
                                                  base_path=str(embedded_model)).to_yaml())
-    (run / "adapter").symlink_to(tiny_tuned["adapter"], target_is_directory=True)
+    (run / "adapter").symlink_to(scrambled_adapter, target_is_directory=True)
     app = make_app(load_settings(project=tmp_path / "proj", home=home))
+    greedy = GenParams(temperature=0, max_tokens=32)
+    prompt = "What does a DaemonSet do in Kubernetes?"
     async with app.run_test(size=(120, 32)) as pilot:
         await submit(pilot, "/compare r1")
-        await wait_for(pilot, lambda: type(app.screen).__name__ == "ChatScreen" and
-                       not app.screen.query_one("#chat-input").disabled, 300, "the tuned + base server")
-        assert [s.backend.name for s in app.screen.sessions] == ["r1", "smollm2-135m-instruct"]
+        await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen) and app.screen.state == "ready",
+                       300, "the tuned + base server")
+        sessions = app.screen.sessions
+        assert [s.backend.name for s in sessions] == ["r1", "smollm2-135m-instruct"]
         assert len(app.engines.running()) == 1  # the adapter rides on the base model's server
-        app.screen.query_one("#chat-input").value = "Who are you?"
+        for s in sessions:
+            s.params = greedy
+        app.screen.query_one("#chat-input").value = prompt
         await pilot.press("enter")
         await wait_for(pilot, lambda: len([m for m in app.screen.query(".msg-assistant") if m.source.strip()]) == 2
                        and not app.screen.busy, 120, "two streamed answers")
+        panes = {s.backend.name: s.history[-1] for s in sessions}
+        alone = {}
+        for s in sessions:  # the same question to each model on its own, one after the other
+            solo = ChatSession(s.backend, system=s.system, params=greedy)
+            alone[s.backend.name] = (prompt, "".join([d async for d in solo.send(prompt)]))
+        base, tuned = alone["smollm2-135m-instruct"][1], alone["r1"][1]
+        assert base != tuned and panes["r1"][1] != panes["smollm2-135m-instruct"][1], (panes, alone)
+        # each pane follows its own model past the point where the two models' answers part (the app's server
+        # runs in bf16, where a batch may change a greedy answer late; tests/e2e/test_mixed_lora_batches.py
+        # checks exact equality in fp32)
+        for name, other in (("smollm2-135m-instruct", "r1"), ("r1", "smollm2-135m-instruct")):
+            got = panes[name][1]
+            assert _common(got, alone[name][1]) > _common(got, alone[other][1]), (name, panes, alone)
     assert not app.engines.running()  # quitting the app stopped the server it started
+
+
+def _common(a: str, b: str) -> int:
+    """Length of the common prefix of a and b."""
+    return len(os.path.commonprefix([a, b]))
