@@ -394,7 +394,7 @@ def parity_default(cuda: bool) -> tuple[bool, str]:
 
     if not cuda:
         return False, ("off on a CPU (parity unset): vLLM's start there costs 1-2 minutes; run `tuitune runs "
-                       "parity RUN` when you want it, or train with --parity true")
+                       "parity RUN` when you want it, or train with --parity")
     reason = vllm_unavailable_reason()
     if reason:
         return False, f"off (parity unset): {reason}"
