@@ -30,7 +30,11 @@ def test_help_snapshot(snap_compare, tmp_path, home, keys):
     app.sub_title = "demo project"  # the temp path changes every run
 
     async def run_before(pilot):
-        await pilot.press("f1", *keys)  # page 2: /export with its | in the usage, the keys
+        await pilot.press("f1")
+        await pilot.wait_for_scheduled_animations()
+        await pilot.pause()  # the echoed /help settles behind the dialog: the same picture every run
+        await pilot.press(*keys)  # page 2: /export with its | in the usage, the keys
+        await pilot.wait_for_scheduled_animations()
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
