@@ -34,6 +34,7 @@ class MainScreen(Screen):
         Binding("pagedown", "scroll_transcript(1)", "Scroll down", show=False),
         Binding("ctrl+end", "transcript_end", "Newest", show=False),
     ]
+    _verdict_run: str | None = None  # the newest run with held-out answers on disk (F6)
 
     def compose(self) -> ComposeResult:
         yield Header()
