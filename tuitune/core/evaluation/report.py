@@ -93,7 +93,7 @@ class EvalReport:
         judged = any(r.judge for r in self.results)
         trained = any(r.train_metrics for r in self.results)
         head = (["model", "engine", "BLEU", "chrF", "ROUGE-L", "exact", "contains"]
-                + (["judge (1-5)"] if judged else []) + (["chrF on train"] if trained else []) + ["seconds"])
+                + (["judge (1-5)"] if judged else []) + (["chrF on train"] if trained else []) + ["dtype", "seconds"])
         short = max((r.metrics.get("short_n") or 0 for r in self.results), default=0)
         lines = [f"# Evaluation of run {self.run_id}", "",
                  f"{len(self.items)} held-out examples ({short} with a short reference for exact/contains); "
@@ -104,13 +104,13 @@ class EvalReport:
                  "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in self.results:
             m = r.metrics
-            row = [r.model + (f" ({ROLE_TITLES[r.role]})" if r.role else ""), r.engine_label, f"{m['bleu']:.2f}",
+            row = [r.model + (f" ({ROLE_TITLES[r.role]})" if r.role else ""), r.engine, f"{m['bleu']:.2f}",
                    f"{m['chrf']:.2f}", f"{m['rougeL']:.2f}", _pct(m.get("exact")), _pct(m.get("contains"))]
             if judged:
                 row.append(f"{r.judge['mean']:.2f}" if r.judge and r.judge.get("mean") is not None else "-")
             if trained:
                 row.append(f"{r.train_metrics['chrf']:.2f}" if r.train_metrics else "-")
-            lines.append("| " + " | ".join(row + [f"{r.seconds:.1f}"]) + " |")
+            lines.append("| " + " | ".join(row + [r.dtype or "-", f"{r.seconds:.1f}"]) + " |")
         if self.verdict:
             lines += ["", f"**Verdict:** {self.verdict['text']}"]
         if self.engine_note:
