@@ -156,3 +156,78 @@ def test_the_worker_leaves_parity_off_on_a_cpu_and_says_so(tmp_path):
     assert first["pairs"] == [] and first["engines"] == []
     _parity(TrainConfig(parity=False), run, EventWriter(run.path), cuda=True)
     assert read_all(run.events).parity["skipped"] == "off (parity: false)"
+
+
+def _report(run_id, engine, dtype, out, items, source="eval", budget=""):
+    from tuitune.core.evaluation.metrics import score
+    from tuitune.core.evaluation.report import EvalReport, ModelResult
+
+    refs = [it.reference for it in items]
+    r = EvalReport(run_id, items, tokenizer="13a", source=source, budget=budget)
+    r.results.append(ModelResult(run_id, engine, score([out] * len(items), refs), [out] * len(items), 1.0,
+                                 role="tuned", dtype=dtype))
+    return r
+
+
+def test_an_eval_on_another_engine_says_the_verdicts_number_and_that_the_gap_is_the_engines(tmp_path):
+    """Issue 21 item 9: the card (transformers) said tuned chrF 14.9, /eval (vLLM) 21.54, and neither said why."""
+    from tuitune.core.evaluation.contenders import EvalItem
+    from tuitune.core.evaluation.report import load_report, save_report
+    from tuitune.core.training.events import EventWriter
+
+    run = tmp_path / "r1"
+    run.mkdir()
+    items = [EvalItem([{"role": "user", "content": f"Translate sentence {i}."}], f"这是第{i}句话。") for i in range(6)]
+    verdict_report = _report("r1", "transformers", "fp32", "这是一句话", items, source="verdict")
+    save_report(verdict_report, run)
+    tuned = verdict_report.by_role()["tuned"]
+    w = EventWriter(run)
+    w.emit("verdict", verdict="inconclusive", summary="...", engine="transformers", precision="fp32",
+           max_new_tokens=48, contenders={"tuned": tuned.summary()})
+    assert load_report(run, "verdict.json")["source"] == "verdict"
+
+    later = _report("r1", "vllm", "bf16", "这是第一句话。", items, budget="max_tokens 256")
+    save_report(later, run)
+    note = later.engine_note
+    assert f"tuned chrF {tuned.metrics['chrf']:.2f} with transformers (fp32)" in note
+    assert f"this evaluation {later.results[0].metrics['chrf']:.2f} with vllm (bf16), max_tokens 256" in note
+    assert "on the same held-out items" in note and "the gap is engine-level" in note
+    assert "tuitune runs parity r1" in note  # no parity numbers yet: how to get them
+    md = (run / "eval" / "report.md").read_text(encoding="utf-8")
+    assert "**Engines:**" in md and "vllm (bf16)" in md and "Greedy answers by vllm (bf16), max_tokens 256." in md
+    assert load_report(run, "verdict.json")["models"]["r1"]["engine"] == "transformers"  # the verdict's kept
+
+    # with the parity check's numbers in the events, the note points at them
+    w.emit("parity", **compare([engine("transformers", dtype="fp32"), engine("vllm", ANSWERS[:3] + ["other"])]))
+    again = _report("r1", "vllm", "bf16", "这是第一句话。", items)
+    save_report(again, run)
+    assert "engine parity: transformers (fp32) vs vllm (bf16): 3/4 identical" in again.engine_note
+
+
+def test_an_eval_on_the_verdicts_own_engine_does_not_blame_the_engines(tmp_path):
+    from tuitune.core.evaluation.contenders import EvalItem
+    from tuitune.core.evaluation.report import save_report
+    from tuitune.core.training.events import EventWriter
+
+    run = tmp_path / "r2"
+    run.mkdir()
+    items = [EvalItem([{"role": "user", "content": f"q{i}"}], f"answer {i}") for i in range(5)]
+    first = _report("r2", "transformers", "fp32", "answer", items, source="verdict")
+    save_report(first, run)
+    EventWriter(run).emit("verdict", verdict="no_gain", engine="transformers", precision="fp32",
+                          contenders={"tuned": first.by_role()["tuned"].summary()})
+    later = _report("r2", "transformers", "fp32", "answer 1", items)
+    save_report(later, run)
+    assert "Same engine and precision" in later.engine_note and "engine-level" not in later.engine_note
+    assert first.engine_note == ""  # the verdict's own report is not set beside itself
+
+
+def test_preference_records_give_their_prompt_and_chosen_answer_as_parity_prompts():
+    from tuitune.core.evaluation.parity import _items
+
+    records = [{"prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi?"}],
+                "chosen": [{"role": "assistant", "content": "Hello."}],
+                "rejected": [{"role": "assistant", "content": "Go away."}]},
+               {"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]}]
+    items = _items(records)
+    assert [(it.messages[-1]["content"], it.reference) for it in items] == [("2+2?", "4"), ("Hi?", "Hello.")]

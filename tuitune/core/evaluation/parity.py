@@ -345,16 +345,29 @@ def exported_gguf(run_dir: Path) -> Path | None:
 def run_prompts(run_dir: Path, n: int) -> tuple[list, str, object]:
     """Up to n items (a conversation without its last answer, and that answer) from the run's held-out split, or
     from its training records when nothing was held out; (items, "held-out" | "training", config)."""
-    from tuitune.core.evaluation.contenders import items_from_records, run_split
+    from tuitune.core.evaluation.contenders import run_split
     from tuitune.core.evaluation.metrics import EvalError
 
     try:
         train, held, cfg = run_split(run_dir)
     except EvalError as e:
         raise ParityError(str(e)) from None
-    held_items = items_from_records(held)
+    held_items = _items(held)
     source = "held-out" if held_items else "training"
-    return (held_items or items_from_records(train))[:n], source, cfg
+    return (held_items or _items(train))[:n], source, cfg
+
+
+def _items(records: list[dict]) -> list:
+    """Chat records as items; preference records ({"prompt": [...], "chosen": [...]}) as their prompt and the
+    chosen answer."""
+    from tuitune.core.evaluation.contenders import EvalItem, items_from_records
+
+    items = items_from_records(records)
+    for r in records:
+        if isinstance(r.get("prompt"), list) and r["prompt"] and isinstance(r.get("chosen"), list) and r["chosen"]:
+            items.append(EvalItem([{"role": m["role"], "content": m["content"]} for m in r["prompt"]],
+                                  str(r["chosen"][-1].get("content", ""))))
+    return items
 
 
 def parity_check(run_dir: Path | str, engines: Sequence[str] = ENGINES, n: int = DEFAULT_PROMPTS, *,
