@@ -98,10 +98,13 @@ class OpenAIBackend(Backend):
         try:
             resp = await self.client().chat.completions.create(model=self.name, messages=messages, stream=True,
                                                                **params.to_openai())
+            held = ""  # a character whose bytes are not all here yet (see _split_partial)
             try:
                 async for chunk in resp:
                     if chunk.choices and chunk.choices[0].delta.content:
-                        yield chunk.choices[0].delta.content
+                        text, held = _split_partial(held + chunk.choices[0].delta.content)
+                        if text:
+                            yield text
             finally:  # stopped early (or failed): close the HTTP response so vLLM aborts the request
                 with contextlib.suppress(Exception):
                     await resp.close()
@@ -135,6 +138,19 @@ class OpenAIBackend(Backend):
         if self._client is not None:
             await self._client.close()
             self._client = None
+
+
+REPLACEMENT = "\ufffd"
+
+
+def _split_partial(text: str) -> tuple[str, str]:
+    """(what can be shown now, what to hold back): `text` minus a trailing run of U+FFFD, which is what a
+    detokenizer shows for a multi-byte character whose last bytes (tokens) have not come yet. The held part is
+    put in front of the next delta; if no delta comes (the answer was cut at max_tokens mid-character), it is
+    dropped instead of ending the answer with "�". A U+FFFD followed by more text is the model's own output
+    (bytes that never make a character) and is shown as it is."""
+    cut = len(text.rstrip(REPLACEMENT))
+    return text[:cut], text[cut:]
 
 
 def _is_transport_error(e: BaseException) -> bool:
@@ -228,13 +244,15 @@ class TransformersBackend(Backend):
             thread.start()
             it = iter(streamer)
             sentinel = object()
+            held = ""
             try:
                 while True:
                     piece = await asyncio.to_thread(next, it, sentinel)
                     if piece is sentinel:
                         break
-                    if piece:
-                        yield piece
+                    text, held = _split_partial(held + piece)
+                    if text:
+                        yield text
             finally:
                 cancelled.set()
                 await asyncio.to_thread(thread.join)
