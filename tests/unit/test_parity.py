@@ -231,3 +231,22 @@ def test_preference_records_give_their_prompt_and_chosen_answer_as_parity_prompt
                {"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]}]
     items = _items(records)
     assert [(it.messages[-1]["content"], it.reference) for it in items] == [("2+2?", "4"), ("Hi?", "Hello.")]
+
+
+def test_the_exported_gguf_is_found_where_export_model_writes_it(tmp_path):
+    import os
+    import time
+
+    from tuitune.core.evaluation.parity import exported_gguf
+
+    run = tmp_path / "proj" / "runs" / "r1"
+    run.mkdir(parents=True)
+    assert exported_gguf(run) is None
+    old = tmp_path / "proj" / "exports" / "models" / "r1-f16" / "r1-f16.gguf"
+    new = tmp_path / "proj" / "exports" / "models" / "r1-q8_0" / "r1-q8_0.gguf"
+    other = tmp_path / "proj" / "exports" / "models" / "r10-q8_0" / "r10-q8_0.gguf"  # another run's
+    for i, p in enumerate((old, new, other)):
+        p.parent.mkdir(parents=True)
+        p.write_bytes(b"GGUF")
+        os.utime(p, (time.time() + i, time.time() + i))
+    assert exported_gguf(run) == new

@@ -335,8 +335,13 @@ def _gguf_prompts(gguf: Path, conversations: Sequence[list[dict]]) -> tuple[list
 
 
 def exported_gguf(run_dir: Path) -> Path | None:
-    """The newest .gguf in the run folder (written by `tuitune export-model RUN --format gguf`), or None."""
-    found = [p for p in Path(run_dir).rglob("*.gguf") if p.is_file()]
+    """The newest GGUF of the run that `tuitune export-model RUN --format gguf` wrote: in its default place,
+    <project>/exports/models/<run>-<quant>/<run>-<quant>.gguf, or in the run folder; None when there is none
+    (one exported elsewhere with --output is named explicitly: model_dirs={"gguf": path})."""
+    run_dir = Path(run_dir)
+    found = [*run_dir.rglob("*.gguf"),
+             *(run_dir.parent.parent / "exports" / "models").glob(f"{run_dir.name}-*/{run_dir.name}-*.gguf")]
+    found = [p for p in found if p.is_file()]
     return max(found, key=lambda p: p.stat().st_mtime, default=None)
 
 
