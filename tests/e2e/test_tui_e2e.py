@@ -64,7 +64,7 @@ async def test_full_flow_with_the_keyboard(vllm_embedded, tmp_path, home):
 
         # round 1 on the real embedded teacher
         await submit(pilot, "/gen 4")
-        await wait_for(pilot, lambda: "Next: `/review`" in " ".join(
+        await wait_for(pilot, lambda: "Next: /review" in " ".join(
             str(w.render()) for w in app.screen.query("#round-status")), 400, "round 1 to finish")
         synth = app.store.samples(origin="synth")
         assert synth, "the real teacher stored no sample"
@@ -132,7 +132,7 @@ async def test_chat_screen_streams_and_saves_a_seed(vllm_embedded, tmp_path, hom
     async with app.run_test(size=(100, 32)) as pilot:
         await app.push_screen(ChatScreen(run_id=None))
         await pilot.pause()
-        await wait_for(pilot, lambda: not app.screen.query_one("#chat-input").disabled, 120, "the chat server")
+        await wait_for(pilot, lambda: app.screen.state == "ready", 120, "the chat server")
         assert "engine: vllm" in str(app.screen.query_one("#chat-engine").render())
         app.screen.query_one("#chat-input").value = "What is a Kubernetes pod?"
         await pilot.press("enter")

@@ -24,7 +24,7 @@ async def test_chat_falls_back_to_transformers_when_vllm_is_impossible(tmp_path,
         await app.push_screen(ChatScreen())
         await pilot.pause()
         deadline = time.monotonic() + 120
-        while app.screen.query_one("#chat-input").disabled:
+        while app.screen.state != "ready":
             assert time.monotonic() < deadline, str(app.screen.query_one("#chat-engine").render())
             await pilot.pause(0.5)
         engine = str(app.screen.query_one("#chat-engine").render())

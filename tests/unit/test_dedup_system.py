@@ -64,7 +64,7 @@ def test_pairs_differing_in_the_rejected_answer_are_kept(tmp_path, project):
     p.write_text("\n".join(json.dumps(r) for r in rows))
     out = run(project, "import", p)
     assert "Duplicates kept: 1 repeat earlier records" in out
-    assert "Removed 1 duplicates" in run(project, "dedup")
+    assert "Removed 1 duplicate" in run(project, "dedup")
     with Store.open(project) as s:
         assert sorted(x.rejected() for x in s.samples()) == ["bad one", "bad two"]
 

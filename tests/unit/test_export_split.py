@@ -90,7 +90,7 @@ def test_summary_says_how_many_groups_were_kept_together(project, tmp_path):
     assert cli(project, "import", str(src)).returncode == 0
     res = cli(project, "export", "-o", str(tmp_path / "split"), "--test-size", "5")
     assert res.returncode == 0, res.stderr
-    assert "split: 20 prompt groups; 1 groups of exact or near duplicates (3 records) each kept on one side" \
+    assert "split: 20 prompt groups; 1 group of exact or near duplicates (3 records) each kept on one side" \
         in res.stdout
     assert "read by: LLaMA-Factory" in res.stdout
 

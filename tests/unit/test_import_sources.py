@@ -238,7 +238,7 @@ def test_hf_dataset_from_the_cache(hub_cache, project):
     assert res.exit_code == 0, res.output
     assert "Imported 3 records from hf://datasets/acme/k8s-zh (parquet, alpaca)" in res.stdout
     res = cli(project, "hf://datasets/acme/k8s-zh:test")
-    assert res.exit_code == 0 and "Imported 1 records" in res.stdout
+    assert res.exit_code == 0 and "Imported 1 record" in res.stdout
     with Store.open(project) as st:
         assert st.count() == 4
 

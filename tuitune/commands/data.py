@@ -9,6 +9,7 @@ import click
 
 from tuitune.commands.common import fail, open_store, parse_size, settings
 from tuitune.core.data.importing import IMPORT_AS
+from tuitune.core.words import plural
 
 
 @click.command()
@@ -77,7 +78,7 @@ def import_(ctx, source, fmt, as_, columns, skip_invalid, max_size):
         fail(str(e) + IMPORT_REMEDIES.get(e.remedy or "", ""), code=2)
     parsed, n, already = rep.parsed, rep.stored, rep.already_in_project
     kind = f"{parsed.container}, {parsed.format}" if parsed.container else parsed.format
-    click.echo(f"Imported {n} records from {source} ({kind}) as {as_}.")
+    click.echo(f"Imported {plural(n, 'record')} from {source} ({kind}) as {as_}.")
     if rep.pairs:
         click.echo(f"{rep.pairs} of them are preference pairs (chosen + rejected answer): DPO training and "
                    f"`tuitune export --format dpo` use them; SFT trains on the chosen answers.")
@@ -159,4 +160,4 @@ def dedup(ctx):
     """Remove exact duplicates (everything trained on equal after normalising: system prompt, history,
     instruction, input, output, a pair's rejected answer), keeping the oldest of each."""
     n = open_store(ctx).remove_duplicates()
-    click.echo(f"Removed {n} duplicates.")
+    click.echo(f"Removed {plural(n, 'duplicate')}.")

@@ -22,12 +22,13 @@ from tuitune.core import atomic
 from tuitune.core.data.groups import duplicate_groups, grouped_split, holdout_count
 from tuitune.core.data.preferences import preference_pairs
 from tuitune.core.data.task_system import kept_samples
+from tuitune.core.words import plural
 
 EXPORT_FORMATS = ("alpaca", "sharegpt", "openai", "dpo")
 SUFFIX = {"alpaca": ".json", "sharegpt": ".json", "openai": ".jsonl", "dpo": ".json"}
 ALLOWED_SUFFIXES = (".json", ".jsonl")
 DEFAULT_NAME = "tuitune"
-# Which tool reads which export (said in the summary and the README).
+# Which tool reads which export (said in the summary and in docs/formats.md).
 READERS = {
     "alpaca": "LLaMA-Factory (its dataset_info.json entry; sft) and datasets.load_dataset('json'). "
               "TRL reads the openai format instead.",
@@ -60,10 +61,11 @@ class ExportResult:
 
     def summary(self) -> list[str]:
         """Lines for the user: files, split groups, entries, and which tools read the format."""
-        lines = [f"{part}: {self.counts[part]} records -> {path}" for part, path in self.files.items()]
+        lines = [f"{part}: {plural(self.counts[part], 'record')} -> {path}" for part, path in self.files.items()]
         if "test" in self.files:
-            lines.append(f"split: {self.groups} prompt groups; {self.kept_together} groups of exact or near "
-                         f"duplicates ({self.records_in_groups} records) each kept on one side")
+            kept = plural(self.kept_together, "group of exact or near duplicates", "groups of exact or near duplicates")
+            lines.append(f"split: {plural(self.groups, 'prompt group')}; {kept} "
+                         f"({plural(self.records_in_groups, 'record')}) each kept on one side")
         lines.append(f"dataset_info.json: {self.dataset_info} (entries: {', '.join(self.entries)})")
         lines.append(f"read by: {self.readers}")
         return lines

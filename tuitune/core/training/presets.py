@@ -34,7 +34,7 @@ LEARNING_RATES: dict[str, tuple[float, float]] = {
 BATCH_TOKENS = {"cpu": 4096, "cuda": 16384}
 # Tokens per forward pass on CPU: records are stacked while their mean length fits. Measured with
 # bench/train_throughput.py (2-core AVX512-BF16 EPYC): best records per pass were 4 at a mean of 85 tokens, 2 at
-# 112 and 129, 1 at 211 and 316 (README, Training). Longer records run unpadded, one per pass.
+# 112 and 129, 1 at 211 and 316 (docs/training.md). Longer records run unpadded, one per pass.
 CPU_PASS_TOKENS = 350
 
 

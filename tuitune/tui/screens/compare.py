@@ -5,8 +5,9 @@ column is its own conversation with its own history (the tuned model's follow-up
 answers), kept while the app runs: leaving and coming back shows both again; Ctrl+L starts afresh. Everything
 else (queueing while the server starts, F6, saving the tuned answer as a seed) is the chat screen's.
 
-Each column sends through its own `ChatSession`; how requests for two models reach one server (on the CPU
-vLLM build, one after the other) is the serving layer's business, not this screen's."""
+Each column sends through its own `ChatSession`; both go to one server at once. That a base request batched with
+an adapter request is answered by the base model alone is the serving layer's business (`vllm.lora_slots`), not
+this screen's."""
 
 from __future__ import annotations
 

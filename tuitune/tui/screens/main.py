@@ -12,11 +12,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.suggester import SuggestFromList
 from textual.widget import Widget
 from textual.widgets import Footer, Header, Input, Markdown, Static, TextArea
 
 from tuitune.core.words import plural
+from tuitune.tui.completion import CommandSuggester
 from tuitune.tui.slash import BY_NAME, SLASH_COMMANDS, help_markdown
 from tuitune.tui.text import md_code, md_escape
 
@@ -40,8 +40,8 @@ class MainScreen(Screen):
         yield Header()
         yield VerticalScroll(id="transcript")
         yield Input(placeholder="Type here, or / for commands (/help)", id="prompt",
-                    suggester=SuggestFromList([f"/{s.name}" for s in SLASH_COMMANDS], case_sensitive=False))
-        yield Footer()
+                    suggester=CommandSuggester([s.name for s in SLASH_COMMANDS], self.app.settings.project))
+        yield Footer(compact=True)
 
     @property
     def store(self):
@@ -232,21 +232,27 @@ class MainScreen(Screen):
         if as_ not in IMPORT_AS:
             self.error(f"{md_code(as_)}: expected seeds, accepted or pending")
             return
-        path = Path(parts[0]).expanduser()
-        if not path.is_absolute():
-            path = self.app.settings.project / path
+        if parts[0].startswith("hf://"):  # a Hub dataset from the local cache (core/data/sources.py)
+            path = parts[0]
+        else:
+            path = Path(parts[0]).expanduser()
+            if not path.is_absolute():
+                path = self.app.settings.project / path
         try:
             rep = import_file(self.store, path, as_=as_)
         except FormatError as e:
             way = {"skip_invalid": " (or import only its valid records: `tuitune import --skip-invalid` in a shell)",
-                   "max_bytes": " (or raise the limit: `tuitune import --max-size 2G` in a shell)"}
+                   "max_bytes": " (or raise the limit: `tuitune import --max-size 2G` in a shell)",
+                   "columns": " (or map the columns: `tuitune import FILE --map instruction=COLUMN,output=COLUMN`"
+                              " in a shell)"}
             self.error(f"nothing imported from {md_code(str(path))}. Fix the file{way.get(e.remedy or '', '')}:"
                        f"\n\n```\n{e}\n```")
             return
         dups = rep.parsed.duplicates + rep.already_in_project
         dup = f"; {plural(dups, 'duplicate')} kept (`tuitune dedup` removes them)" if dups else ""
+        pairs = f", {plural(rep.pairs, 'preference pair')} among them (DPO uses them)" if rep.pairs else ""
         self.guide(f"Imported **{rep.stored}** {'record' if rep.stored == 1 else 'records'} ({rep.parsed.format}) "
-                   f"as {as_}{dup}.")
+                   f"as {as_}{pairs}{dup}.")
         self.show_next_step()
 
     def cmd_stats(self, arg: str) -> None:
@@ -419,16 +425,18 @@ class MainScreen(Screen):
         done = [r for r in list_runs(self.app.settings.project) if r.status == "done"]
         return done[-1].id if done else None
 
-    def cmd_chat(self, arg: str, compare: bool = False) -> None:
+    def cmd_chat(self, arg: str) -> None:
         from tuitune.tui.screens.chat import ChatScreen
 
         run_id = arg or self._latest_done_run()
-        if run_id is None and not compare:
+        if run_id is None:
             self.guide("No finished training run yet: chatting with the base model.")
-        self.app.push_screen(ChatScreen(run_id=run_id, compare=compare))
+        self.app.push_screen(ChatScreen(run_id=run_id))
 
     def cmd_compare(self, arg: str) -> None:
-        self.cmd_chat(arg, compare=True)
+        from tuitune.tui.screens.compare import CompareScreen
+
+        self.app.push_screen(CompareScreen(run_id=arg or self._latest_done_run()))
 
     def cmd_eval(self, arg: str) -> None:
         from tuitune.tui.widgets.eval_card import EvalCard
