@@ -119,8 +119,8 @@ class TrainConfig(BaseModel):
         None, description="After merging, answer parity_prompts held-out prompts greedily with transformers and "
                           "with vLLM on the merged folder and compare (identical share, first divergence, likely "
                           "cause: template, EOS or dtype); shown on the run's card and in runs --json (unset: on "
-                          "with a CUDA GPU where vLLM is installed; off on a CPU, where vLLM's start costs 1-2 "
-                          "minutes: `tuitune runs parity RUN` runs it later).")
+                          "with a CUDA GPU where vLLM is installed; off on a CPU, where vLLM's start costs 30-100 "
+                          "s: `tuitune runs parity RUN` runs it later).")
     parity_prompts: int = Field(8, ge=1, le=100, description="Held-out prompts of the engine parity check, 1-100.")
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads, >= 1 (unset: torch's default).")
     early_stopping_patience: int | None = Field(

@@ -389,11 +389,11 @@ def _merge_and_check(cfg: TrainConfig, run: RunDir, events: EventWriter, records
 
 def parity_default(cuda: bool) -> tuple[bool, str]:
     """(on?, why) for an unset `parity`: on with a CUDA GPU where vLLM is installed; off on a CPU, where the vLLM
-    side costs a server start (measured 55-95 s on the 135M embedded model, more than a short run's training)."""
+    side costs a server start (measured 30-96 s on the 135M embedded model on a 2-core CPU, about as long as a short run's training)."""
     from tuitune.core.serving.preflight import vllm_unavailable_reason
 
     if not cuda:
-        return False, ("off on a CPU (parity unset): vLLM's start there costs 1-2 minutes; run `tuitune runs "
+        return False, ("off on a CPU (parity unset): vLLM's start there costs 30-100 s; run `tuitune runs "
                        "parity RUN` when you want it, or train with --parity")
     reason = vllm_unavailable_reason()
     if reason:
