@@ -250,3 +250,16 @@ def test_the_exported_gguf_is_found_where_export_model_writes_it(tmp_path):
         p.write_bytes(b"GGUF")
         os.utime(p, (time.time() + i, time.time() + i))
     assert exported_gguf(run) == new
+
+
+def test_parity_on_that_cannot_run_is_an_event_not_a_failed_run(tmp_path):
+    from tuitune.core.training.config import TrainConfig
+    from tuitune.core.training.events import EventWriter
+    from tuitune.core.training.run_dir import RunDir, read_all
+    from tuitune.core.training.worker import _parity
+
+    run = RunDir(tmp_path / "r3")
+    run.path.mkdir()
+    _parity(TrainConfig(parity=True), run, EventWriter(run.path), cuda=False)  # no merged/ to compare
+    ev = read_all(run.events).parity
+    assert "has no merged model" in ev["skipped"] and "tuitune merge r3" in ev["skipped"]

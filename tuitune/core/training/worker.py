@@ -389,7 +389,8 @@ def _merge_and_check(cfg: TrainConfig, run: RunDir, events: EventWriter, records
 
 def parity_default(cuda: bool) -> tuple[bool, str]:
     """(on?, why) for an unset `parity`: on with a CUDA GPU where vLLM is installed; off on a CPU, where the vLLM
-    side costs a server start (measured 30-96 s on the 135M embedded model on a 2-core CPU, about as long as a short run's training)."""
+    side costs a server start (measured 30-96 s on the 135M embedded model on a 2-core CPU, about as long as a
+    short run's training)."""
     from tuitune.core.serving.preflight import vllm_unavailable_reason
 
     if not cuda:
@@ -412,11 +413,16 @@ def _parity(cfg: TrainConfig, run: RunDir, events: EventWriter, cuda: bool) -> N
                     summary=f"engine parity check {why.replace('RUN', run.id)}")
         return
     events.emit("phase", phase="parity", message="engine parity: answering held-out prompts with each engine")
+    def say(msg: str) -> None:
+        events.emit("phase", phase="parity", message=msg)
+
     try:
-        parity_check(run.path, engines=("transformers", "vllm"), n=cfg.parity_prompts, progress=lambda msg: events.emit("phase", phase="parity",
-                                                                                       message=msg))
-    except ParityError as e:
-        events.emit("parity", skipped=str(e), engines=[], pairs=[], warnings=[], summary=f"engine parity: {e}")
+        parity_check(run.path, engines=("transformers", "vllm"), n=cfg.parity_prompts, progress=say)
+    except (ParityError, OSError, ValueError, RuntimeError, MemoryError) as e:  # a check: the trained run stands
+        why = str(e) if isinstance(e, ParityError) else f"failed ({type(e).__name__}: {e}); see worker.log"
+        if not isinstance(e, ParityError):
+            traceback.print_exc()
+        events.emit("parity", skipped=why, engines=[], pairs=[], warnings=[], summary=f"engine parity: {why}")
 
 
 def main(argv: list[str] | None = None) -> int:
