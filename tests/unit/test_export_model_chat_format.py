@@ -45,7 +45,7 @@ CONVERSATIONS = [
 
 # ---- a tiny interpreter of the Go text/template subset go_template() writes -----------------------------
 
-_ACTION = re.compile(r'\{\{((?:"(?:\\.|[^"\\])*"|.)*?)\}\}', re.S)  # "}}" inside a string literal is text
+_ACTION = re.compile(r'\{\{((?:"(?:\\.|[^"\\])*"|.)*?)\}\}', re.DOTALL)  # "}}" inside a string literal is text
 
 
 def go_render(template: str, messages: list[dict]) -> str:
@@ -72,7 +72,7 @@ def _parse(tokens, i, stop=("end",)):
         if kind == "text":
             nodes.append(("text", val))
             i += 1
-        elif val.startswith("if ") or val.startswith("range "):
+        elif val.startswith(("if ", "range ")):
             head = val
             branches, i = [], i + 1
             body, i = _parse(tokens, i, stop=("end", "else"))
@@ -270,9 +270,9 @@ def test_modelfile_parts(smollm2_template):
     lines = text.splitlines()
     assert "FROM ./run-q8_0.gguf" in lines
     assert 'PARAMETER stop "<|im_end|>"' in lines and 'PARAMETER stop "<|endoftext|>"' in lines
-    tpl = re.search(r'^TEMPLATE """(.*?)"""$', text, re.S | re.M).group(1)
+    tpl = re.search(r'^TEMPLATE """(.*?)"""$', text, re.DOTALL | re.MULTILINE).group(1)
     assert tpl == go_template(fmt)
-    assert re.search(r'^SYSTEM """Answer briefly.\nIn English."""$', text, re.M)
+    assert re.search(r'^SYSTEM """Answer briefly.\nIn English."""$', text, re.MULTILINE)
 
 
 def test_ollama_names():

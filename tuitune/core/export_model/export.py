@@ -361,6 +361,7 @@ def verify_gguf(gguf_path: Path, merged: Path, run, n: int, max_new_tokens: int,
     against the merged folder's (transformers) on n of the run's prompts."""
     from tuitune.core.export_model import verify as v
 
+    threads = share_cpu()
     prompts, source = verification_prompts(run, n, system)
     k = len(prompts)
     engines = 2 + (1 if v.llama_cpp_available() and fmt is not None else 0)
@@ -384,7 +385,7 @@ def verify_gguf(gguf_path: Path, merged: Path, run, n: int, max_new_tokens: int,
     answers = v.gguf_greedy_answers(gguf_path, prompts, max_new_tokens, on_answer=answered("GGUF"))
     next_part()
     cmp = v.compare_answers(reference, answers)
-    out = {"prompts": k, "source": source, "max_new_tokens": max_new_tokens,
+    out = {"prompts": k, "source": source, "max_new_tokens": max_new_tokens, "cpu_threads": threads,
            "reader": "transformers GGUF loader (de-quantized weights)", **cmp,
            "non_empty": sum(bool(a.strip()) for a in answers), "summary": v.describe(cmp, "GGUF in transformers"),
            "answers": [{"prompt": p[-1]["content"][:200], "merged": r, "gguf": a}
@@ -398,6 +399,32 @@ def verify_gguf(gguf_path: Path, merged: Path, run, n: int, max_new_tokens: int,
         out["llama_cpp"] = {**lcmp, "non_empty": sum(bool(a.strip()) for a in lc),
                             "summary": v.describe(lcmp, "GGUF in llama.cpp (Ollama's TEMPLATE)"), "answers": lc}
     return out
+
+
+def share_cpu() -> int | None:
+    """On a CPU, torch's threads cut to what is free: this process's share beside the app's other heavy processes
+    (vLLM servers, training workers: tuitune.core.resources, as training does) and the cores the load average
+    leaves idle. None (unchanged) on a GPU or when all of torch's threads are free. Measured on 2 cores beside
+    other busy processes: 48 greedy tokens of the embedded model took 42 s with torch's default 2 threads (they
+    spin against the others), 3 s with 1 thread."""
+    import torch
+
+    if torch.cuda.is_available():
+        return None
+    from tuitune.core import hardware, resources
+
+    have = torch.get_num_threads()
+    budget = resources.thread_budget(hardware.detect(), resources.running())
+    want = have if budget.alone else budget.threads
+    try:
+        idle = round((os.cpu_count() or have) - os.getloadavg()[0])
+    except OSError:  # no load average on this system
+        idle = want
+    want = max(1, min(want, idle))
+    if want >= have:
+        return None
+    torch.set_num_threads(want)
+    return want
 
 
 # ---- Hugging Face folder -------------------------------------------------------------------------------
