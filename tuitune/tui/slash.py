@@ -22,7 +22,8 @@ SLASH_COMMANDS: tuple[Slash, ...] = (
     Slash("task", "/task NAME: DESCRIPTION", "describe what the tuned model should do"),
     Slash("system", "/system TEXT", "set the system prompt used in training and chat"),
     Slash("seed", "/seed", "write a seed example in a form"),
-    Slash("import", "/import FILE [seeds|accepted|pending]", "import Alpaca / ShareGPT / OpenAI JSONL / CSV"),
+    Slash("import", "/import FILE [seeds|accepted|pending]", "import Alpaca / ShareGPT / OpenAI / TRL JSONL, CSV, Parquet, .gz, a datasets folder or "
+          "hf://datasets/ORG/NAME from the cache"),
     Slash("gen", "/gen [N] [TEACHER]", "generate a round of N samples (default 20) with a teacher from /settings"),
     Slash("review", "/review [pending|all]", "review samples with the keyboard"),
     Slash("lessons", "/lessons", "what review taught; used in the next round's prompt"),

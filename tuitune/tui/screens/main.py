@@ -409,11 +409,20 @@ class MainScreen(Screen):
         if not runs:
             self.guide("No training runs yet: `/train`.")
             return
+        def cell(text) -> str:
+            return md_escape(str(text)).replace("|", "\\|")
+
+        def verdict(r) -> str:  # the held-out verdict in words, like `tuitune runs` (phase while it runs)
+            v = r.verdict or {}
+            return cell(v.get("summary") or v.get("verdict") or r.phase or "")
+
         rows = "\n".join(f"| {r.id} | {r.status} | {r.method} | {r.step}/{r.max_steps or '?'} | "
-                         f"{'' if r.loss is None else f'{r.loss:.3f}'} |" for r in runs)
-        why = "".join(f"\n\n**{r.id}** {r.status}: {r.error}" + (f"\n\n{r.hint}" if r.hint else "")
-                      for r in runs if r.error)
-        self.guide(f"| run | status | method | step | loss |\n|---|---|---|---|---|\n{rows}{why}")
+                         f"{'' if r.loss is None else f'{r.loss:.3f}'} | {cell(r.base)} | {verdict(r)} |"
+                         for r in runs)
+        why = "".join(f"\n\n**{r.id}** {r.status}: {md_escape(str(r.error))}" +
+                      (f"\n\n{md_escape(str(r.hint))}" if r.hint else "") for r in runs if r.error)
+        self.guide(f"| run | status | method | step | loss | base | verdict |\n|---|---|---|---|---|---|---|\n"
+                   f"{rows}{why}")
         for r in runs:
             if r.status == "running":
                 self.follow_run(r.id)
