@@ -1,5 +1,5 @@
 """e2e: the engine parity check on a run folder whose merged/ is a really tuned model (the `tiny_tuned` fixture's
-merged folder): the worker's post-train step with `parity: true` answers 4 held-out prompts greedily with
+merged folder): the worker's post-train step with `parity: true` answers 3 held-out prompts greedily with
 transformers and with a real vLLM server on merged/ (one start for this module), records a `parity` event that
 `tuitune runs --json` and the run's TUI card show; then a copy of merged/ whose chat template was swapped is
 flagged with the template cause against the same vLLM answers (no second server)."""
@@ -47,8 +47,8 @@ def parity_run(tmp_path_factory, real_fixtures, embedded_model, tiny_tuned):
     run = RunDir.of(project, RUN)
     run.path.mkdir(parents=True)
     run.data.write_text("".join(json.dumps(r) + "\n" for r in short_records(real_fixtures, 12)), encoding="utf-8")
-    cfg = TrainConfig(base_path=str(embedded_model), holdout=4, max_steps=2, check_max_new_tokens=32, parity=True,
-                      parity_prompts=4, data=str(run.data))
+    cfg = TrainConfig(base_path=str(embedded_model), holdout=4, max_steps=2, check_max_new_tokens=24, parity=True,
+                      parity_prompts=3, data=str(run.data))
     run.config.write_text(cfg.to_yaml(), encoding="utf-8")
     run.merged.symlink_to(tiny_tuned["merged"], target_is_directory=True)
     events = EventWriter(run.path)
@@ -65,11 +65,11 @@ def test_transformers_and_vllm_answer_the_same_held_out_prompts_and_are_compared
     ev = state.parity
     assert ev is not None and "skipped" not in ev, ev
     assert [e["engine"] for e in ev["engines"]] == ["transformers", "vllm"], ev.get("left_out")
-    assert all(e["dtype"] in ("bf16", "fp32") and e["n"] == 4 for e in ev["engines"])
-    assert ev["n"] == 4 and ev["prompts_from"] == "held-out" and ev["left_out"] == []
+    assert all(e["dtype"] in ("bf16", "fp32") and e["n"] == 3 for e in ev["engines"])
+    assert ev["n"] == 3 and ev["prompts_from"] == "held-out" and ev["left_out"] == []
     (pair,) = ev["pairs"]
-    assert pair["engines"] == ["transformers", "vllm"] and pair["n"] == 4
-    assert pair["share"] == pair["identical"] / 4
+    assert pair["engines"] == ["transformers", "vllm"] and pair["n"] == 3
+    assert pair["share"] == round(pair["identical"] / 3, 3)
     # both engines fed the model the same prompt tokens (vLLM reports its own): no template cause
     saved = load_parity(run.path)
     tf, vl = (EngineAnswers.from_json(a) for a in saved["answers"])
@@ -105,7 +105,7 @@ async def test_the_runs_card_shows_the_parity_line(parity_run, home):
         await pilot.pause(1.5)
         text = str(app.screen.query_one(f"#run-{RUN}").query_one("#parity", Static).render())
     pair = read_all(parity_run["run"].events).parity["pairs"][0]
-    assert f"{pair['identical']}/4 identical" in text and "transformers (" in text and "vllm (" in text
+    assert f"{pair['identical']}/3 identical" in text and "transformers (" in text and "vllm (" in text
 
 
 def test_a_swapped_chat_template_for_one_engine_is_flagged_as_the_template(parity_run, tmp_path):
@@ -125,6 +125,6 @@ def test_a_swapped_chat_template_for_one_engine_is_flagged_as_the_template(parit
     out = compare([swapped, vllm])
     (pair,) = out["pairs"]
     assert pair["cause"] == "template", pair
-    assert "different prompt tokens on 4 of 4 prompts" in pair["evidence"]
+    assert "different prompt tokens on 3 of 3 prompts" in pair["evidence"]
     assert out["warnings"] and "likely cause: template" in out["warnings"][0]
     assert (parity_run["run"].path / PARITY_FILE).is_file()
