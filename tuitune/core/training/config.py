@@ -203,6 +203,19 @@ class TrainConfig(BaseModel):
             return "none"
         return self.adapter
 
+    def after_steps(self) -> list[str]:
+        """What the worker does after the last training step, in order (the ETA of the steps leaves it out):
+        "merging" (adapter runs), "the stop check", "the held-out verdict" (eval), "the parity check" (when
+        parity is on; unset parity is the worker's choice and is not counted here)."""
+        out = ["merging"] if self.peft_kind != "none" else []
+        if self.check_prompts > 0 and self.method != "pretrain":
+            out.append("the stop check")
+        if self.eval:
+            out.append("the held-out verdict")
+        if self.parity:
+            out.append("the parity check")
+        return out
+
 
 def field_help() -> dict[str, str]:
     return {name: f.description or "" for name, f in TrainConfig.model_fields.items()}

@@ -21,6 +21,20 @@ def _eta(seconds: float | None) -> str:
     return f"{m}m{s:02d}s" if m else f"{s}s"
 
 
+def _and(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def _after_steps(run_path) -> list[str]:
+    """What the run does after its last step (core: TrainConfig.after_steps); nothing if its config is unreadable."""
+    from tuitune.core.training.config import ConfigError, TrainConfig
+
+    try:
+        return TrainConfig.load(run_path / "config.yaml").after_steps()
+    except (ConfigError, OSError):
+        return []
+
+
 class TrainCard(Vertical):
     DEFAULT_CLASSES = "card"
 
@@ -34,6 +48,7 @@ class TrainCard(Vertical):
         self.run_id = run_id
         self.status = "running"
         self._follower = None
+        self._after: list[str] = []
 
     def compose(self) -> ComposeResult:
         yield Static(f"Training run [b]{self.run_id}[/b]", classes="card-title")
@@ -56,6 +71,7 @@ class TrainCard(Vertical):
 
         self._run = RunDir.of(self.app.settings.project, self.run_id)
         self._follower = self._run.follower()
+        self._after = _after_steps(self._run.path)
         self._timer = self.set_interval(1.0, self.poll)  # before the first poll, which stops it if the run ended
         self.poll()
 
@@ -89,13 +105,17 @@ class TrainCard(Vertical):
                     f"{_num(ev.get('tokens_per_second')):.0f} tok/s · ETA {_eta(_num(ev.get('eta_seconds'), None))}")
             if ev.get("gpu_peak_gib") is not None:  # peak allocated / reserved GPU memory
                 text += f" · GPU {_num(ev['gpu_peak_gib']):.1f}/{_num(ev.get('gpu_reserved_gib')):.1f} GiB"
+            if self._after:  # the ETA is the steps'; say what comes after them (the verdict can take minutes)
+                text += f"\n[dim]then {escape(_and(self._after))}[/dim]"
         elif self.status == "done":
-            text = f"[green]done[/green] · merged model in runs/{self.run_id}/merged — try it: `/chat {self.run_id}`"
+            text = (f"[green]done[/green] · merged model in runs/{escape(self.run_id)}/merged — try it: "
+                    f"[b]/chat {escape(self.run_id)}[/b]")
         elif self.status == "failed":
             advice = f"\n{escape(str(end['hint']))}" if end.get("hint") else ""
             text = f"[red]failed[/red]: {escape(str(end.get('error', 'see worker.log')))}{advice}"
         else:
-            text = f"[yellow]{self.status}[/yellow] — resume with `tuitune train --resume {self.run_id}`"
+            text = (f"[yellow]{escape(self.status)}[/yellow] — resume with "
+                    f"[b]tuitune train --resume {escape(self.run_id)}[/b]")
         self.query_one("#train-status", Static).update(text)
         if st.verdict and not self.query(VerdictView):  # the held-out verdict: a table, the words, `v` for items
             self.mount(VerdictView(st.verdict, self._run.path, id="verdict"))

@@ -47,7 +47,7 @@ class VerdictView(Vertical):
         words = self.verdict.get("summary") or self.verdict.get("verdict") or ""
         yield Static(f"[b]verdict[/b]{escape(engine_words(self.verdict))}: {escape(str(words))}", id="verdict-words")
         if self.verdict.get("report"):
-            yield Static("[dim]v: held-out answers side by side[/dim]", id="verdict-hint")
+            yield Static("[dim]F6 (or v on this card): held-out answers side by side[/dim]", id="verdict-hint")
 
     def action_show_items(self) -> None:
         from tuitune.core.evaluation.report import load_report
@@ -55,7 +55,7 @@ class VerdictView(Vertical):
         name = Path(str(self.verdict.get("verdict_report") or "report.json")).name  # the verdict's own answers
         report = load_report(self.run_dir, name) or load_report(self.run_dir)
         if not report:
-            self.app.notify(f"no report in {self.run_dir / 'eval'}", severity="warning")
+            self.app.notify(f"no report in {self.run_dir / 'eval'}", severity="warning", markup=False)
             return
         self.app.push_screen(HeldOutItems(report))
 
