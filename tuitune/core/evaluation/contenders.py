@@ -65,7 +65,8 @@ def held_out_items(run_dir: Path) -> list[EvalItem]:
     items = items_from_records(held)
     if not items:
         raise EvalError(f"run {Path(run_dir).name} has no held-out chat examples (holdout={cfg.holdout}); train "
-                        f"with `holdout: 8` or more in the config, or evaluate on a file of chat records instead")
+                        f"with a held-out share of 8 records or more (--holdout 8, the form's holdout field, or holdout: 8 in "
+                        f"the config), or evaluate on a file of chat records instead")
     return items
 
 
