@@ -211,3 +211,22 @@ def test_a_killed_export_leaves_no_file_that_looks_complete(project, q8, tmp_pat
     assert not alive, "the converter went on writing after the export was killed"
     assert not list(out.glob("*.gguf")) and not (out / "Modelfile").exists()
     assert clean_stale_partials(out, f"{RUN_ID}-f16.gguf") == [partial] and not list(out.iterdir())
+
+
+@pytest.mark.skipif(not __import__("importlib").util.find_spec("llama_cpp"),
+                    reason="llama-cpp-python is not installed (optional: it compiles llama.cpp)")
+def test_q4_k_m_through_llama_cpp_quantizer_and_reader(project, q8):
+    """With llama-cpp-python: llama.cpp's quantizer writes q4_k_m, and llama.cpp itself answers on the prompt text
+    the Modelfile's TEMPLATE produces."""
+    import gguf
+
+    res = tuitune(project, "export-model", RUN_ID, "--quant", "q4_k_m", "--json")
+    assert res.returncode == 0, res.stderr[-3000:]
+    r = json.loads(res.stdout.strip().splitlines()[-1])
+    assert [s["step"] for s in r["steps"]] == ["convert", "quantize"]
+    assert gguf.GGUFReader(r["gguf"]).fields["general.file_type"].contents() == gguf.LlamaFileType.MOSTLY_Q4_K_M
+    assert r["size_bytes"] < Path(q8["result"]["gguf"]).stat().st_size
+    lc = r["verification"]["llama_cpp"]
+    assert "error" not in lc, lc
+    assert lc["n"] == 3 and lc["non_empty"] == 3 and "llama.cpp" in lc["summary"]
+    assert not [p for p in Path(r["gguf"]).parent.iterdir() if p.name.endswith(".partial")]

@@ -82,25 +82,26 @@ def llama_cpp_available() -> bool:
 
 
 def llama_cpp_greedy_answers(gguf_path: Path | str, prompts: Sequence[str], max_new_tokens: int,
-                             on_answer: Callable[[int], None] | None = None) -> list[str]:
-    """Greedy answers of llama.cpp itself (llama-cpp-python) on prompt texts (e.g. chat_format.render_messages:
-    what an Ollama TEMPLATE writes); BOS as the file's metadata asks, special tokens parsed."""
-    from llama_cpp import Llama
+                             timeout: float = 1800) -> list[str]:
+    """Greedy answers of llama.cpp itself (llama-cpp-python, in a process of its own: llama_cpp_run.py) on prompt
+    texts (e.g. chat_format.render_messages: what an Ollama TEMPLATE writes); BOS as the file's metadata asks,
+    special tokens parsed. GgufUnreadable when llama.cpp fails or crashes on the file."""
+    import json
+    import os
+    import subprocess
+    import sys
 
-    try:
-        llm = Llama(model_path=str(gguf_path), n_ctx=4096, n_threads=None, verbose=False, seed=0)
-    except (ValueError, RuntimeError) as e:
-        raise GgufUnreadable(f"{gguf_path} does not load in llama.cpp: {e}") from e
-    answers = []
-    for i, prompt in enumerate(prompts):
-        tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=llm._model.add_bos_token(), special=True)
-        out = llm.create_completion(tokens, max_tokens=max_new_tokens, temperature=0.0, top_k=1, top_p=1.0,
-                                    repeat_penalty=1.0)
-        answers.append(out["choices"][0]["text"])
-        if on_answer:
-            on_answer(i + 1)
-    llm.close()
-    return answers
+    from tuitune.core.export_model.child import PARENT_ENV
+
+    argv = [sys.executable, "-m", "tuitune.core.export_model.child", "-m", "tuitune.core.export_model.llama_cpp_run"]
+    job = json.dumps({"gguf": str(gguf_path), "prompts": list(prompts), "max_new_tokens": max_new_tokens})
+    res = subprocess.run(argv, input=job, capture_output=True, text=True, timeout=timeout, check=False,
+                         env={**os.environ, PARENT_ENV: str(os.getpid())})
+    if res.returncode != 0:
+        status = f"killed by signal {-res.returncode}" if res.returncode < 0 else f"exit status {res.returncode}"
+        tail = "\n".join(res.stderr.strip().splitlines()[-10:])
+        raise GgufUnreadable(f"llama.cpp (llama-cpp-python) failed on {gguf_path} ({status}): {tail}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 def compare_answers(reference: Sequence[str], candidate: Sequence[str], context: int = 40) -> dict:
