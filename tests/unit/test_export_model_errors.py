@@ -147,6 +147,16 @@ def test_a_run_without_a_model(project):
     assert "tuitune train --resume r-empty" in res.output
 
 
+def test_an_adapter_whose_base_model_is_gone(project):
+    make_run(project, "r-adapter", model="adapter")  # exporting an adapter run means merging it first
+    cfg_path = project / "runs" / "r-adapter" / "config.yaml"
+    cfg = TrainConfig.load(cfg_path).updated(base_path=str(project / "gone-base"))
+    cfg_path.write_text(cfg.to_yaml())
+    res = cli(project, "r-adapter", "--format", "hf")
+    assert res.exit_code == 2 and "base model folder" in res.output and "gone-base" in res.output
+    assert nothing_written(project)
+
+
 def test_converter_missing_says_how_to_install_it(project, tmp_path, monkeypatch):
     import tuitune.install
 

@@ -90,6 +90,17 @@ def check_run(project: Path | str, run_id: str):
         raise ExportError(f"run {run_id} has no model to export: neither {run.merged} nor an adapter in "
                           f"{run.adapter} (status: {info.status}{'; ' + info.error if info.error else ''}). "
                           f"Resume it (`tuitune train --resume {run_id}`) or export another run.")
+    if not run.has_merged():  # merged first: that needs the base model
+        from tuitune.core.training.config import ConfigError, TrainConfig
+
+        try:
+            base = TrainConfig.load(run.config).base_path
+        except ConfigError as e:
+            raise ExportError(f"run {run_id}'s adapter cannot be merged: {e}") from None
+        if not base or not Path(base).is_dir():
+            raise ExportError(f"run {run_id} has an adapter but no merged model, and its base model folder "
+                              f"{base or '(none recorded)'} is gone, so the adapter cannot be merged. Put the base "
+                              f"model back there, or export a run that has runs/<id>/merged/.")
     return run, info
 
 
@@ -210,7 +221,7 @@ def run_system_prompt(run) -> str:
 
 
 def chat_format_of(model_dir: Path):
-    """(ChatFormat or None, why None) for the merged model's tokenizer."""
+    """(ChatFormat or None, why it is None, the EOS tokens as text) for the merged model's tokenizer."""
     from transformers import AutoTokenizer
 
     from tuitune.core.export_model.chat_format import UnknownChatFormat, derive
