@@ -139,7 +139,11 @@ def _dry_run(s, cfg, as_json: bool) -> None:
         return
     click.echo(plan["config_yaml"], nl=False)
     click.echo(f"# launcher: {' '.join(plan['launcher'])}")
+    click.echo(f"# runs on: {plan['runs_on']}; {plan['train_records']} of {plan['records']} records train, "
+               f"about {plan['steps']} optimizer steps")
     click.echo(f"# effective batch: {plan['effective_batch']} records per optimizer step")
+    for field, why in plan["reasons"].items():  # the values the presets filled in, and why
+        click.echo(f"# {field}: {why}")
 
 
 @click.group(invoke_without_command=True)

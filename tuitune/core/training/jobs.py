@@ -83,10 +83,11 @@ def run_dir(project: Path | str, run_id: str) -> Path:
 # ---- validation before anything is created ---------------------------------------------------------
 
 def prepare(settings: Settings, cfg: TrainConfig, *, progress: Progress | None = None,
-            download: bool = True) -> tuple[TrainConfig, list[dict]]:
+            download: bool = True, reasons: dict[str, str] | None = None) -> tuple[TrainConfig, list[dict]]:
     """Resolve the base model (a Hub ID from the cache, or downloaded with `progress` unless download=False),
     gather and check the data, fill presets. Raises ConfigError/DataError/ModelError/JobError with a clear
-    message; creates nothing in the project (a downloaded model stays in the hub's cache)."""
+    message; creates nothing in the project (a downloaded model stays in the hub's cache). `reasons`, when given,
+    gets field -> why, for each field the presets filled."""
     from tuitune.core import hardware
     from tuitune.core.hub import HubError
     from tuitune.core.models import ModelError, locate
@@ -124,6 +125,8 @@ def prepare(settings: Settings, cfg: TrainConfig, *, progress: Progress | None =
     data_mod.check_count(records, cfg.method)
     if cfg.holdout is None:
         cfg = cfg.updated(holdout=presets.holdout_for(len(records), cfg.method))
+        if reasons is not None:
+            reasons["holdout"] = presets.holdout_reason(len(records), cfg.method)
     elif cfg.holdout >= len(records):
         raise ConfigError(f"holdout {cfg.holdout}: must leave records to train on; there are only {len(records)} "
                           f"records (hold out fewer, or leave holdout unset).")
@@ -145,11 +148,14 @@ def prepare(settings: Settings, cfg: TrainConfig, *, progress: Progress | None =
     max_pos = getattr(model_config, "max_position_embeddings", None)
     params = presets.param_count(model_config)
     saves_unset = cfg.save_steps is None
-    cfg = presets.apply(cfg, lengths, hw, model_params=params)
+    cfg = presets.apply(cfg, lengths, hw, model_params=params, reasons=reasons)
     gpus = gpu.resolve_gpus(cfg, machine, hw.cuda)
     if gpus > 1 and saves_unset:  # each rank sees 1/gpus of the records: about 10 saves of the real schedule
         n_rank = gpu.records_per_rank(len(records) - (cfg.holdout or 0), gpus)
-        cfg = cfg.updated(save_steps=max(1, presets.total_steps(cfg, n_rank) // 10))
+        steps = presets.total_steps(cfg, n_rank)
+        cfg = cfg.updated(save_steps=max(1, steps // 10))
+        if reasons is not None:
+            reasons["save_steps"] = f"about 10 checkpoints over {steps} steps ({gpus} GPUs)"
     if hw.cuda:
         from tuitune.core import resources
 
@@ -205,14 +211,32 @@ def launch(settings: Settings, config: TrainConfig, *, progress: Progress | None
 
 def dry_run(settings: Settings, config: TrainConfig) -> dict:
     """What `launch` would do, without creating or starting anything: the resolved config, the worker's
-    command line (for a run folder named RUN_ID), its environment and the effective batch. A Hub base model must
-    be in the cache already (a dry run downloads nothing)."""
-    cfg, records = prepare(settings, config, download=False)
+    command line (for a run folder named RUN_ID), its environment, the effective batch, the optimizer steps, where
+    it runs and why the presets chose each value they filled (`reasons`, field -> words). A Hub base model must
+    be in the cache already (a dry run downloads nothing); no model weights are loaded (tokenizer and config only).
+    `tuitune train --dry-run` and the TUI form's preview both show this."""
+    from tuitune.core import hardware
+    from tuitune.core.training import gpu, presets
+
+    reasons: dict[str, str] = {}
+    cfg, records = prepare(settings, config, download=False, reasons=reasons)
     gpus, env = _placement(cfg, settings.home)
     run = RunDir.of(settings.project, "RUN_ID")
+    n_train = max(1, len(records) - (cfg.holdout or 0))
+    if gpus:
+        chosen = [int(i) for i in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if i.strip().isdigit()]
+        names = [g.name for g in hardware.detect().gpus if g.index in chosen]
+        runs_on = f"{gpus} GPU{'s' if gpus > 1 else ''} ({', '.join(names) or 'CUDA'})"
+    else:
+        threads = env.get("TUITUNE_TRAIN_THREADS") or (str(cfg.num_threads) if cfg.num_threads else "")
+        runs_on = f"CPU ({threads} thread{'s' if threads != '1' else ''})" if threads else "CPU"
+    if config.device == "auto":
+        reasons["device"] = "auto: a CUDA GPU is visible" if gpus else "auto: no CUDA GPU visible"
     return {"config": cfg.model_dump(mode="json"), "config_yaml": cfg.to_yaml(), "records": len(records),
-            "launcher": worker_command(run.path, gpus), "env": env, "gpus": max(1, gpus),
-            "effective_batch": effective_batch(cfg, gpus)}
+            "train_records": n_train, "launcher": worker_command(run.path, gpus), "env": env,
+            "gpus": max(1, gpus), "device": "cuda" if gpus else "cpu", "runs_on": runs_on,
+            "effective_batch": effective_batch(cfg, gpus),
+            "steps": presets.total_steps(cfg, gpu.records_per_rank(n_train, gpus)), "reasons": reasons}
 
 
 def effective_batch(cfg: TrainConfig, gpus: int) -> int:

@@ -163,47 +163,111 @@ def round_length(longest: int) -> int:
     return max(64, int(math.ceil(longest / 64) * 64))
 
 
-def apply(cfg: TrainConfig, lengths: list[int], hw: Hardware, model_params: int | None = None) -> TrainConfig:
+def holdout_reason(n: int, method: str) -> str:
+    """Why holdout_for(n, method) holds out what it does, in words."""
+    if method == "pretrain":
+        return "none for pretrain (raw text)"
+    if n < 12:
+        return f"none: {n} records (held out from 12 on)"
+    if n < 40:
+        return f"3 of {n} records (12-39 records)"
+    return f"~10% of {n} records (8 to 200)"
+
+
+def apply(cfg: TrainConfig, lengths: list[int], hw: Hardware, model_params: int | None = None,
+          reasons: dict[str, str] | None = None) -> TrainConfig:
     """A copy of cfg with every None filled. `lengths` are token lengths of all the records (held-out ones
-    included); model_params: the base model's size (None: the family's rates as they are)."""
+    included); model_params: the base model's size (None: the family's rates as they are). `reasons`, when
+    given, gets field -> why the preset chose that value, for each field filled here."""
+    why: dict[str, str] = {}
     n = len(lengths)
     family = "sft" if cfg.method in ("lora", "qlora", "dora", "full") else cfg.method
     family_lr, full_lr = LEARNING_RATES[family]
     mean = sum(lengths) / max(1, n)
     changes: dict = {}
     holdout = holdout_for(n, cfg.method) if cfg.holdout is None else cfg.holdout
+    if cfg.holdout is None:
+        why["holdout"] = holdout_reason(n, cfg.method)
     changes["holdout"] = holdout
     n_train = max(1, n - holdout)
     if cfg.max_length is None:
         changes["max_length"] = round_length(max(lengths, default=64))
+        why["max_length"] = f"longest record ({max(lengths, default=0)} tokens) rounded up to a multiple of 64"
     if cfg.learning_rate is None:
-        changes["learning_rate"] = (full_lr if cfg.peft_kind == "none" else
-                                    adapter_lr(family_lr, model_params) if family == "sft" else family_lr)
+        if cfg.peft_kind == "none":
+            changes["learning_rate"] = full_lr
+            why["learning_rate"] = f"the {family} rate for full fine-tuning"
+        elif family == "sft" and model_params:
+            changes["learning_rate"] = adapter_lr(family_lr, model_params)
+            why["learning_rate"] = (f"{family_lr:g} at 7B x sqrt(7B / {_size(model_params)} params), "
+                                    f"0.5x-{MAX_LR_SCALE:g}x")
+        else:
+            changes["learning_rate"] = family_lr
+            why["learning_rate"] = f"the {family} adapter rate"
     if cfg.lora_r is None:
         changes["lora_r"] = rank_for(n)
+        why["lora_r"] = f"{n} records (16 up to 1000, else 32)"
     if cfg.lora_alpha is None:
         changes["lora_alpha"] = 2 * changes.get("lora_r", cfg.lora_r)
+        why["lora_alpha"] = "2 x rank"
     if cfg.batch_size is None:
-        changes["batch_size"] = batch_for(n_train, mean, hw.kind, cfg.method in PREFERENCE_METHODS)
+        preference = cfg.method in PREFERENCE_METHODS
+        changes["batch_size"] = batch_for(n_train, mean, hw.kind, preference)
+        why["batch_size"] = (f"<= 1/8 of {n_train} training records, <= {BATCH_TOKENS[hw.kind]} tokens on "
+                             f"{'GPU' if hw.cuda else 'CPU'} (mean {mean:.0f}{', pairs count twice' if preference else ''})"
+                             f", <= 16")
     if cfg.epochs is None:
         epochs = 1.0 if cfg.method == "pretrain" and n > 1000 else epochs_for(n_train)
         per_epoch = math.ceil(n_train / (changes.get("batch_size", cfg.batch_size) * cfg.grad_accum))
         changes["epochs"] = max(epochs, min(MAX_EPOCHS, float(math.ceil(MIN_STEPS / per_epoch))))
+        why["epochs"] = (f"{epochs:g} for {n_train} training records" if changes["epochs"] == epochs else
+                         f"raised from {epochs:g} toward {MIN_STEPS} steps ({per_epoch} per epoch, <= "
+                         f"{MAX_EPOCHS:g} epochs)")
     if cfg.early_stopping_patience is None:
         changes["early_stopping_patience"] = PATIENCE if holdout >= MIN_HELD_FOR_EARLY_STOP else 0
+        why["early_stopping_patience"] = (
+            f"{PATIENCE} evaluations: {holdout} records held out" if holdout >= MIN_HELD_FOR_EARLY_STOP else
+            f"off: {holdout} held out, early stopping needs {MIN_HELD_FOR_EARLY_STOP}")
     if cfg.fp16 is None:  # GPUs without bf16 (T4, V100) train in fp16 mixed precision
         changes["fp16"] = hw.cuda and not hw.bf16 and not cfg.bf16
+        why["fp16"] = ("this GPU has no bf16" if changes["fp16"] else
+                       "CUDA only" if not hw.cuda else "bf16 is asked for" if cfg.bf16 else "the GPU runs bf16")
     if cfg.bf16 is None:  # fp16 asked for: never both
         changes["bf16"] = hw.bf16_default() and not changes.get("fp16", cfg.fp16)
+        why["bf16"] = _bf16_reason(hw, changes["bf16"], bool(changes.get("fp16", cfg.fp16)))
     if cfg.micro_batch_size is None:
         bs = changes.get("batch_size", cfg.batch_size)
         changes["micro_batch_size"] = bs if hw.cuda or cfg.method in PREFERENCE_METHODS else cpu_micro_batch(bs, mean)
+        why["micro_batch_size"] = ("the whole batch on a GPU" if hw.cuda else
+                                   "the whole batch (preference methods)" if cfg.method in PREFERENCE_METHODS else
+                                   f"CPU: as many as fit {CPU_PASS_TOKENS} tokens (mean {mean:.0f})")
     if cfg.gradient_checkpointing is None:
         changes["gradient_checkpointing"] = hw.cuda
+        why["gradient_checkpointing"] = "on with CUDA (less memory)" if hw.cuda else "off on CPU (only slower there)"
     out = cfg.updated(**changes)
     if out.save_steps is None:
-        out = out.updated(save_steps=max(1, total_steps(out, n_train) // 10))
+        steps = total_steps(out, n_train)
+        out = out.updated(save_steps=max(1, steps // 10))
+        why["save_steps"] = f"about 10 checkpoints over {steps} steps"
+    if reasons is not None:
+        reasons.update(why)
     return out
+
+
+def _size(params: int) -> str:
+    return f"{params / 1e9:.1f}B" if params >= 1e9 else f"{params / 1e6:.0f}M"
+
+
+def _bf16_reason(hw: Hardware, on: bool, fp16: bool) -> str:
+    if fp16:
+        return "fp16 is on"
+    if hw.cuda:
+        return "the GPU runs bf16" if on else "this GPU has no bf16"
+    if not hw.bf16:
+        return "this CPU only emulates bf16 (slower than fp32)"
+    if hw.probe_dir is None:
+        return "not measured on this CPU"
+    return "native bf16 measured faster than fp32 here" if on else "native bf16 measured no faster than fp32 here"
 
 
 def total_steps(cfg: TrainConfig, n: int) -> int:

@@ -3,23 +3,33 @@ as `tuitune train --help`); the common ones first, the rest under "All settings"
 
 The base model is picked from a list (the embedded model, registered names, the Hugging Face cache's models) or
 typed as a Hub ID `ORG/NAME[@REVISION]` or a folder; a Hub model that is not cached is downloaded first, with
-its progress shown on the form."""
+its progress shown on the form.
+
+Below the form, a preview shows the values the run will use (learning rate, steps, batch, max length, LoRA rank,
+held-out records, precision, where it runs) and why the presets chose each: `jobs.dry_run`, the same resolution as
+`tuitune train --dry-run`, run in a thread a moment after the last change. It downloads nothing and loads no
+model weights; a bad value shows its error there, before launch."""
 
 from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Collapsible, Footer, Header, Input, Label, ProgressBar, Select, Static
+from textual.worker import Worker, WorkerState, get_current_worker
 
 # Shown first; every other setting is under "All settings".
 COMMON = ("base", "method", "epochs", "max_steps", "learning_rate", "lora_r", "batch_size", "micro_batch_size",
           "max_length", "holdout", "eval")
 UNSET = "preset"  # the Select value of an optional on/off setting left to the presets
+PREVIEW_DELAY = 0.4  # seconds after the last change before the preview resolves the form again
 
 
 class TrainScreen(Screen[str | None]):
@@ -31,6 +41,14 @@ class TrainScreen(Screen[str | None]):
     def __init__(self, defaults: dict | None = None):
         super().__init__()
         self.defaults = defaults or {}  # field -> value the form starts with (e.g. the app's base model)
+        # The preview: "pending" (a change not resolved yet), "ready" (preview_plan holds jobs.dry_run's plan) or
+        # "error" (preview_error says what is wrong).
+        self.preview_state = "pending"
+        self.preview_plan: dict | None = None
+        self.preview_error: str | None = None
+        self._preview_gen = 0  # bumped by each change; a resolution of an older form state is dropped
+        self._preview_timer = None
+        self._form_seen: tuple | None = None  # the field values the last (scheduled) preview is of
 
     def compose(self) -> ComposeResult:
         from tuitune.core.training.options import option_specs
@@ -49,6 +67,8 @@ class TrainScreen(Screen[str | None]):
             yield Static("", id="train-error")
             yield ProgressBar(total=1.0, id="train-download", show_eta=False)
             yield Button("Launch (Ctrl+S)", id="launch", variant="primary")
+        with VerticalScroll(id="train-preview"):
+            yield Static(_title("Resolving the values the run will use…"), id="train-preview-text")
         yield Footer()
 
     def _field(self, spec) -> ComposeResult:
@@ -79,6 +99,97 @@ class TrainScreen(Screen[str | None]):
 
     def on_mount(self) -> None:
         self.query_one("#train-download", ProgressBar).display = False
+        self._form_seen = self._form_values()
+        self._preview_gen += 1
+        self._start_preview()  # the first preview at once: there is no typing to wait for
+
+    # ---- the preview of the resolved settings ----------------------------------------------------------
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id and (event.input.id.startswith("opt-") or event.input.id == "base-id"):
+            self._schedule_preview()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id and event.select.id.startswith("opt-"):
+            self._schedule_preview()
+
+    def _form_values(self) -> tuple:
+        """What the fields hold, as typed (a change event that leaves them as they were resolves nothing)."""
+        return tuple((w.id, str(w.value)) for w in self.query("#train-form Input, #train-form Select"))
+
+    def _schedule_preview(self) -> None:
+        """Resolve again PREVIEW_DELAY after the last change (typing a number resolves once, not per key)."""
+        values = self._form_values()
+        if values == self._form_seen:
+            return
+        self._form_seen = values
+        self._preview_gen += 1
+        self.preview_state = "pending"
+        if self._preview_timer is not None:
+            self._preview_timer.stop()
+        self._preview_timer = self.set_timer(PREVIEW_DELAY, self._start_preview)
+        if self.preview_plan is not None:
+            self._render_preview("Updating…")
+
+    def _start_preview(self) -> None:
+        from tuitune.core.training.config import ConfigError
+
+        self._preview_timer = None
+        try:
+            cfg = self.config()
+        except ConfigError as e:  # a value that is not a number, or out of range: no need to resolve anything
+            self._show_preview(self._preview_gen, None, str(e))
+            return
+        self._resolve(cfg, self._preview_gen)
+
+    @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
+    def _resolve(self, cfg, gen: int) -> None:
+        """jobs.dry_run in a thread: the tokenizer, the data and the hardware are read, nothing is downloaded."""
+        from tuitune.core.models import ModelError
+        from tuitune.core.training.config import ConfigError
+        from tuitune.core.training.data import DataError
+        from tuitune.core.training.jobs import JobError, dry_run
+
+        try:
+            plan, error = dry_run(self.app.settings, cfg), None
+        except (ConfigError, DataError, JobError, ModelError) as e:
+            plan, error = None, str(e)
+        if not get_current_worker().is_cancelled:
+            self.app.call_from_thread(self._show_preview, gen, plan, error)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A preview that failed in an unforeseen way says so (the form and the launch still work)."""
+        if event.worker.group == "preview" and event.state == WorkerState.ERROR:
+            self._show_preview(self._preview_gen, None, f"could not resolve the settings: {event.worker.error}")
+
+    def _show_preview(self, gen: int, plan: dict | None, error: str | None) -> None:
+        if gen != self._preview_gen or not self.is_mounted:
+            return  # the form changed since: its own resolution is coming
+        self.preview_plan, self.preview_error = plan, error
+        self.preview_state = "error" if error else "ready"
+        self._render_preview()
+
+    def _render_preview(self, note: str = "") -> None:
+        text = self.query_one("#train-preview-text", Static)
+        if self.preview_error and not note:
+            text.update(Group(_title("The run cannot start with these settings:"),
+                              Text(self.preview_error, style="red")))
+            return
+        if self.preview_plan is None:
+            text.update(_title(note or "Resolving the values the run will use…"))
+            return
+        text.update(Group(_title(note or "The run will use:"), preview_table(self.preview_plan, self._set_here())))
+
+    def _set_here(self) -> set[str]:
+        """Fields given a value in the form (not left to the presets)."""
+        from tuitune.core.training.config import ConfigError, TrainConfig
+
+        try:
+            cfg = self.config()
+        except ConfigError:
+            return set()
+        default = TrainConfig()
+        return {name for name in TrainConfig.model_fields if getattr(cfg, name) != getattr(default, name)}
 
     def _base_select(self, wid: str, start) -> Select:
         from tuitune.core.hub import cached_models
@@ -169,6 +280,63 @@ class TrainScreen(Screen[str | None]):
         self.query_one("#train-download", ProgressBar).display = False
         self.query_one("#train-error", Static).update(f"[red]{_escape(message)}[/red]")
         self.query_one("#launch", Button).disabled = False
+
+
+def preview_rows(plan: dict, set_here: set[str] = frozenset()) -> list[tuple[str, str, str]]:
+    """(label, value, why) for each value of a dry-run plan (jobs.dry_run) that a person checks before launching;
+    why: the presets' reason, "set in the form", or "" (a default)."""
+    from tuitune.core.training.config import TrainConfig
+
+    c, reasons = plan["config"], plan.get("reasons", {})
+
+    def why(*fields: str) -> str:
+        for f in fields:
+            if f in reasons:
+                return reasons[f]
+        return "set in the form" if set_here & set(fields) else ""
+
+    if c["max_steps"] > 0:
+        steps = (f"{c['max_steps']} (max steps)", why("max_steps"))
+    else:
+        steps = (f"about {plan['steps']} ({c['epochs']:g} epochs)", why("epochs"))
+    passes = c["batch_size"] // max(1, c["micro_batch_size"])
+    batch = f"{c['batch_size']}" + (f" x {c['grad_accum']} accumulation" if c["grad_accum"] > 1 else "") + \
+        (f" x {plan['gpus']} GPUs" if plan["gpus"] > 1 else "")
+    if plan["effective_batch"] != c["batch_size"]:
+        batch += f" = {plan['effective_batch']}"
+    peft = TrainConfig.model_validate(c).peft_kind  # lora / qlora / dora / none
+    if peft == "none":
+        lora = ("all weights (no adapter)", "")
+    else:
+        lora = (f"r {c['lora_r']}, alpha {c['lora_alpha']}", why("lora_r", "lora_alpha"))
+    precision = ("bf16" if c["bf16"] else "fp16" if c["fp16"] else "fp32") + \
+        (", 4-bit nf4 base" if peft == "qlora" else "")
+    return [
+        ("learning rate", f"{c['learning_rate']:g}", why("learning_rate")),
+        ("steps", *steps),
+        ("batch", batch, why("batch_size", "grad_accum")),
+        ("per pass", f"{c['micro_batch_size']} ({passes} pass{'es' if passes > 1 else ''} per step)",
+         why("micro_batch_size")),
+        ("max length", f"{c['max_length']} tokens", why("max_length")),
+        ("LoRA", *lora),
+        ("held out", f"{c['holdout']} of {plan['records']} records", why("holdout")),
+        ("precision", precision, why("fp16" if c["fp16"] else "bf16", "bf16", "fp16")),
+        ("runs on", plan["runs_on"], why("device")),
+    ]
+
+
+def preview_table(plan: dict, set_here: set[str] = frozenset()) -> Table:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(no_wrap=True)
+    table.add_column(style="dim", ratio=1, overflow="fold")
+    for label, value, why in preview_rows(plan, set_here):
+        table.add_row(label, value, why)
+    return table
+
+
+def _title(text: str) -> Text:
+    return Text(text, style="bold")
 
 
 def _escape(text: str) -> str:
