@@ -158,3 +158,21 @@ async def test_a_hub_id_not_in_the_cache_is_not_downloaded_by_the_preview(env, t
             assert "Org/fresh" in preview_text(screen)
         assert hub.file_gets() == []
     assert not list(cache.glob("models--Org--fresh/snapshots/*/*"))
+
+
+@pytest.mark.parametrize("cfg", [{}, {"method": "full"}, {"method": "dpo", "lora_r": 8}, {"learning_rate": 0.01,
+                                                                                       "batch_size": 2}])
+@pytest.mark.parametrize("cuda", [False, True])
+def test_every_value_the_presets_fill_has_a_reason_and_only_those(cfg, cuda):
+    from tuitune.core.training import presets
+    from tuitune.core.training.config import TrainConfig
+
+    asked = TrainConfig(**cfg)
+    reasons: dict[str, str] = {}
+    out = presets.apply(asked, [40, 300, 90] * 15, presets.Hardware(cuda=cuda, gpus=int(cuda), bf16=cuda),
+                        model_params=135_000_000, reasons=reasons)
+    filled = {f for f in TrainConfig.model_fields if getattr(asked, f) is None and getattr(out, f) is not None}
+    assert set(reasons) == filled  # parity, num_threads... stay unset: the worker decides those
+    assert all(reasons.values())
+    assert out == presets.apply(asked, [40, 300, 90] * 15, presets.Hardware(cuda=cuda, gpus=int(cuda), bf16=cuda),
+                                model_params=135_000_000)  # asking why changes nothing

@@ -57,7 +57,7 @@ class TrainScreen(Screen[str | None]):
         yield Header()
         with VerticalScroll(id="train-form"):
             yield Static("[b]New training run[/b] — runs in the background; you can close tuitune meanwhile. "
-                         "Empty fields are chosen by the presets from your data and hardware.")
+                         "Empty fields are left to the presets; the values they pick are shown below.")
             for name in COMMON:
                 yield from self._field(specs[name])
             with Collapsible(title="All settings", id="all-settings"):
