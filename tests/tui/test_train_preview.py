@@ -176,3 +176,19 @@ def test_every_value_the_presets_fill_has_a_reason_and_only_those(cfg, cuda):
     assert all(reasons.values())
     assert out == presets.apply(asked, [40, 300, 90] * 15, presets.Hardware(cuda=cuda, gpus=int(cuda), bf16=cuda),
                                 model_params=135_000_000)  # asking why changes nothing
+
+
+async def test_an_unforeseen_failure_of_the_preview_is_shown_and_the_form_stays(env, monkeypatch):
+    project, home = env
+
+    def broken(settings, cfg):  # a fault injected where the resolution reads files
+        raise PermissionError(13, "Permission denied", str(project / "tuitune.db"))
+
+    monkeypatch.setattr(jobs, "dry_run", broken)
+    app = make_app(load_settings(project=project, home=home))
+    async with app.run_test(size=(100, 40)) as pilot:
+        screen = TrainScreen({"base": app.settings.base_model})
+        await app.push_screen(screen)
+        assert await settled(pilot, screen) == "error"
+        assert "could not resolve the settings" in screen.preview_error and "Permission denied" in preview_text(screen)
+        assert app.screen is screen and app.is_running

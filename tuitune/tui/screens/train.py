@@ -48,6 +48,7 @@ class TrainScreen(Screen[str | None]):
         self.preview_error: str | None = None
         self._preview_gen = 0  # bumped by each change; a resolution of an older form state is dropped
         self._preview_timer = None
+        self._preview_worker: Worker | None = None  # the latest resolution started
         self._form_seen: tuple | None = None  # the field values the last (scheduled) preview is of
 
     def compose(self) -> ComposeResult:
@@ -140,7 +141,7 @@ class TrainScreen(Screen[str | None]):
         except ConfigError as e:  # a value that is not a number, or out of range: no need to resolve anything
             self._show_preview(self._preview_gen, None, str(e))
             return
-        self._resolve(cfg, self._preview_gen)
+        self._preview_worker = self._resolve(cfg, self._preview_gen)
 
     @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
     def _resolve(self, cfg, gen: int) -> None:
@@ -159,7 +160,7 @@ class TrainScreen(Screen[str | None]):
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """A preview that failed in an unforeseen way says so (the form and the launch still work)."""
-        if event.worker.group == "preview" and event.state == WorkerState.ERROR:
+        if event.worker is self._preview_worker and event.state == WorkerState.ERROR:
             self._show_preview(self._preview_gen, None, f"could not resolve the settings: {event.worker.error}")
 
     def _show_preview(self, gen: int, plan: dict | None, error: str | None) -> None:
