@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -198,6 +199,8 @@ def test_train_form_snapshot(snap_compare, tmp_path, home, size):
     async def run_before(pilot):
         await pilot.press("f3")
         await pilot.pause()
+        while app.screen.preview_state == "pending":  # the preview of the resolved settings settles first
+            await asyncio.sleep(0.05)
         for inp in app.screen.query("Input"):
             inp.cursor_blink = False  # the shot must not depend on the blink's timing
         await pilot.pause()

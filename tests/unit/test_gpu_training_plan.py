@@ -74,6 +74,8 @@ def test_the_worker_gets_the_home_the_app_was_started_with(filled, embedded_mode
     on("cpu")
     monkeypatch.setenv("TUITUNE_HOME", str(tmp_path / "from-env"))
     other = tmp_path / "other-home"
+    other.mkdir()
+    (other / "models").symlink_to(embedded_model.parent, target_is_directory=True)  # prepared models, shared
     p = jobs.dry_run(load_settings(project=filled, home=other), TrainConfig())
     assert p["env"]["TUITUNE_HOME"] == str(other)
 

@@ -1,4 +1,4 @@
-"""Training sub-commands: `train`, `runs` (list, `watch`, `stop`), `merge`."""
+"""Training sub-commands: `train`, `runs` (list, `watch`, `stop`, `parity`), `merge`."""
 
 from __future__ import annotations
 
@@ -153,6 +153,7 @@ def runs(ctx, as_json):
     """List training runs with their status (running/done/failed/interrupted/stopped)."""
     if ctx.invoked_subcommand is not None:
         return
+    from tuitune.core.evaluation.parity import event_lines
     from tuitune.core.training.jobs import list_runs
 
     items = list_runs(settings(ctx).project)
@@ -171,7 +172,8 @@ def runs(ctx, as_json):
         loss = f"{r.loss:.4f}" if isinstance(r.loss, (int, float)) else "-"
         click.echo(f"{r.id:34} {r.status:12} {r.method:9} {step:>11} {loss:>8}  {r.base}")
         for line in (r.phase, r.error, r.hint,
-                     (r.verdict or {}).get("summary") or (r.verdict or {}).get("verdict")):
+                     (r.verdict or {}).get("summary") or (r.verdict or {}).get("verdict"),
+                     *(words for level, words in event_lines(r.parity) if level != "note")):
             if line:
                 click.echo(f"{'':34} {line}")
         if r.bad_lines:
@@ -209,6 +211,43 @@ def stop_cmd(ctx, run_id, wait_s):
     except _errors() as e:
         fail(str(e), code=2)
     click.echo(f"{run_id}: {info.status} at step {info.step}")
+
+
+@runs.command(name="parity")
+@click.argument("run_id")
+@click.option("--engines", default="transformers,vllm,gguf", show_default=True,
+              help="Engines to compare, separated by commas: transformers, vllm, gguf (the exported GGUF). One "
+                   "that cannot run here is left out with the reason.")
+@click.option("-n", "--prompts", "n", type=click.IntRange(1, 100), default=8, show_default=True,
+              help="Held-out prompts to answer.")
+@click.option("--max-new-tokens", type=click.IntRange(1), default=None,
+              help="Token budget per answer (default: the run's check_max_new_tokens, else min(max_length, 256)).")
+@click.option("--gguf", "gguf", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="The GGUF to compare (default: the newest one `tuitune export-model` wrote for the run).")
+@click.option("--json", "as_json", is_flag=True, help="Print the parity event as JSON.")
+@click.pass_context
+def parity(ctx, run_id, engines, n, max_new_tokens, gguf, as_json):
+    """Answer N of run ID's held-out prompts greedily with each engine on its merged model and compare them: the
+    share of identical answers per engine pair, where the first one diverges, and the likely cause of a large
+    disagreement (template, EOS, dtype). Recorded as a `parity` event (the card, `runs --json`) and in
+    runs/ID/parity.json (every answer)."""
+    from tuitune.core.evaluation.parity import ParityError, event_lines, parity_check
+    from tuitune.core.training.jobs import JobError, run_dir
+
+    s = settings(ctx)
+    try:
+        d = run_dir(s.project, run_id)
+        out = parity_check(d, engines=[e.strip() for e in engines.split(",") if e.strip()], n=n, settings=s,
+                           max_new_tokens=max_new_tokens, model_dirs={"gguf": gguf} if gguf else None,
+                           progress=lambda msg: click.echo(msg, err=True))
+    except (JobError, ParityError) as e:
+        fail(str(e), code=2)
+    if as_json:
+        click.echo(json.dumps(out, ensure_ascii=False))
+        return
+    for _level, words in event_lines(out):
+        click.echo(words)
+    click.echo(f"answers: {d / 'parity.json'}", err=True)
 
 
 @click.command()

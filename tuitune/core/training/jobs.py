@@ -61,6 +61,7 @@ class RunInfo:
     hint: str = ""  # what to do about a failure (a failed event's advice, e.g. for out-of-memory)
     path: str = ""
     verdict: dict | None = None  # the held-out verdict after training (the last `verdict` event), if any
+    parity: dict | None = None  # the engine parity check (the last `parity` event: pairs, warnings, or why skipped)
     phase: str = ""  # while running, after the last step: merging, checking, the held-out verdict (with counts)
     bad_lines: int = 0  # lines of events.jsonl that could not be read (skipped)
 
@@ -419,7 +420,8 @@ def run_info(d: Path | str) -> RunInfo:
                  "from its last checkpoint")
     return RunInfo(id=run.id, status=status, method=method, base=base, step=state.step,
                    max_steps=state.max_steps or max_steps_cfg, loss=state.loss, created=created, error=error,
-                   hint=hint, path=str(run.path), verdict=state.verdict, bad_lines=state.bad_lines,
+                   hint=hint, path=str(run.path), verdict=state.verdict, parity=state.parity,
+                   bad_lines=state.bad_lines,
                    phase=state.phase if status == "running" else "")
 
 
