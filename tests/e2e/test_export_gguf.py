@@ -65,7 +65,8 @@ def project(tmp_path_factory, tiny_tuned, embedded_model, real_fixtures):
 @pytest.fixture(scope="module")
 def q8(project):
     t0 = time.monotonic()
-    res = tuitune(project, "export-model", RUN_ID, "--format", "gguf", "--quant", "q8_0", "--json")
+    res = tuitune(project, "export-model", RUN_ID, "--format", "gguf", "--quant", "q8_0", "--max-new-tokens", "32",
+                  "--json")
     assert res.returncode == 0, res.stderr[-3000:]
     return {"result": json.loads(res.stdout.strip().splitlines()[-1]), "seconds": time.monotonic() - t0,
             "stderr": res.stderr}
@@ -108,24 +109,6 @@ def test_the_file_is_a_real_q8_0_gguf_with_the_chat_template(project, q8):
     assert fields["tokenizer.ggml.add_bos_token"] is False  # the template starts with <|im_start|> itself
 
 
-def test_reported_gguf_answer_is_what_the_reader_answers(q8):
-    """Independently of the export's code: transformers' GGUF loader on the published file, greedy."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    torch.set_num_threads(1)  # a 135M model: 1 thread is as fast, and does not spin against other processes
-    r = q8["result"]
-    path = Path(r["gguf"])
-    first = r["verification"]["answers"][0]
-    tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32).eval()
-    msgs = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": first["prompt"]}]
-    enc = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True)
-    with torch.no_grad():
-        out = model.generate(**enc, max_new_tokens=r["verification"]["max_new_tokens"], do_sample=False)
-    assert tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True) == first["gguf"]
-
-
 def test_modelfile_holds_from_template_stops_and_system(project, q8):
     from transformers import AutoTokenizer
 
@@ -149,14 +132,29 @@ def test_modelfile_holds_from_template_stops_and_system(project, q8):
     assert r["ollama_create"] == f"ollama create identity-bot -f {r['modelfile']}"
 
 
-def test_bf16_gguf_answers_exactly_like_the_merged_model(project, q8):
+def test_bf16_gguf_answers_exactly_like_the_merged_model(project, q8, embedded_model):
     """bf16 holds the merged bf16 weights unchanged, so greedy answers must be identical (q8_0 may drift)."""
-    res = tuitune(project, "export-model", RUN_ID, "--quant", "bf16", "--max-new-tokens", "24")
+    res = tuitune(project, "export-model", RUN_ID, "--quant", "bf16", "--verify", "2", "--max-new-tokens", "24")
     assert res.returncode == 0, res.stderr[-3000:]
     out = res.stdout
     assert f"{RUN_ID}-bf16.gguf" in out and "(TEMPLATE from the chatml chat template; stops: <|im_end|>)" in out
-    assert "3/3 greedy answers identical to the merged model's" in out, out
+    assert "2/2 greedy answers identical to the merged model's" in out, out
     assert f"ollama create identity-bot -f {project}/exports/models/{RUN_ID}-bf16/Modelfile" in out
+    # the file holds the tuned weights bit for bit (read with PyPI's gguf reader, not transformers), not the base's
+    import gguf
+    import numpy as np
+    from safetensors import safe_open
+
+    reader = gguf.GGUFReader(project / "exports" / "models" / f"{RUN_ID}-bf16" / f"{RUN_ID}-bf16.gguf")
+    v0 = next(t for t in reader.tensors if t.name == "blk.0.attn_v.weight")  # v_proj: LoRA-tuned, not permuted
+    in_file = (v0.data.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
+
+    def v_proj(folder: Path):
+        with safe_open(folder / "model.safetensors", "pt") as f:
+            return f.get_tensor("model.layers.0.self_attn.v_proj.weight").float().numpy()
+
+    assert np.array_equal(in_file, v_proj(project / "runs" / RUN_ID / "merged"))
+    assert not np.array_equal(in_file, v_proj(embedded_model))
     again = tuitune(project, "export-model", RUN_ID, "--quant", "bf16")
     assert again.returncode == 2 and "already exists" in again.stderr and "--force" in again.stderr
 
