@@ -74,9 +74,17 @@ def main(ctx: click.Context, project: Path | None) -> None:
 
     With no command, opens the app on the project in the current folder (or --project).
     """
+    from pydantic import ValidationError
+
     from tuitune.settings import load_settings
 
-    ctx.obj = load_settings(project=project.resolve() if project else None)
+    try:
+        ctx.obj = load_settings(project=project.resolve() if project else None)
+    except ValidationError as e:  # a TUITUNE_* variable with a bad value: name it, say what it takes, exit 2
+        for err in e.errors():
+            name = "TUITUNE_" + "_".join(map(str, err["loc"])).upper()
+            click.echo(f"error: {name}={err.get('input')!r}: {err['msg']}. Fix or unset {name}.", err=True)
+        ctx.exit(2)
     if ctx.invoked_subcommand is None:
         from tuitune.tui.app import make_app
 
