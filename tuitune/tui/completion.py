@@ -13,7 +13,7 @@ from pathlib import Path
 
 from textual.suggester import Suggester
 
-RUN_COMMANDS = ("chat", "compare", "eval")
+RUN_COMMANDS = ("chat", "compare", "eval", "gguf", "verdict")
 IMPORT_AS = ("seeds", "accepted", "pending")
 MAX_ENTRIES = 2000  # a folder listing stops there (a huge folder must not stall a keystroke)
 

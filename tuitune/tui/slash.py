@@ -31,6 +31,8 @@ SLASH_COMMANDS: tuple[Slash, ...] = (
     Slash("runs", "/runs", "list training runs"),
     Slash("chat", "/chat [RUN_ID]", "chat with the tuned model (or the base model before any run)"),
     Slash("compare", "/compare [RUN_ID]", "base vs tuned side by side, greedy, each with its own history"),
+    Slash("gguf", "/gguf [RUN_ID] [QUANT]", "export the tuned model as a GGUF + Ollama Modelfile (default: the latest "
+          "run, q8_0; also g on a finished run's card)"),
     Slash("eval", "/eval [RUN_ID]", "BLEU / chrF / ROUGE-L on the held-out split (default: the latest run)"),
     Slash("verdict", "/verdict [RUN_ID]", "a run's held-out answers side by side (F6; default: the latest verdict)"),
     Slash("export", "/export [alpaca|sharegpt|openai|dpo] [TEST_SIZE]", "export the dataset to exports/"),

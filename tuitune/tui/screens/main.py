@@ -447,6 +447,37 @@ class MainScreen(Screen):
 
         self.app.push_screen(CompareScreen(run_id=arg or self._latest_done_run()))
 
+    def cmd_gguf(self, arg: str) -> None:
+        """Export a run's tuned model as a GGUF + Ollama Modelfile (core/export_model) in a card."""
+        from tuitune.core.export_model import ExportError
+        from tuitune.core.export_model.export import OutputExists, preflight_gguf
+        from tuitune.tui.widgets.export_card import ExportCard
+
+        parts = arg.split()
+        run_id = parts[0] if parts else self._latest_done_run()
+        quant = parts[1] if len(parts) > 1 else "q8_0"
+        if not run_id:
+            self.error("no finished run to export: `/train` first")
+            return
+        try:  # the instant refusals here (unknown run or quant, no quantizer); an existing file is asked about
+            preflight_gguf(self.app.settings.project, run_id, quant=quant)
+        except OutputExists:
+            from tuitune.tui.screens.confirm import Confirm
+
+            def answered(yes: bool | None) -> None:
+                if yes:
+                    self.post(ExportCard(run_id, quant, force=True))
+                else:
+                    self.guide(f"Not exported: the GGUF of {md_code(run_id)} ({quant}) is kept as it was.")
+
+            self.app.push_screen(Confirm(f"A {quant} GGUF of {run_id} exists. Replace it?", "Replace", "Keep it"),
+                                 answered)
+            return
+        except ExportError as e:
+            self.error(md_escape(str(e)))
+            return
+        self.post(ExportCard(run_id, quant))
+
     def cmd_eval(self, arg: str) -> None:
         from tuitune.tui.widgets.eval_card import EvalCard
 

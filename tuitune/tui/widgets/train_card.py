@@ -4,8 +4,10 @@ It tails the file (only new bytes each second), so it works for runs started bef
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical
 from textual.markup import escape
 from textual.message import Message
@@ -37,6 +39,8 @@ def _after_steps(run_path) -> list[str]:
 
 class TrainCard(Vertical):
     DEFAULT_CLASSES = "card"
+    BINDINGS: ClassVar[list[Binding]] = [Binding("g", "export_gguf", "export GGUF")]
+    can_focus = True  # Shift+Tab onto the card, then g
 
     @dataclass
     class Finished(Message):
@@ -89,6 +93,13 @@ class TrainCard(Vertical):
             self._timer.stop()
             self.post_message(self.Finished(self.run_id, self.status))
 
+    def action_export_gguf(self) -> None:
+        """g: the finished run's GGUF + Ollama Modelfile (the main screen's /gguf, which asks before replacing)."""
+        if self.status != "done":
+            self.app.notify("the run has not finished: export its model once it is done", severity="warning")
+            return
+        self.screen.run_command(f"/gguf {self.run_id}")
+
     def render_state(self) -> None:
         st = self.state
         bar = self.query_one("#train-progress", ProgressBar)
@@ -109,7 +120,7 @@ class TrainCard(Vertical):
                 text += f"\n[dim]then {escape(_and(self._after))}[/dim]"
         elif self.status == "done":
             text = (f"[green]done[/green] · merged model in runs/{escape(self.run_id)}/merged — try it: "
-                    f"[b]/chat {escape(self.run_id)}[/b]")
+                    f"[b]/chat {escape(self.run_id)}[/b] · take it to Ollama / llama.cpp: [b]/gguf[/b] (g here)")
         elif self.status == "failed":
             advice = f"\n{escape(str(end['hint']))}" if end.get("hint") else ""
             text = f"[red]failed[/red]: {escape(str(end.get('error', 'see worker.log')))}{advice}"
