@@ -10,9 +10,8 @@ import json
 import zipfile
 
 import pytest
-from click.testing import CliRunner
+from import_cli import cli, refused
 
-from tuitune.cli import main
 from tuitune.core.data import sources
 from tuitune.core.data.formats import FormatError, read_file
 from tuitune.core.data.importing import import_file
@@ -22,20 +21,6 @@ RECORDS = [{"instruction": "Translate: pod", "input": "", "output": "容器组",
            {"instruction": "Translate: node", "input": "", "output": "节点", "system": ""},
            {"instruction": "Summarise", "input": "A long text.", "output": "Short.", "system": ""}]
 
-
-def cli(project, *args):
-    return CliRunner().invoke(main, ["--project", str(project), "import", *map(str, args)])
-
-
-def refused(project, *args, words=()):
-    """Import via the CLI: exit 2, every word in the message, nothing stored."""
-    res = cli(project, *args)
-    assert res.exit_code == 2, res.output
-    for w in words:
-        assert w in res.stderr, (w, res.stderr)
-    with Store.open(project) as st:
-        assert st.count() == 0
-    return res.stderr
 
 
 def write_parquet(path, rows, **kw):

@@ -7,9 +7,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner
+from import_cli import cli, refused
 
-from tuitune.cli import main
 from tuitune.core.data.formats import FormatError, read_file
 from tuitune.core.data.store import Store
 
@@ -19,19 +18,6 @@ def jsonl(tmp_path, name, rows):
     p.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
     return p
 
-
-def cli(project, *args):
-    return CliRunner().invoke(main, ["--project", str(project), "import", *map(str, args)])
-
-
-def refused(project, *args, words=()):
-    res = cli(project, *args)
-    assert res.exit_code == 2, res.output
-    for w in words:
-        assert w in res.stderr, (w, res.stderr)
-    with Store.open(project) as st:
-        assert st.count() == 0
-    return res.stderr
 
 
 def test_prompt_completion_plain_and_conversational(tmp_path, project):
