@@ -14,6 +14,7 @@ import pytest
 from tuitune.core.data import review
 from tuitune.settings import load_settings
 from tuitune.tui.app import make_app
+from tuitune.tui.text import md_escape
 
 pytestmark = pytest.mark.e2e
 
@@ -89,7 +90,7 @@ async def test_full_flow_with_the_keyboard(vllm_embedded, tmp_path, home):
         if len(synth) > 1:
             assert app.store.get_sample(synth[1].id).status == "accepted"
         await submit(pilot, "/lessons")
-        assert review.COMMON_REASONS[0] in transcript(app)
+        assert md_escape(review.COMMON_REASONS[0]) in transcript(app)  # as Markdown source: made\-up
         # round 2's prompt carries the lesson
         await submit(pilot, "/gen 2")
         await wait_for(pilot, lambda: app.store.conn.execute("SELECT COUNT(*) FROM rounds WHERE finished_at "
