@@ -12,8 +12,8 @@ from tuitune.core.evaluation.parity import (
     compare,
     compare_pair,
     event_lines,
-    served_dtype,
 )
+from tuitune.core.evaluation.parity_engines import served_dtype
 
 PROMPT = [1, 2, 3, 4]
 ANSWERS = ["A DaemonSet ensures that all Nodes run a copy of a Pod.", "Paris is the capital of France.",

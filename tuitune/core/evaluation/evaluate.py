@@ -137,7 +137,7 @@ def engine_dtype(model) -> str:
         return "bf16" if model.bf16 else "fp32"
     server = getattr(model, "server", None)
     if server is not None and getattr(server, "log_path", None) is not None:
-        from tuitune.core.evaluation.parity import served_dtype
+        from tuitune.core.evaluation.parity_engines import served_dtype
         from tuitune.core.serving.preflight import tail
 
         return served_dtype(tail(server.log_path, 400).rpartition("==== tuitune: starting")[2])
