@@ -16,9 +16,9 @@ import time
 
 import pytest
 
-from tuitune.core.data import review, staging
+from tuitune.core.data import review
 from tuitune.core.data.samples import Sample
-from tuitune.core.data.store import Store
+from tuitune.core.data.store import Store, process_started
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -121,7 +121,7 @@ def test_a_waiting_write_says_so_and_is_saved(project):
         sid = st.add_sample(Sample("q", "a", origin="synth")).id
         st.conn.execute("INSERT INTO imports (source, pid, host, proc_started, started_at, rows) "
                         "VALUES ('/data/big.jsonl', ?, ?, ?, 'now', 1234)",
-                        (os.getpid(), __import__("socket").gethostname(), staging._proc_started(os.getpid())))
+                        (os.getpid(), __import__("socket").gethostname(), process_started(os.getpid())))
     holder = sqlite3.connect(project / "tuitune.db", isolation_level=None, check_same_thread=False)
     holder.execute("BEGIN IMMEDIATE")  # what a publishing import does: hold the write lock
     messages = []

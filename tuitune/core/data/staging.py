@@ -3,6 +3,7 @@
 action, a synth round, the app) gets the lock in between; one last transaction publishes them all into
 `samples` and drops the staging table. For the user it stays all or nothing: nothing is visible before the
 publish; an import that is killed leaves only its staging table, which the next open of the project drops.
+The book of imports (which are in progress, dropping the dead ones) belongs to the database: store.py.
 """
 
 from __future__ import annotations
@@ -15,7 +16,16 @@ import time
 from collections.abc import Callable, Iterable
 
 from tuitune.core.data.samples import Sample
-from tuitune.core.data.store import INSERT_COLUMNS, INSERT_MARKS, Store, now, row_of
+from tuitune.core.data.store import (
+    INSERT_COLUMNS,
+    INSERT_MARKS,
+    Store,
+    abandon_import,
+    now,
+    process_started,
+    row_of,
+    staging_table,
+)
 
 CHUNK_ROWS = 5000  # rows per staging transaction (well under a second of lock on a slow machine)
 # After each chunk the importer sleeps a little longer than SQLite's longest busy-handler sleep (100 ms), so a
@@ -23,19 +33,6 @@ CHUNK_ROWS = 5000  # rows per staging transaction (well under a second of lock o
 PAUSE_S = 0.12
 PUBLISH_CACHE_KIB = -262144  # page cache for the publish, at most 256 MiB (SQLite allocates it as needed)
 STAGE_ABOVE = CHUNK_ROWS  # imports up to this many rows are one plain transaction (shorter than one chunk)
-
-
-def _table(import_id: int) -> str:
-    return f"import_rows_{int(import_id)}"
-
-
-def _proc_started(pid: int) -> float:
-    import psutil
-
-    try:
-        return psutil.Process(pid).create_time()
-    except (psutil.Error, OSError):
-        return 0.0
 
 
 def add_samples_staged(store: Store, samples: Iterable[Sample], *, source: str,
@@ -49,9 +46,9 @@ def add_samples_staged(store: Store, samples: Iterable[Sample], *, source: str,
     with store.transaction():
         cur = store.conn.execute(
             "INSERT INTO imports (source, pid, host, proc_started, started_at) VALUES (?,?,?,?,?)",
-            (str(source), pid, socket.gethostname(), _proc_started(pid), now()))
+            (str(source), pid, socket.gethostname(), process_started(pid), now()))
         import_id = cur.lastrowid
-        table = _table(import_id)
+        table = staging_table(import_id)
         store.conn.execute(f"CREATE TABLE {table} AS SELECT {INSERT_COLUMNS} FROM samples WHERE 0")
     try:
         at = now()
@@ -80,39 +77,5 @@ def add_samples_staged(store: Store, samples: Iterable[Sample], *, source: str,
         return done
     except BaseException:
         with contextlib.suppress(Exception):
-            _abandon(store, import_id)
+            abandon_import(store, import_id)
         raise
-
-
-def _abandon(store: Store, import_id: int) -> None:
-    with store.transaction():
-        store.conn.execute(f"DROP TABLE IF EXISTS {_table(import_id)}")
-        store.conn.execute("UPDATE imports SET status = 'abandoned', finished_at = ? WHERE id = ?",
-                           (now(), import_id))
-
-
-def _alive(pid: int, host: str, proc_started: float) -> bool:
-    if host != socket.gethostname():
-        return True  # another machine's import (a shared folder): cannot tell, leave it
-    started = _proc_started(pid)
-    return started > 0 and (not proc_started or abs(started - proc_started) < 1.0)
-
-
-def _staging(store: Store) -> list[tuple]:
-    if not store.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'imports'").fetchone():
-        return []
-    return store.conn.execute(
-        "SELECT id, source, pid, host, proc_started, rows FROM imports WHERE status = 'staging' ORDER BY id").fetchall()
-
-
-def running_imports(store: Store) -> list[tuple[str, int]]:
-    """(source, rows staged so far) of the imports in progress (by live processes)."""
-    return [(source, rows) for _, source, pid, host, started, rows in _staging(store) if _alive(pid, host, started)]
-
-
-def clean_abandoned(store: Store) -> int:
-    """Drop the staging rows of imports whose process is gone (killed mid-import). Returns how many."""
-    dead = [row[0] for row in _staging(store) if not _alive(*row[2:5])]
-    for import_id in dead:
-        _abandon(store, import_id)
-    return len(dead)

@@ -3,7 +3,8 @@
 Every write that a user would call "saved" is its own committed transaction, so killing the process
 never loses committed work and never leaves a half-applied import (a long import stages its rows and
 publishes them in one transaction: staging.py). A write that finds the database busy waits (reported once
-through `on_wait`) instead of failing.
+through `on_wait`) instead of failing. The database also keeps the book of long imports (the `imports` table and
+their staging tables): which are in progress, and dropping those whose process is gone; staging.py writes them.
 """
 
 from __future__ import annotations
@@ -193,6 +194,60 @@ def _rekey(conn: sqlite3.Connection) -> None:
 MIGRATIONS.append(_rekey)
 
 
+# ---- the book of long imports (staging.py stages and publishes them) ---------------------------------------
+
+def staging_table(import_id: int) -> str:
+    """The table an import stages its rows in until it publishes them."""
+    return f"import_rows_{int(import_id)}"
+
+
+def process_started(pid: int) -> float:
+    """The process's start time (0 when it is gone): tells a live importer from a recycled pid."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.Error, OSError):
+        return 0.0
+
+
+def abandon_import(store: Store, import_id: int) -> None:
+    """Drop an import's staged rows and mark it abandoned (nothing of it was ever visible)."""
+    with store.transaction():
+        store.conn.execute(f"DROP TABLE IF EXISTS {staging_table(import_id)}")
+        store.conn.execute("UPDATE imports SET status = 'abandoned', finished_at = ? WHERE id = ?",
+                           (now(), import_id))
+
+
+def _alive(pid: int, host: str, proc_started: float) -> bool:
+    import socket
+
+    if host != socket.gethostname():
+        return True  # another machine's import (a shared folder): cannot tell, leave it
+    started = process_started(pid)
+    return started > 0 and (not proc_started or abs(started - proc_started) < 1.0)
+
+
+def _staging(store: Store) -> list[tuple]:
+    if not store.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'imports'").fetchone():
+        return []
+    return store.conn.execute(
+        "SELECT id, source, pid, host, proc_started, rows FROM imports WHERE status = 'staging' ORDER BY id").fetchall()
+
+
+def running_imports(store: Store) -> list[tuple[str, int]]:
+    """(source, rows staged so far) of the imports in progress (by live processes)."""
+    return [(source, rows) for _, source, pid, host, started, rows in _staging(store) if _alive(pid, host, started)]
+
+
+def clean_abandoned(store: Store) -> int:
+    """Drop the staging rows of imports whose process is gone (killed mid-import). Returns how many."""
+    dead = [row[0] for row in _staging(store) if not _alive(*row[2:5])]
+    for import_id in dead:
+        abandon_import(store, import_id)
+    return len(dead)
+
+
 class Store:
     """A project's database. Open with `Store.open(project_dir)` (creates it) or `Store(path)`."""
 
@@ -216,8 +271,6 @@ class Store:
             self.conn.execute("PRAGMA foreign_keys=ON")
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self._migrate()
-            from tuitune.core.data.staging import clean_abandoned
-
             clean_abandoned(self)
         except sqlite3.DatabaseError as e:
             self.conn.close()
@@ -297,8 +350,6 @@ class Store:
 
     def busy_with(self) -> str:
         """Who probably holds the write lock, in words (an import in progress, or another tuitune process)."""
-        from tuitune.core.data.staging import running_imports
-
         imports = running_imports(self)
         if imports:
             source, rows = imports[0]
