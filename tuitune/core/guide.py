@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from pathlib import Path
 
+from tuitune.core import gemma, models
 from tuitune.core.data.samples import KEPT_STATUSES
 from tuitune.core.data.store import Store
+from tuitune.core.languages import LanguageMix, language_mix
 from tuitune.core.words import plural
 
 MIN_SEEDS = 3
@@ -93,7 +96,66 @@ class Step:
     command: str  # the slash command that does it
 
 
-def next_step(store: Store, *, runs_done: int = 0) -> Step:
+# the steps whose message carries the base-model advice: those where the base is about to be used (or was)
+ADVISED_STEPS = ("generate", "more", "train", "chat")
+LANGUAGE_SAMPLES = 1000  # the seeds first, then the oldest samples: enough to tell a project's languages
+
+
+def project_languages(store: Store, limit: int = LANGUAGE_SAMPLES) -> LanguageMix:
+    """The languages of the task description, the system prompt and up to `limit` samples (seeds first; rejected
+    samples left out): what the base model has to read, and, apart, what it has to write (the outputs)."""
+    task = store.get_task()
+    rows = store.conn.execute("SELECT instruction, input, system, output FROM samples WHERE status != 'rejected' "
+                              "ORDER BY origin != 'seed', id LIMIT ?", (limit,)).fetchall()
+    texts = [task.description, task.system_prompt, *(t for r in rows for t in r[:3])]
+    return language_mix(texts, [r[3] for r in rows])
+
+
+def suggests_multilingual(mix: LanguageMix, base: str | None) -> bool:
+    """Whether to suggest the multilingual base: the project is mostly not English and the base is the
+    English-only embedded model."""
+    return base == models.EMBEDDED_NAME and mix.mostly_non_english
+
+
+def base_advice(mix: LanguageMix, base: str | None, models_dir: Path | None) -> str:
+    """Markdown: why and how to train on gemma3-270m instead of the embedded English model ('' when not needed).
+    Nothing is switched: the user chooses."""
+    if not suggests_multilingual(mix, base):
+        return ""
+    ready = models_dir is not None and models.is_ready(models_dir / gemma.NAME)
+    tokens = " and needs about 35% fewer tokens on Chinese text" if mix.main == "Chinese" else ""
+    how = (f"It is prepared: pick **{gemma.NAME}** as the base in the training form (`/train`), or "
+           f"`tuitune train --base {gemma.NAME}`." if ready else
+           f"To use it, pick **{gemma.NAME}** as the base in the training form (`/train`; it shows the terms and "
+           f"prepares it once you accept, about {gemma.DOWNLOAD_MB} MB and a few minutes), or run "
+           f"`tuitune models prepare {gemma.NAME}`.")
+    return (f"**Base model:** this project is {mix.describe()}, and the default base {models.EMBEDDED_NAME} is an "
+            f"English-only model. The opt-in {gemma.NAME} (Gemma 3 270M, a multilingual pretrained model) "
+            f"reads and writes many languages{tokens}; it costs about 3x the training compute per token. It is under the "
+            f"{gemma.LICENSE}, not an open-source license: opt-in, and what you train from it keeps its terms. "
+            f"{how} The default stays {models.EMBEDDED_NAME} until you choose (`TUITUNE_BASE_MODEL={gemma.NAME}` "
+            f"makes it the default).")
+
+
+def base_hint(mix: LanguageMix, ready: bool) -> str:
+    """One line for the training form, beside the base model (the caller checks suggests_multilingual)."""
+    state = "prepared" if ready else f"picking it shows the terms, then prepares it: ~{gemma.DOWNLOAD_MB} MB"
+    return (f"This project is {mix.describe()}; {models.EMBEDDED_NAME} is English-only. The opt-in {gemma.NAME} "
+            f"is multilingual ({gemma.LICENSE}; {state}).")
+
+
+def next_step(store: Store, *, runs_done: int = 0, base: str | None = None, models_dir: Path | None = None) -> Step:
+    """The next thing to do. Given the base model the project trains on (and the models folder), the steps that use
+    the base also say when the multilingual opt-in base suits the project's languages better."""
+    step = _next_step(store, runs_done)
+    if base is not None and step.key in ADVISED_STEPS:
+        advice = base_advice(project_languages(store), base, models_dir)
+        if advice:
+            step.message = f"{step.message}\n\n{advice}"
+    return step
+
+
+def _next_step(store: Store, runs_done: int) -> Step:
     task = store.get_task()
     st = store.stats()
     seeds = st["by_origin"].get("seed", 0)

@@ -120,7 +120,9 @@ class MainScreen(Screen):
     def show_next_step(self) -> None:
         from tuitune.core.guide import next_step
 
-        step = next_step(self.store, runs_done=self._runs_done())
+        settings = self.app.settings  # the base it trains on: the guide says when another suits the languages
+        step = next_step(self.store, runs_done=self._runs_done(), base=settings.base_model,
+                         models_dir=settings.models_dir)
         self.guide(f"**Next: {step.title}.** {step.message}")
 
     def _runs_done(self) -> int:
