@@ -41,7 +41,7 @@ def short_records(real_fixtures, n: int) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def parity_run(tmp_path_factory, real_fixtures, embedded_model, tiny_tuned):
-    from tuitune.core.training.worker import _parity
+    from tuitune.core.evaluation.after_training import parity_step
 
     project = tmp_path_factory.mktemp("parity")
     run = RunDir.of(project, RUN)
@@ -54,7 +54,7 @@ def parity_run(tmp_path_factory, real_fixtures, embedded_model, tiny_tuned):
     events = EventWriter(run.path)
     events.emit("started", pid=os.getpid(), method="lora", base="smollm2", device="cpu", gpus=0, checkpoint=None)
     events.emit("step", step=2, max_steps=2, loss=1.0, tokens_per_second=10.0, eta_seconds=0)
-    _parity(cfg, run, events, cuda=False)  # the worker's post-train step, parity on
+    parity_step(cfg, run, events, cuda=False)  # the worker's post-train step, parity on
     events.emit("done", step=2, metrics={}, adapter=None, merged=str(run.merged))
     return {"project": project, "run": run}
 

@@ -144,17 +144,17 @@ def test_the_worker_leaves_parity_off_on_a_cpu_and_says_so(tmp_path):
     from tuitune.core.training.config import TrainConfig
     from tuitune.core.training.events import EventWriter
     from tuitune.core.training.run_dir import RunDir, read_all
-    from tuitune.core.training.worker import _parity, parity_default
+    from tuitune.core.evaluation.after_training import parity_default, parity_step
 
     on, why = parity_default(cuda=False)
     assert not on and "tuitune runs parity RUN" in why
     run = RunDir(tmp_path / "r1")
     run.path.mkdir()
-    _parity(TrainConfig(), run, EventWriter(run.path), cuda=False)
+    parity_step(TrainConfig(), run, EventWriter(run.path), cuda=False)
     first = read_all(run.events).parity
     assert "off on a CPU" in first["skipped"] and "tuitune runs parity r1" in first["skipped"]
     assert first["pairs"] == [] and first["engines"] == []
-    _parity(TrainConfig(parity=False), run, EventWriter(run.path), cuda=True)
+    parity_step(TrainConfig(parity=False), run, EventWriter(run.path), cuda=True)
     assert read_all(run.events).parity["skipped"] == "off (parity: false)"
 
 
@@ -256,10 +256,10 @@ def test_parity_on_that_cannot_run_is_an_event_not_a_failed_run(tmp_path):
     from tuitune.core.training.config import TrainConfig
     from tuitune.core.training.events import EventWriter
     from tuitune.core.training.run_dir import RunDir, read_all
-    from tuitune.core.training.worker import _parity
+    from tuitune.core.evaluation.after_training import parity_step
 
     run = RunDir(tmp_path / "r3")
     run.path.mkdir()
-    _parity(TrainConfig(parity=True), run, EventWriter(run.path), cuda=False)  # no merged/ to compare
+    parity_step(TrainConfig(parity=True), run, EventWriter(run.path), cuda=False)  # no merged/ to compare
     ev = read_all(run.events).parity
     assert "has no merged model" in ev["skipped"] and "tuitune merge r3" in ev["skipped"]

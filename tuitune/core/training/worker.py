@@ -2,8 +2,10 @@
 
 Reads runs/<id>/config.yaml and data.jsonl, trains with TRL (SFTTrainer, DPOTrainer, KTOTrainer, ORPOTrainer)
 and PEFT, writes events.jsonl as it goes, checkpoints into runs/<id>/checkpoints/, resumes from the last one if
-present, saves the adapter to runs/<id>/adapter/, merges it into runs/<id>/merged/ and runs the post-train
-checks. SIGTERM/SIGINT = stop: save a checkpoint at the end of the current step, then exit with `stopped`.
+present, saves the adapter to runs/<id>/adapter/, merges it into runs/<id>/merged/, runs the stop check, then the
+steps after training (after.py: the engine parity check and the held-out verdict, which are evaluation's; named
+there, not imported here). SIGTERM/SIGINT = stop: save a checkpoint at the end of the current step, then exit with
+`stopped`.
 
 Several GPUs: run it under `accelerate launch -m tuitune.core.training.worker RUN_DIR` (or
 `torchrun --nproc_per_node N -m tuitune.core.training.worker RUN_DIR`); only rank 0 writes events and merges.
@@ -16,9 +18,10 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from tuitune.core.training import early_stop
+from tuitune.core.training import after, early_stop
 from tuitune.core.training.config import PREFERENCE_METHODS, TrainConfig
 from tuitune.core.training.events import EventWriter
 from tuitune.core.training.gpu import precision
@@ -264,14 +267,15 @@ def gpu_memory() -> dict:
             "gpu_reserved_gib": round(torch.cuda.memory_reserved() / 2**30, 2)}
 
 
-def run(run_dir: Path) -> int:
+def run(run_dir: Path, after_steps: Sequence[str | Callable] = after.STEPS) -> int:
+    """Train the run; `after_steps`: what runs once it is trained and merged (after.py)."""
     run_dir = Path(run_dir).resolve()
     main = is_main_process()
     events = EventWriter(run_dir, enabled=main)
     stop = StopFlag()
     stop.install()
     try:
-        return _run(run_dir, events, stop, main)
+        return _run(run_dir, events, stop, main, after_steps)
     except BaseException as e:  # the run must end with an event whatever happened
         if isinstance(e, SystemExit):
             raise
@@ -284,7 +288,7 @@ def run(run_dir: Path) -> int:
         return 1
 
 
-def _run(run_dir: Path, events: EventWriter, stop: StopFlag, main: bool) -> int:
+def _run(run_dir: Path, events: EventWriter, stop: StopFlag, main: bool, after_steps) -> int:
     from tuitune.core.training import data
     from tuitune.core.training.presets import detect_hardware
 
@@ -346,14 +350,11 @@ def _run(run_dir: Path, events: EventWriter, stop: StopFlag, main: bool) -> int:
     metrics = {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))}
     if cfg.merge:
         _merge_and_check(cfg, run, events, records, held)
-        if cfg.method != "pretrain":
-            _parity(cfg, run, events, hw.cuda)
-    if cfg.eval and cfg.method not in PREFERENCE_METHODS and cfg.method != "pretrain":
-        from tuitune.core.evaluation.after_training import evaluate_run
+    from tuitune.settings import Settings
 
-        events.emit("phase", phase="evaluating", message="held-out verdict: loading base and tuned models")
-        events.emit("verdict", **evaluate_run(run.path, cfg, train, held, progress=lambda msg: events.emit(
-            "phase", phase="evaluating", message=f"held-out verdict: {msg}")))
+    # The worker is a process entry of its own: its settings come from the environment its launcher gave it
+    # (TUITUNE_HOME, see jobs._placement), built once here and passed to the steps after training.
+    after.run_steps(after.Trained(run, cfg, events, records, train, held, hw.cuda, Settings()), after_steps)
     events.emit("done", step=step, metrics=metrics,
                 adapter=str(run.adapter) if cfg.peft_kind != "none" else None,
                 merged=str(run.merged) if run.has_merged() else None)
@@ -385,44 +386,6 @@ def _merge_and_check(cfg: TrainConfig, run: RunDir, events: EventWriter, records
     res = check_stops(merged, prompts, budget)
     res["held_out"] = bool(held)
     events.emit("check", **res)
-
-
-def parity_default(cuda: bool) -> tuple[bool, str]:
-    """(on?, why) for an unset `parity`: on with a CUDA GPU where vLLM is installed; off on a CPU, where the vLLM
-    side costs a server start (measured 30-96 s on the 135M embedded model on a 2-core CPU, about as long as a
-    short run's training)."""
-    from tuitune.core.serving.preflight import vllm_unavailable_reason
-
-    if not cuda:
-        return False, ("off on a CPU (parity unset): vLLM's start there costs 30-100 s; run `tuitune runs "
-                       "parity RUN` when you want it, or train with --parity")
-    reason = vllm_unavailable_reason()
-    if reason:
-        return False, f"off (parity unset): {reason}"
-    return True, "on (parity unset): a CUDA GPU with vLLM installed"
-
-
-def _parity(cfg: TrainConfig, run: RunDir, events: EventWriter, cuda: bool) -> None:
-    """The engine parity check on the merged folder (evaluation/parity.py), or an event saying why not."""
-    from tuitune.core.evaluation.parity import ParityError, parity_check
-
-    on, why = (cfg.parity, "on (parity: true)" if cfg.parity else "off (parity: false)") if cfg.parity is not None \
-        else parity_default(cuda)
-    if not on:
-        events.emit("parity", skipped=why.replace("RUN", run.id), engines=[], pairs=[], warnings=[],
-                    summary=f"engine parity check {why.replace('RUN', run.id)}")
-        return
-    events.emit("phase", phase="parity", message="engine parity: answering held-out prompts with each engine")
-    def say(msg: str) -> None:
-        events.emit("phase", phase="parity", message=msg)
-
-    try:
-        parity_check(run.path, engines=("transformers", "vllm"), n=cfg.parity_prompts, progress=say)
-    except (ParityError, OSError, ValueError, RuntimeError, MemoryError) as e:  # a check: the trained run stands
-        why = str(e) if isinstance(e, ParityError) else f"failed ({type(e).__name__}: {e}); see worker.log"
-        if not isinstance(e, ParityError):
-            traceback.print_exc()
-        events.emit("parity", skipped=why, engines=[], pairs=[], warnings=[], summary=f"engine parity: {why}")
 
 
 def main(argv: list[str] | None = None) -> int:
