@@ -132,6 +132,8 @@ def _download_progress():
 
 def _dry_run(s, cfg, as_json: bool) -> None:
     from tuitune.core.training import jobs
+    from tuitune.core.training.config import TrainConfig
+    from tuitune.core.training.gpu import quant_words
 
     plan = jobs.dry_run(s, cfg)
     if as_json:
@@ -142,6 +144,8 @@ def _dry_run(s, cfg, as_json: bool) -> None:
     click.echo(f"# runs on: {plan['runs_on']}; {plan['train_records']} of {plan['records']} records train, "
                f"about {plan['steps']} optimizer steps")
     click.echo(f"# effective batch: {plan['effective_batch']} records per optimizer step")
+    if quant := quant_words(TrainConfig.model_validate(plan["config"])):  # qlora: which base it trains on
+        click.echo(f"# quantised: {quant}; quant: nf4 (4-bit) or int8 (8-bit)")
     for field, why in plan["reasons"].items():  # the values the presets filled in, and why
         click.echo(f"# {field}: {why}")
 

@@ -19,6 +19,9 @@ METHODS: tuple[str, ...] = get_args(Method)  # the one list of training methods 
 PREFERENCE_METHODS: tuple[str, ...] = ("dpo", "kto", "orpo")
 # Methods that train a PEFT adapter (the preference and pretrain methods use `adapter` below).
 ADAPTER_METHODS: tuple[str, ...] = ("lora", "qlora", "dora")
+# How method qlora (or adapter qlora) quantises the frozen base with bitsandbytes (quant.py builds the config).
+Quant = Literal["nf4", "int8"]
+QUANTS: tuple[str, ...] = get_args(Quant)
 Scheduler = Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
                     "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "warmup_stable_decay"]
 # Fields filled in at launch, not chosen by the user (the CLI and the form leave them out).
@@ -35,10 +38,16 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    method: Method = Field("lora", description="lora | qlora (4-bit nf4 base) | dora | full | dpo | kto | orpo | "
-                                               "pretrain (continued pre-training on raw text files).")
+    method: Method = Field("lora", description="lora | qlora (LoRA on a 4- or 8-bit base, see quant) | dora | "
+                                               "full | dpo | kto | orpo | pretrain (continued pre-training on raw "
+                                               "text files).")
     adapter: Literal["lora", "qlora", "dora", "none"] = Field(
         "lora", description="For dpo/kto/orpo/pretrain: train a LoRA/QLoRA/DoRA adapter or all weights (none).")
+    quant: Quant = Field("nf4", description="How qlora (method or adapter) quantises the frozen base with "
+                                            "bitsandbytes: nf4 (4-bit NormalFloat, double quantization, about "
+                                            "0.56 bytes per parameter) or int8 (8-bit LLM.int8(), about 1 byte: "
+                                            "twice nf4's memory, closer to the unquantised base). Other methods "
+                                            "ignore it.")
     base: str = Field(EMBEDDED_NAME, min_length=1,
                       description="Base model: a registered name, a model folder, or a Hub ID ORG/NAME[@REVISION] "
                                   "(from the local cache, else downloaded).")
@@ -137,6 +146,13 @@ class TrainConfig(BaseModel):
     def _steps(cls, v: int) -> int:
         if v == 0:
             raise ValueError("must be -1 (all epochs) or >= 1")
+        return v
+
+    @field_validator("quant", mode="before")
+    @classmethod
+    def _quant(cls, v: object) -> object:
+        if v not in QUANTS:
+            raise ValueError("must be nf4 (4-bit) or int8 (8-bit): the two bitsandbytes quantisations qlora trains on")
         return v
 
     @field_validator("gpus")

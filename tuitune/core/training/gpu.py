@@ -10,8 +10,8 @@ Pure functions of the config, the machine description (core/hardware.py) and the
   5e-7 learning rate rounds away in pure bf16 weights. Only a frozen base (adapters) is loaded in 16 bits.
 - `gpus` (1 by default, N or all): more than one starts torchrun, one worker per GPU (DDP); the effective batch is
   batch_size x gpus x grad_accum and the schedule counts it (each rank sees 1/gpus of the records).
-- A lower bound of the GPU memory a run needs (weights, gradients and optimizer states, logits of one pass) is
-  compared with the free memory of the GPUs it would use; a run that cannot fit is refused with what holds it.
+- A lower bound of the GPU memory a run needs (weights, gradients and optimizer states, logits of one pass; a qlora
+  base at 0.56 bytes per parameter in nf4, 1 in int8) is compared with the free memory of the GPUs it would use; a run that cannot fit is refused with what holds it.
 """
 
 from __future__ import annotations
@@ -26,6 +26,11 @@ from tuitune.core.resources import Holder
 from tuitune.core.training.config import PREFERENCE_METHODS, ConfigError, TrainConfig
 
 TRAIN_OVERHEAD_GIB = 1.0  # CUDA context and allocator slack of one worker
+# Bytes per parameter of a qlora base (config.quant): nf4 packs two weights per byte plus double-quantized absmax
+# scales; int8 (LLM.int8()) is one byte per weight plus a float scale per row. A lower bound: layers bitsandbytes
+# leaves unquantised (embeddings, the head) are counted at this rate too.
+QUANT_BYTES = {"nf4": 0.56, "int8": 1.0}
+QUANT_WORDS = {"nf4": "4-bit nf4", "int8": "8-bit int8"}
 
 
 def importable(module: str) -> bool:
@@ -83,8 +88,15 @@ def load_dtype(cfg: TrainConfig, cuda: bool) -> str:
     return "float32"
 
 
+def quant_words(cfg: TrainConfig) -> str:
+    """The qlora base's quantisation in words ("8-bit int8 base (bitsandbytes)"); "" for unquantised methods."""
+    return f"{QUANT_WORDS[cfg.quant]} base (bitsandbytes)" if cfg.peft_kind == "qlora" else ""
+
+
 def precision(cfg: TrainConfig, cuda: bool) -> str:
     mixed = "fp16" if cfg.fp16 else "bf16" if cfg.bf16 else ""
+    if cfg.peft_kind == "qlora":
+        return f"{mixed + ' mixed' if mixed else 'fp32'}, {QUANT_WORDS[cfg.quant]} frozen base"
     if not mixed:
         return "fp32"
     if not cuda:
@@ -117,7 +129,7 @@ def need_gib(cfg: TrainConfig, params: int, vocab: int) -> float:
     if cfg.peft_kind == "none":
         weights = params * 16  # fp32 master weights, gradients, Adam m and v
     elif cfg.peft_kind == "qlora":
-        weights = params * 0.56  # nf4 with double quantization
+        weights = params * QUANT_BYTES[cfg.quant]
     else:
         weights = params * (4 if load_dtype(cfg, True) == "float32" else 2)
     micro = cfg.batch_size if cfg.method in PREFERENCE_METHODS else (cfg.micro_batch_size or cfg.batch_size or 1)
@@ -137,7 +149,7 @@ def choose_gpus(machine: Machine, n: int, need: float, holders: list[Holder]) ->
         gpu = short[0]
         raise ConfigError(f"training needs at least {need:.1f} GiB of GPU memory per GPU ({cfg_hint(need)}); "
                           f"{gpu.label} has {gpu.free_gib:.1f} of {gpu.total_gib:.0f} GiB free{what}, or use method "
-                          f"qlora, a smaller base model or lower max_length.")
+                          f"qlora (quant nf4 needs the least), a smaller base model or lower max_length.")
     return tuple(sorted(g.index for g in best))
 
 
