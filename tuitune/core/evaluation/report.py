@@ -61,6 +61,7 @@ class EvalReport:
     max_tokens: int | None = None  # the answer budget (per answer; "per_item" budgets say so in budget)
     budget: str = ""  # words: how long answers could be
     engine_note: str = ""  # beside another engine's verdict on the same run: both numbers and why they differ
+    general: dict | None = None  # the forgetting check beside the verdict (forgetting.py): base vs tuned, general questions
 
     def by_role(self) -> dict[str, ModelResult]:
         return {r.role: r for r in self.results if r.role}
@@ -77,7 +78,7 @@ class EvalReport:
                                  "train_metrics": public(r.train_metrics), "seconds": round(r.seconds, 2),
                                  "judge": r.judge} for r in self.results},
             "contenders": {role: r.summary() for role, r in self.by_role().items()},
-            "verdict": self.verdict,
+            "verdict": self.verdict, "general": self.general,
             "few_shot": {"k": len(self.shots), "examples": [{"prompt": s.prompt, "answer": s.reference}
                                                             for s in self.shots]},
             "items": [{"prompt": it.prompt, "reference": it.reference,
@@ -113,6 +114,9 @@ class EvalReport:
             lines.append("| " + " | ".join(row + [r.dtype or "-", f"{r.seconds:.1f}"]) + " |")
         if self.verdict:
             lines += ["", f"**Verdict:** {self.verdict['text']}"]
+        if self.general:
+            lines += ["", f"**General answers:** {self.general['text']}" + (f". Warning: {self.general['warning']}."
+                                                                          if self.general.get("warning") else ".")]
         if self.engine_note:
             lines += ["", f"**Engines:** {self.engine_note}"]
         lines += ["", "## Examples", ""]

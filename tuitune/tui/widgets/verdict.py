@@ -1,5 +1,6 @@
 """The held-out verdict of a run, on its training card: base vs few-shot vs tuned as a small table, the verdict
-in words, and `v` for a few held-out items side by side (reference, base, few-shot, tuned). Styles: app.tcss."""
+in words, the general answers of base vs tuned (the forgetting check, with its warning), and `v` for a few
+held-out items side by side (reference, base, few-shot, tuned). Styles: app.tcss."""
 
 from __future__ import annotations
 
@@ -46,6 +47,10 @@ class VerdictView(Vertical):
             yield table
         words = self.verdict.get("summary") or self.verdict.get("verdict") or ""
         yield Static(f"[b]verdict[/b]{escape(engine_words(self.verdict))}: {escape(str(words))}", id="verdict-words")
+        general = self.verdict.get("general") or {}
+        if general.get("text"):  # the forgetting check: base vs tuned on general questions
+            warning = f"\n[b]warning[/b]: {escape(general['warning'])}" if general.get("warning") else ""
+            yield Static(escape(general["text"]) + warning, id="verdict-general")
         if self.verdict.get("report"):
             yield Static("[dim]F6 (or v on this card): held-out answers side by side[/dim]", id="verdict-hint")
 
