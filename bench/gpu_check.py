@@ -13,28 +13,21 @@ Methods: lora, dora, full, dpo (LoRA adapter), and qlora where bitsandbytes impo
 Here (no GPU), check the script itself:
     .venv/bin/python bench/gpu_check.py --cpu-smoke          # LoRA only, 2 steps, on the CPU (~1-2 min)
 
-On a lent device (CUDA torch, transformers, peft, accelerate there; no network, no trl/datasets/vLLM):
-  1. Here, fetch the wheels the worker imports that the device lacks (found with PYTHONPROFILEIMPORTTIME on a
-     --cpu-smoke run), for the DEVICE's Python (`python3 -V` there; 3.12 below), into two folders under
-     build/ (git ignores it, so they travel only when carried): the carry limit is 64 MiB and pyarrow alone is
-     55 MB (the rest is about 22 MB):
-       PD=".venv/bin/pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-           --abi cp312 --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 --platform any"
-       $PD -d build/wheels1 pyarrow==26.0.1
-       $PD -d build/wheels2 trl==1.16.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 xxhash==4.1.0 \
-           pandas==3.1.1 python-dateutil tzdata pydantic==2.14.4 pydantic-core==2.50.5 annotated-types \
-           typing-inspection pydantic-settings python-dotenv platformdirs tensorboard==2.21.0 protobuf absl-py
-     (pydantic and pydantic-core go together as a pair; add them even if the device has a pydantic.)
-  2. Two device calls in a row (the machine stays warm ~30 s after a call; ignored build outputs such as
-     build/deps stay there between calls while it is warm):
-       run(carry=["build/wheels1"], timeout_s=120,
-           command="python3 -m pip install -q --no-index --no-deps --target build/deps build/wheels1/*.whl")
-       run(carry=["build/wheels2"], timeout_s=560,
-           command="python3 -m pip install -q --no-index --no-deps --target build/deps build/wheels2/*.whl && "
-                   "PYTHONPATH=build/deps python3 bench/gpu_check.py")
-     The script puts the repository root on the worker's PYTHONPATH and makes the entries there absolute (the
-     worker runs in its run folder; tuitune need not be installed). A module still missing shows in the
-     failing method's worker.log tail, printed below its row.
+On a lent device (Python 3.12, CUDA torch, transformers, peft, accelerate, pandas, pyarrow there; no network, no
+trl/datasets/pydantic/bitsandbytes/vLLM), one call (bench/gpu_carry.py says what travels and why):
+  1. Here: `.venv/bin/python bench/gpu_check.py --prepare-carry` downloads the wheels the device lacks for its
+     Python into build/gpu-carry (git ignores build/, so it travels only when carried; ~6 MB, bitsandbytes cut to
+     its CUDA 13.0 library) and prints the list with sizes; `--print-carry` prints it again, with the total
+     against the 64 MiB one call takes.
+  2. run(carry=["build/gpu-carry"], timeout_s=540,
+         command="PYTHONUNBUFFERED=1 python3 bench/gpu_check.py --carry build/gpu-carry")
+     `--carry` pip-installs the wheels (no index, no dependencies) into a temp folder put first on sys.path and
+     the worker's PYTHONPATH, checks every carried package's requirements and tuitune's against the machine
+     (exit 2 naming what is missing or too old; pyarrow < 24: prepare with `--with pyarrow`), prints where
+     each package came from, then runs the check.
+The script puts the repository root on the worker's PYTHONPATH and makes the entries there absolute (the
+worker runs in its run folder; tuitune need not be installed). A module still missing shows in the
+failing method's worker.log tail, printed below its row.
 """
 
 from __future__ import annotations
@@ -49,8 +42,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _p in (ROOT, ROOT / "bench"):  # tuitune, and gpu_carry.py beside this script (also when loaded from a path)
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
+
+import gpu_carry  # bench/gpu_carry.py, found through the loop above
 
 TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
             "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
@@ -191,6 +187,20 @@ def print_table(rows: list[dict]) -> None:
               f"{merge:>10} {fmt(r.get('wall_s'), '.0f'):>5}s  {verdict}", flush=True)
 
 
+WORKER_DISTS = {"torch", "transformers", "peft", "accelerate", "trl", "datasets", "pydantic", "pydantic-settings",
+                "pyyaml", "jinja2", "psutil", "tensorboard"}  # what the worker imports of tuitune's dependencies
+
+
+def worker_requirements() -> list[str]:
+    """tuitune's own requirements (pyproject.toml) on the packages the worker imports (not the app's others:
+    huggingface_hub 2.x, say, is only needed for Hub IDs, which this check does not use)."""
+    import tomllib
+    from packaging.requirements import Requirement
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
+    return [r for r in deps if Requirement(r).name.lower().replace("_", "-") in WORKER_DISTS]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cpu-smoke", action="store_true", help="LoRA only, 2 steps, on the CPU (checks the script).")
@@ -198,7 +208,36 @@ def main() -> int:
     ap.add_argument("--methods", help="Comma-separated subset of lora,dora,full,dpo,qlora.")
     ap.add_argument("--work", type=Path, help="Folder for the model and runs (default: a new temp folder).")
     ap.add_argument("--json", action="store_true", help="Also print the rows as one JSON line at the end.")
+    ap.add_argument("--print-carry", nargs="?", const=gpu_carry.DEFAULT_DIR, type=Path, metavar="DIR",
+                    help="List what a device call must carry (default build/gpu-carry), sizes and total; exit.")
+    ap.add_argument("--prepare-carry", nargs="?", const=gpu_carry.DEFAULT_DIR, type=Path, metavar="DIR",
+                    help="Download and slim the wheels to carry into DIR (default build/gpu-carry); exit.")
+    ap.add_argument("--with", dest="with_", action="append", default=[], choices=sorted(gpu_carry.OPTIONAL),
+                    help="With --prepare-carry: also carry this (pyarrow: where the device's is older than 24).")
+    ap.add_argument("--cuda", default="130", help="With --prepare-carry: the device torch's CUDA, as bitsandbytes "
+                                                  "names its library (130 = CUDA 13.0, the lent machines').")
+    ap.add_argument("--python", default=gpu_carry.PYTHON,
+                    help="With --prepare-carry: the device's Python (default 3.12; 3.11 tries the carry here).")
+    ap.add_argument("--carry", type=Path, metavar="DIR",
+                    help="Install the prepared carry from DIR into a temp folder first (on the device).")
     args = ap.parse_args()
+    if args.print_carry:
+        print(gpu_carry.describe(args.print_carry))
+        return 0
+    if args.prepare_carry:
+        gpu_carry.prepare(args.prepare_carry, cuda=args.cuda, extra=tuple(args.with_), python=args.python)
+        print(gpu_carry.describe(args.prepare_carry))
+        return 0
+    site = Path(tempfile.gettempdir()) / gpu_carry.SITE_NAME
+    if args.carry:  # before torch: it imports typing_extensions, which pydantic needs at >= 4.16
+        t_inst = time.monotonic()
+        gpu_carry.install(args.carry, site)
+        print(f"carry: {len(list((args.carry / 'wheels').glob('*.whl')))} wheels from {args.carry} installed into "
+              f"{site} ({time.monotonic() - t_inst:.1f} s)", flush=True)
+    problems = gpu_carry.unmet(site, worker_requirements()) if args.carry else []
+    if problems:
+        print("this machine lacks what the check needs:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 2
 
     import torch
     import transformers
@@ -220,6 +259,11 @@ def main() -> int:
     except ImportError:
         print("trl is not importable: carry its wheel (see the top of this file)", file=sys.stderr)
         return 2
+    if args.carry:
+        print("from: " + gpu_carry.origins([("trl", "trl"), ("datasets", "datasets"), ("pydantic", "pydantic"),
+                                            ("pydantic_settings", "pydantic-settings"), ("pyarrow", "pyarrow"),
+                                            ("pandas", "pandas"), ("peft", "peft"), ("accelerate", "accelerate")]),
+              flush=True)
     where = "CPU smoke" if cpu else f"{torch.cuda.get_device_name(0)}, CUDA {torch.version.cuda}"
     print(f"gpu_check: {where}; torch {torch.__version__}, transformers {transformers.__version__}, "
           f"peft {peft.__version__}, trl {trl.__version__}; {steps} steps per method", flush=True)

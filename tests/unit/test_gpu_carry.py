@@ -1,0 +1,70 @@
+"""bench/gpu_carry.py: what a lent GPU machine gets carried. A slimmed wheel must still install (its RECORD lists
+exactly the files it holds), and the preflight must name a requirement the machine does not meet, before the
+device's minutes go to a check that cannot run."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "gpu_carry.py"
+
+
+@pytest.fixture(scope="module")
+def carry():
+    spec = importlib.util.spec_from_file_location("gpu_carry", BENCH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _wheel(path: Path, name: str, files: dict[str, bytes], requires: list[str] = ()) -> Path:
+    info = f"{name}-1.0.dist-info"
+    meta = f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n" + "".join(f"Requires-Dist: {r}\n" for r in requires)
+    members = {**files, f"{info}/METADATA": meta.encode(),
+               f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    record = "".join(f"{n},,\n" for n in members) + f"{info}/RECORD,,\n"
+    whl = path / f"{name}-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(whl, "w") as z:
+        for n, data in members.items():
+            z.writestr(n, data)
+        z.writestr(f"{info}/RECORD", record)
+    return whl
+
+
+def test_slimmed_wheel_drops_files_keeps_the_named_library_and_installs(carry, tmp_path):
+    src = _wheel(tmp_path, "bnbfake", {"bnbfake/__init__.py": b"", "bnbfake/libx_cuda118.so": b"a" * 100,
+                                       "bnbfake/libx_cuda130.so": b"b", "bnbfake/libx_cpu.so": b"c"})
+    out = tmp_path / "slim"
+    out.mkdir()
+    kept, dropped = carry.slim_wheel(src, out / src.name, ["bnbfake/libx_*.so"],
+                                     ["bnbfake/libx_cuda130.so", "bnbfake/libx_cpu.so"])
+    assert (kept, dropped) == (6, 1)
+    with zipfile.ZipFile(out / src.name) as z:
+        names = set(z.namelist())
+        record = z.read("bnbfake-1.0.dist-info/RECORD").decode()
+    assert "bnbfake/libx_cuda118.so" not in names and "bnbfake/libx_cuda130.so" in names
+    assert "libx_cuda118" not in record and "libx_cuda130" in record
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile", "--target", str(site),
+                    str(out / src.name)], check=True)
+    assert sorted(p.name for p in (site / "bnbfake").iterdir()) == ["__init__.py", "libx_cpu.so", "libx_cuda130.so"]
+
+
+def test_preflight_names_what_is_missing_or_too_old(carry, tmp_path):
+    import packaging
+
+    site = tmp_path / "site"
+    whl = _wheel(tmp_path, "needy", {"needy/__init__.py": b""},
+                 ["packaging>=999", "no-such-dist-tuitune-test", "pytest", 'other-missing; extra == "dev"'])
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile", "--target", str(site),
+                    str(whl)], check=True)
+    problems = carry.unmet(site, ["pytest>=1"])
+    assert problems == sorted([f"packaging {packaging.__version__} is here, needy 1.0 needs packaging>=999",
+                               "no-such-dist-tuitune-test is missing (needy 1.0 needs no-such-dist-tuitune-test)"])
+    assert carry.unmet(site / "nothing-here", ["pytest>=1"]) == []
