@@ -87,12 +87,10 @@ def load_model(cfg: TrainConfig, cuda: bool):
 
     # A frozen base under an adapter loads in 16 bits on CUDA; trained weights stay fp32 masters (mixed precision).
     kw: dict = {"dtype": getattr(torch, load_dtype(cfg, cuda))}
-    if cfg.peft_kind == "qlora":
-        from transformers import BitsAndBytesConfig
+    from tuitune.core.training.quant import bnb_config
 
-        kw["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=kw["dtype"])
+    if (quant := bnb_config(cfg, cuda)) is not None:  # qlora: a 4-bit nf4 or 8-bit int8 base (config.quant)
+        kw["quantization_config"] = quant
         kw["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))} if cuda else {"": "cpu"}
     if cfg.padding_free or cfg.packing:  # rows of several records: only correct with varlen flash-attention
         kw["attn_implementation"] = "flash_attention_2"
@@ -113,9 +111,9 @@ def model_summary(model) -> dict:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     q = getattr(getattr(model, "config", None), "quantization_config", None)
-    quant = None
-    if q is not None:
-        quant = q.get("bnb_4bit_quant_type") if isinstance(q, dict) else getattr(q, "bnb_4bit_quant_type", None)
+    from tuitune.core.training.quant import quant_name
+
+    quant = quant_name(q)
     return {"trainable_params": trainable, "total_params": total, "quantization": quant,
             "dtype": str(next(model.parameters()).dtype).replace("torch.", "")}
 
