@@ -28,7 +28,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DIR = ROOT / "build" / "gpu-carry"
-SITE_NAME = "tuitune-carry-site"  # the folder (under the temp dir) the carried wheels are installed into
+# Where the carried wheels are installed. The path must contain "site-packages": dill (datasets' fingerprints)
+# pickles a module found anywhere else by value, and a carried pyarrow then fails ("Can't pickle <class
+# 'MonthDayNano'>"), measured with /tmp/tuitune-carry-site.
+SITE = Path(tempfile.gettempdir()) / "tuitune-carry" / "site-packages"
 LIMIT = 64 << 20  # bytes one device call takes: working tree + carried paths
 PYTHON = "3.12"  # the device's python3 (3.12.3)
 PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_24_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
@@ -220,7 +223,7 @@ def origins(names: list[str]) -> str:
     import importlib
     import importlib.metadata as md
 
-    site = next((p for p in sys.path if p.endswith(SITE_NAME)), None)
+    site = str(SITE) if str(SITE) in sys.path else None
     out = []
     for mod, dist in names:
         try:

@@ -228,7 +228,7 @@ def main() -> int:
         gpu_carry.prepare(args.prepare_carry, cuda=args.cuda, extra=tuple(args.with_), python=args.python)
         print(gpu_carry.describe(args.prepare_carry))
         return 0
-    site = Path(tempfile.gettempdir()) / gpu_carry.SITE_NAME
+    site = gpu_carry.SITE
     if args.carry:  # before torch: it imports typing_extensions, which pydantic needs at >= 4.16
         t_inst = time.monotonic()
         gpu_carry.install(args.carry, site)
