@@ -87,7 +87,7 @@ def test_a_chinese_project_on_the_english_base_is_told_about_gemma(store, tmp_pa
     assert step.key == "train"
     msg = step.message
     assert msg.startswith("36 examples kept")  # the step itself is unchanged, the advice follows
-    for part in ("mostly Chinese", "English-only", gemma.NAME, "35% fewer tokens", "Gemma Terms of Use", "opt-in",
+    for part in ("mostly Chinese", "English-only", gemma.NAME, "~35% fewer tokens", "Gemma Terms of Use", "opt-in",
                  f"`tuitune models prepare {gemma.NAME}`", "/train", "until you choose"):
         assert part in msg, part
     assert "It is prepared" not in msg
@@ -101,9 +101,10 @@ def test_the_advice_says_when_gemma_is_prepared(store, tmp_path):
     (folder / models.READY_MARKER).write_text("{}")
     assert models.is_ready(folder)
     msg = next_step(store, base=models.EMBEDDED_NAME, models_dir=tmp_path / "models").message
-    assert f"It is prepared: pick **{gemma.NAME}**" in msg and f"--base {gemma.NAME}" in msg
+    assert "It is prepared: pick it as the base in `/train`" in msg and f"--base {gemma.NAME}" in msg
     assert "models prepare" not in msg
-    assert "prepared" in base_hint(project_languages(store), ready=True)
+    hint = base_hint(project_languages(store), ready=True)
+    assert hint.startswith("This project is mostly Chinese: gemma3-270m is multilingual") and ", prepared)" in hint
 
 
 def test_no_advice_for_english_for_another_base_or_without_a_base(store, tmp_path):

@@ -123,25 +123,21 @@ def base_advice(mix: LanguageMix, base: str | None, models_dir: Path | None) -> 
     if not suggests_multilingual(mix, base):
         return ""
     ready = models_dir is not None and models.is_ready(models_dir / gemma.NAME)
-    tokens = " and needs about 35% fewer tokens on Chinese text" if mix.main == "Chinese" else ""
-    how = (f"It is prepared: pick **{gemma.NAME}** as the base in the training form (`/train`), or "
-           f"`tuitune train --base {gemma.NAME}`." if ready else
-           f"To use it, pick **{gemma.NAME}** as the base in the training form (`/train`; it shows the terms and "
-           f"prepares it once you accept, about {gemma.DOWNLOAD_MB} MB and a few minutes), or run "
-           f"`tuitune models prepare {gemma.NAME}`.")
-    return (f"**Base model:** this project is {mix.describe()}, and the default base {models.EMBEDDED_NAME} is an "
-            f"English-only model. The opt-in {gemma.NAME} (Gemma 3 270M, a multilingual pretrained model) "
-            f"reads and writes many languages{tokens}; it costs about 3x the training compute per token. It is under the "
-            f"{gemma.LICENSE}, not an open-source license: opt-in, and what you train from it keeps its terms. "
-            f"{how} The default stays {models.EMBEDDED_NAME} until you choose (`TUITUNE_BASE_MODEL={gemma.NAME}` "
-            f"makes it the default).")
+    tokens = " and needs ~35% fewer tokens on Chinese text" if mix.main == "Chinese" else ""
+    how = (f"It is prepared: pick it as the base in `/train`, or `tuitune train --base {gemma.NAME}`." if ready else
+           f"Pick it as the base in `/train` (the form shows the terms and prepares it on Accept: "
+           f"~{gemma.DOWNLOAD_MB} MB, a few minutes) or run `tuitune models prepare {gemma.NAME}`.")
+    return (f"**Base model:** this project is {mix.describe()}, but the default base {models.EMBEDDED_NAME} is "
+            f"English-only. **{gemma.NAME}** (Gemma 3 270M, multilingual, pretrained) handles many languages"
+            f"{tokens} (training costs ~3x per token). It is opt-in, under the {gemma.LICENSE} (not an "
+            f"open-source license; models trained from it keep those terms). {how} Nothing changes until you "
+            f"choose.")
 
 
 def base_hint(mix: LanguageMix, ready: bool) -> str:
-    """One line for the training form, beside the base model (the caller checks suggests_multilingual)."""
-    state = "prepared" if ready else f"picking it shows the terms, then prepares it: ~{gemma.DOWNLOAD_MB} MB"
-    return (f"This project is {mix.describe()}; {models.EMBEDDED_NAME} is English-only. The opt-in {gemma.NAME} "
-            f"is multilingual ({gemma.LICENSE}; {state}).")
+    """One sentence for the training form, beside the base model (the caller checks suggests_multilingual)."""
+    return (f"This project is mostly {mix.main}: {gemma.NAME} is multilingual ({gemma.LICENSE}, opt-in"
+            f"{', prepared' if ready else ''}); {models.EMBEDDED_NAME} is English-only.")
 
 
 def next_step(store: Store, *, runs_done: int = 0, base: str | None = None, models_dir: Path | None = None) -> Step:

