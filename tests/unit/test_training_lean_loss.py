@@ -88,3 +88,35 @@ def test_only_trained_positions_are_scored():
     labels = torch.tensor([[-100, -100, 5, 6, -100], [-100, -100, -100, -100, 7]])
     # position i predicts token i+1: rows need positions 1, 2 (row 0) and 3 (row 1)
     assert trained_positions(labels).tolist() == [1, 2, 3]
+
+
+def test_chunked_head_equals_the_models_own_loss_and_gradients(lora_model):
+    """With a chunk budget of a few rows' logits the head runs apart from the forward, chunk by chunk under
+    checkpointing (the path a 262k-vocabulary model takes): same loss, correct count and gradients."""
+    import torch
+
+    from tuitune.core.training import lean_loss
+
+    tok, model = lora_model
+    batch = _batch(tok, CONVS)
+    assert lean_loss.chunkable(model) is not None
+    model.zero_grad()
+    ref = model(**batch).loss
+    ref.backward()
+    ref_grads = _grads(model)
+    model.zero_grad()
+    vocab = model.config.vocab_size
+    calls = []
+    real = lean_loss._head_loss
+    lean_loss._head_loss = lambda head, h, w: calls.append(h.size(0)) or real(head, h, w)
+    try:
+        loss, correct, counted = assistant_loss(model, dict(batch), chunk_logits=5 * vocab)
+    finally:
+        lean_loss._head_loss = real
+    loss.backward()
+    assert max(calls) == 5 and sum(calls) >= int(counted)  # chunks of 5 rows (recomputed in the backward)
+    assert torch.allclose(loss, ref, rtol=1e-4), (loss.item(), ref.item())
+    assert 0 < int(correct) <= int(counted)
+    for name, g in _grads(model).items():  # summed in another order: equal up to fp32 rounding
+        err = ((g - ref_grads[name]).norm() / ref_grads[name].norm().clamp(min=1e-12)).item()
+        assert err < 1e-3, (name, err)  # a wrong shift, mask or missing norm gives errors near 1

@@ -47,14 +47,37 @@ def merge_adapter(base_path: Path | str, adapter_dir: Path | str, out_dir: Path 
             tok.chat_template = chat_template
         tok.save_pretrained(tmp)
         if merged.generation_config is not None and tok.eos_token_id is not None:
-            merged.generation_config.eos_token_id = tok.eos_token_id
+            merged.generation_config.eos_token_id = _stop_ids(merged.generation_config.eos_token_id,
+                                                              tok.eos_token_id)
             merged.generation_config.save_pretrained(tmp)
+        copy_license_files(Path(base_path), tmp)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
+
+
+# A model's terms travel with what is made from it (the Gemma Terms of Use ask for that; Llama's license too).
+LICENSE_GLOBS = ("LICENSE*", "NOTICE*", "*TERMS*", "USE_POLICY*")
+
+
+def copy_license_files(src: Path, dst: Path) -> list[str]:
+    """Copy the base folder's license and notice files into a folder derived from it; the names copied."""
+    names = sorted({p.name for g in LICENSE_GLOBS for p in Path(src).glob(g) if p.is_file()})
+    for name in names:
+        shutil.copy2(Path(src) / name, Path(dst) / name)
+    return names
+
+
+def _stop_ids(base, eos: int) -> int | list[int]:
+    """The base's stop ids plus the tokenizer's EOS (a base model may stop on its text EOS and the template's end
+    of turn: both stay)."""
+    ids = [i for i in (base if isinstance(base, list) else [base]) if i is not None]
+    if eos in ids:
+        return ids if len(ids) > 1 else eos
+    return [*ids, eos] if ids else eos
 
 
 def _device_dtype():
