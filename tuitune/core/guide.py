@@ -98,7 +98,7 @@ class Step:
 
 # the steps whose message carries the base-model advice: those where the base is about to be used (or was)
 ADVISED_STEPS = ("generate", "more", "train", "chat")
-LANGUAGE_SAMPLES = 1000  # the seeds first, then the oldest samples: enough to tell a project's languages
+LANGUAGE_SAMPLES = 500  # the seeds first, then the oldest samples: enough to tell a project's languages (~0.07 s)
 
 
 def project_languages(store: Store, limit: int = LANGUAGE_SAMPLES) -> LanguageMix:

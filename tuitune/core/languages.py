@@ -14,6 +14,7 @@ Letters only: digits, punctuation, code symbols and spaces weigh nothing.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable
@@ -25,6 +26,8 @@ ACCENTED_WORDS = 0.15  # share of a text's Latin words with a non-English letter
 ACCENTED_MIN = 2  # ... and at least this many such words ("Réunion" alone says little)
 MOSTLY = 0.5  # "mostly non-English": at least this share of the letters (or of the outputs' letters)
 MIN_LETTERS = 20  # fewer (weighted) letters than this say nothing
+TEXT_CHARS = 2000  # a text's first characters tell its language; the rest is not read (a long answer stays fast)
+_NOT_ASCII_LETTER = re.compile(r"[^A-Za-z]+")
 
 LATIN_OTHER = "other Latin-script"
 # Unicode script (the first word of a letter's name) -> the language it stands for, where one does
@@ -88,6 +91,10 @@ class LanguageMix:
 
 def _count(text: str, weights: Counter) -> None:
     """Add one text's weighted letters by language to `weights` ('English' for ASCII letters)."""
+    text = text[:TEXT_CHARS]
+    if text.isascii():  # most English text: its letters, counted without a loop in Python
+        weights["English"] += len(_NOT_ASCII_LETTER.sub("", text))
+        return
     local: Counter = Counter()
     words = accented = 0
     in_word = has_accent = False
