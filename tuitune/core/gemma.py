@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from tuitune.core import atomic
-from tuitune.core.models import OPT_IN, ModelError, Progress, convert_gguf, prepare_atomically
+from tuitune.core.models import OPT_IN, ModelError, Progress, convert_gguf, is_ready, prepare_atomically
 
 NAME = "gemma3-270m"
 LICENSE = OPT_IN[NAME][0]
@@ -86,11 +86,17 @@ def prepare(models_dir: Path, progress: Progress | None = None, *, accept_licens
     if not accept_license:
         raise LicenseNotAccepted(f"{license_notice()}\n\nAccept the terms to prepare it: "
                                  f"`tuitune models prepare {NAME} --accept-license`.")
+    from filelock import FileLock
+
     say = progress or (lambda stage, frac: None)
     stage = models_dir / f".{NAME}.download"
+    if is_ready(models_dir / NAME) and not force:
+        return prepare_atomically(models_dir, NAME, lambda tmp, p: {}, say)  # already there: nothing to do
+    models_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(models_dir / f".{NAME}.download.lock")):
+        gguf = _assembled(stage, say)
 
     def build(tmp: Path, progress: Progress) -> dict:
-        gguf = _assembled(stage, progress)
         convert_gguf(gguf, tmp, _scaled(progress, 0.3, 0.95), tokenizer_kwargs={"add_bos_token": True},
                      fix_tokenizer=_fix_tokenizer, eos_ids=EOS_IDS, max_length=MAX_LENGTH)
         _check_tokenizer(tmp)
