@@ -8,7 +8,8 @@ working tree. So the carry is only those wheels, for cp312 manylinux x86-64, at 
 ones the CPU smoke here checks), plus typing-extensions (pydantic needs >= 4.16, the device's may be older), with
 bitsandbytes cut to the one CUDA library the device's torch loads (its wheel holds eleven: 43 MB -> ~2 MB).
 pyarrow and pandas stay behind (the device has them; datasets needs pyarrow >= 24, which the preflight checks);
-`--with pyarrow` adds a slimmed pyarrow (no Flight, S3, headers, tests or duplicate libraries) where it is too old.
+`--with pyarrow` adds a slimmed pyarrow (no Flight, S3, headers, tests or duplicate libraries) to folder/optional,
+installed on the device only where the machine's own is missing or too old for what the carry needs.
 
 Found by tracing a --cpu-smoke run's imports (PYTHONPROFILEIMPORTTIME=1, main process and worker.log) and
 subtracting the device's packages.
@@ -52,7 +53,7 @@ CARRY: list[tuple[str, str]] = [
     ("python-dotenv", "pydantic-settings"),
     ("bitsandbytes", "QLoRA (only the CUDA library the device's torch loads)"),
 ]
-OPTIONAL: dict[str, str] = {"pyarrow": "datasets needs >= 24; only where the device's is older (slimmed)"}
+OPTIONAL: dict[str, str] = {"pyarrow": "datasets needs >= 24 (slimmed)"}
 
 # Members dropped from a wheel (fnmatch on the path inside it); {cuda} is the device torch's CUDA, e.g. 130.
 SLIM: dict[str, dict] = {
@@ -112,7 +113,7 @@ def prepare(folder: Path, cuda: str = "130", extra: tuple[str, ...] = (), python
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".gpu-carry-", dir=folder.parent))
     try:
-        raw, wheels = tmp / "download", tmp / "wheels"
+        raw, wheels, optional = tmp / "download", tmp / "wheels", tmp / "optional"
         wheels.mkdir()
         cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "--python-version",
                python, "--implementation", "cp", "--abi", "cp" + python.replace(".", ""), "-d", str(raw)]
@@ -122,17 +123,20 @@ def prepare(folder: Path, cuda: str = "130", extra: tuple[str, ...] = (), python
         rows = []
         for whl in sorted(raw.glob("*.whl")):
             dist = next(n for n in names if whl.name.lower().startswith(n.replace("-", "_").lower() + "-"))
+            out = optional if dist in OPTIONAL else wheels
+            out.mkdir(exist_ok=True)
             rule = SLIM.get(dist)
             note = ""
             if rule:
                 keep = [k.format(cuda=cuda) for k in rule["keep"]]
-                kept, dropped = slim_wheel(whl, wheels / whl.name, rule["drop"], keep)
+                kept, dropped = slim_wheel(whl, out / whl.name, rule["drop"], keep)
                 note = f"slimmed from {whl.stat().st_size / 1e6:.1f} MB ({dropped} of {kept + dropped} files dropped)"
             else:
-                shutil.copy2(whl, wheels / whl.name)
+                shutil.copy2(whl, out / whl.name)
             why = dict(CARRY).get(dist) or OPTIONAL[dist]
-            rows.append({"dist": dist, "version": pins[dist], "file": whl.name,
-                         "bytes": (wheels / whl.name).stat().st_size, "why": why, "note": note})
+            rows.append({"dist": dist, "version": pins[dist], "file": f"{out.name}/{whl.name}",
+                         "bytes": (out / whl.name).stat().st_size, "why": why, "note": note,
+                         "optional": dist in OPTIONAL})
         missing = set(names) - {r["dist"] for r in rows}
         if missing:
             raise SystemExit(f"pip found no wheel for {', '.join(sorted(missing))}")
@@ -170,7 +174,8 @@ def describe(folder: Path) -> str:
     lines.append(f"carry {folder} (for Python {m['python']}, bitsandbytes' CUDA {m['cuda']} library):")
     for r in m["wheels"]:
         lines.append(f"  {r['dist']:18} {r['version']:10} {r['bytes'] / 1e6:6.2f} MB  {r['why']}"
-                     f"{'; ' + r['note'] if r['note'] else ''}")
+                     f"{'; ' + r['note'] if r['note'] else ''}"
+                     f"{'; installed only where needed' if r.get('optional') else ''}")
     tree = tree_bytes()
     total = m["bytes"] + tree
     lines.append(f"wheels {m['bytes'] / 1e6:.2f} MB + working tree {tree / 1e6:.2f} MB = {total / 1e6:.2f} MB of "
@@ -179,27 +184,49 @@ def describe(folder: Path) -> str:
     return "\n".join(lines)
 
 
-def install(folder: Path, site: Path) -> None:
+def install(folder: Path, site: Path, also: list[str] = ()) -> list[str]:
     """pip-install the carried wheels into `site` (no index, no dependencies) and put it first on sys.path and
-    PYTHONPATH (the worker inherits it). Run before anything imports pydantic or typing_extensions."""
+    PYTHONPATH (the worker inherits it); then each optional wheel (folder/optional) whose distribution `unmet`
+    names (missing or too old here for the carry or `also`). Returns the optional ones installed. Run before
+    anything imports pydantic or typing_extensions."""
     wheels = sorted((folder / "wheels").glob("*.whl"))
     if not wheels:
         raise SystemExit(f"no wheels in {folder / 'wheels'}: prepare the carry here first "
                          f"(`python bench/gpu_check.py --prepare-carry`)")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
-                    "--disable-pip-version-check", "--upgrade", "--target", str(site), *map(str, wheels)], check=True)
+    _pip_install(wheels, site)
     sys.path.insert(0, str(site))
     os.environ["PYTHONPATH"] = os.pathsep.join([str(site), *filter(None, os.environ.get("PYTHONPATH", "").split(
         os.pathsep))])
+    short = {name for name, _ in _unmet(site, also)}
+    needed = [w for w in sorted((folder / "optional").glob("*.whl")) if _canon(w.name.split("-")[0]) in short]
+    if needed:
+        _pip_install(needed, site)
+    return [w.name.split("-")[0] for w in needed]
+
+
+def _pip_install(wheels: list[Path], site: Path) -> None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
+                    "--disable-pip-version-check", "--upgrade", "--target", str(site), *map(str, wheels)], check=True)
+
+
+def _canon(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
 
 
 def unmet(site: Path, also: list[str] = ()) -> list[str]:
     """Requirements of the carried distributions (and `also`, requirement strings) that the machine does not meet:
     each as words naming what is missing or too old and who needs it."""
+    return sorted({words for _, words in _unmet(site, also)})
+
+
+def _unmet(site: Path, also: list[str]) -> list[tuple[str, str]]:
+    """(distribution, words) for each requirement not met; see unmet."""
+    import importlib
     import importlib.metadata as md
 
     from packaging.requirements import Requirement
 
+    importlib.invalidate_caches()
     wanted = [(Requirement(r), "tuitune") for r in also]
     for dist in md.distributions(path=[str(site)]):
         for r in dist.requires or []:
@@ -211,11 +238,11 @@ def unmet(site: Path, also: list[str] = ()) -> list[str]:
         try:
             have = md.version(req.name)
         except md.PackageNotFoundError:
-            out.append(f"{req.name} is missing ({who} needs {req})")
+            out.append((_canon(req.name), f"{req.name} is missing ({who} needs {req})"))
             continue
         if req.specifier and not req.specifier.contains(have, prereleases=True):
-            out.append(f"{req.name} {have} is here, {who} needs {req}")
-    return sorted(set(out))
+            out.append((_canon(req.name), f"{req.name} {have} is here, {who} needs {req}"))
+    return out
 
 
 def origins(names: list[str]) -> str:

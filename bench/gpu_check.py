@@ -15,16 +15,17 @@ Here (no GPU), check the script itself:
 
 On a lent device (Python 3.12, CUDA torch, transformers, peft, accelerate, pandas, pyarrow there; no network, no
 trl/datasets/pydantic/bitsandbytes/vLLM), one call (bench/gpu_carry.py says what travels and why):
-  1. Here: `.venv/bin/python bench/gpu_check.py --prepare-carry` downloads the wheels the device lacks for its
-     Python into build/gpu-carry (git ignores build/, so it travels only when carried; ~6 MB, bitsandbytes cut to
-     its CUDA 13.0 library) and prints the list with sizes; `--print-carry` prints it again, with the total
-     against the 64 MiB one call takes.
+  1. Here: `.venv/bin/python bench/gpu_check.py --prepare-carry --with pyarrow` downloads the wheels the device
+     lacks for its Python into build/gpu-carry (git ignores build/, so it travels only when carried; 8.4 MB,
+     bitsandbytes cut to its CUDA 13.0 library, plus an optional slimmed pyarrow, 33.5 MB) and prints the list
+     with sizes; `--print-carry` prints it again, with the total against the 64 MiB one call takes (44 MB).
   2. run(carry=["build/gpu-carry"], timeout_s=540,
          command="PYTHONUNBUFFERED=1 python3 bench/gpu_check.py --carry build/gpu-carry")
      `--carry` pip-installs the wheels (no index, no dependencies) into a temp folder put first on sys.path and
      the worker's PYTHONPATH, checks every carried package's requirements and tuitune's against the machine
-     (exit 2 naming what is missing or too old; pyarrow < 24: prepare with `--with pyarrow`), prints where
-     each package came from, then runs the check.
+     (exit 2 naming what is missing or too old), prints where each package came from, then runs the check.
+     Prepared `--with pyarrow` (44 MB in all), the carry also holds a slimmed pyarrow, installed only where the
+     machine's is missing or older than datasets needs (>= 24): use that where one try must do.
 The script puts the repository root on the worker's PYTHONPATH and makes the entries there absolute (the
 worker runs in its run folder; tuitune need not be installed). A module still missing shows in the
 failing method's worker.log tail, printed below its row.
@@ -231,9 +232,10 @@ def main() -> int:
     site = gpu_carry.SITE
     if args.carry:  # before torch: it imports typing_extensions, which pydantic needs at >= 4.16
         t_inst = time.monotonic()
-        gpu_carry.install(args.carry, site)
+        extra = gpu_carry.install(args.carry, site, worker_requirements())
         print(f"carry: {len(list((args.carry / 'wheels').glob('*.whl')))} wheels from {args.carry} installed into "
-              f"{site} ({time.monotonic() - t_inst:.1f} s)", flush=True)
+              f"{site}{', and ' + ', '.join(extra) + ' (the machine lacks a fitting one)' if extra else ''} "
+              f"({time.monotonic() - t_inst:.1f} s)", flush=True)
     problems = gpu_carry.unmet(site, worker_requirements()) if args.carry else []
     if problems:
         print("this machine lacks what the check needs:\n  " + "\n  ".join(problems), file=sys.stderr)

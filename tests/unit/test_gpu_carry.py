@@ -5,6 +5,7 @@ device's minutes go to a check that cannot run."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 import zipfile
@@ -23,13 +24,14 @@ def carry():
     return mod
 
 
-def _wheel(path: Path, name: str, files: dict[str, bytes], requires: list[str] = ()) -> Path:
-    info = f"{name}-1.0.dist-info"
-    meta = f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n" + "".join(f"Requires-Dist: {r}\n" for r in requires)
+def _wheel(path: Path, name: str, files: dict[str, bytes], requires: list[str] = (), version: str = "1.0") -> Path:
+    info = f"{name}-{version}.dist-info"
+    meta = (f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+            + "".join(f"Requires-Dist: {r}\n" for r in requires))
     members = {**files, f"{info}/METADATA": meta.encode(),
                f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
     record = "".join(f"{n},,\n" for n in members) + f"{info}/RECORD,,\n"
-    whl = path / f"{name}-1.0-py3-none-any.whl"
+    whl = path / f"{name}-{version}-py3-none-any.whl"
     with zipfile.ZipFile(whl, "w") as z:
         for n, data in members.items():
             z.writestr(n, data)
@@ -68,3 +70,19 @@ def test_preflight_names_what_is_missing_or_too_old(carry, tmp_path):
     assert problems == sorted([f"packaging {packaging.__version__} is here, needy 1.0 needs packaging>=999",
                                "no-such-dist-tuitune-test is missing (needy 1.0 needs no-such-dist-tuitune-test)"])
     assert carry.unmet(site / "nothing-here", ["pytest>=1"]) == []
+
+
+def test_an_optional_wheel_is_installed_only_where_the_machine_lacks_a_fitting_one(carry, tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setenv("PYTHONPATH", "")
+    folder = tmp_path / "carry"
+    (folder / "wheels").mkdir(parents=True)
+    (folder / "optional").mkdir()
+    _wheel(folder / "wheels", "needy_tt", {"needy_tt/__init__.py": b""}, ["optfake-tt>=2"])
+    _wheel(folder / "optional", "optfake_tt", {"optfake_tt/__init__.py": b""}, version="2.0")
+    _wheel(folder / "optional", "pytest", {"pytest_fake_tt/__init__.py": b""})  # the machine has a pytest
+    site = tmp_path / "site-packages"
+    assert carry.install(folder, site) == ["optfake_tt"]
+    assert (site / "optfake_tt").is_dir() and not (site / "pytest_fake_tt").exists()
+    assert sys.path[0] == str(site) and str(site) in os.environ["PYTHONPATH"]
+    assert carry.unmet(site) == []
