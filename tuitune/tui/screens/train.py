@@ -418,6 +418,7 @@ def preview_rows(plan: dict, set_here: set[str] = frozenset()) -> list[tuple[str
     """(label, value, why) for each value of a dry-run plan (jobs.dry_run) that a person checks before launching;
     why: the presets' reason, "set in the form", or "" (a default)."""
     from tuitune.core.training.config import TrainConfig
+    from tuitune.core.training.gpu import quant_words
 
     c, reasons = plan["config"], plan.get("reasons", {})
 
@@ -436,13 +437,14 @@ def preview_rows(plan: dict, set_here: set[str] = frozenset()) -> list[tuple[str
         (f" x {plan['gpus']} GPUs" if plan["gpus"] > 1 else "")
     if plan["effective_batch"] != c["batch_size"]:
         batch += f" = {plan['effective_batch']}"
-    peft = TrainConfig.model_validate(c).peft_kind  # lora / qlora / dora / none
+    resolved = TrainConfig.model_validate(c)
+    peft = resolved.peft_kind  # lora / qlora / dora / none
     if peft == "none":
         lora = ("all weights (no adapter)", "")
     else:
         lora = (f"r {c['lora_r']}, alpha {c['lora_alpha']}", why("lora_r", "lora_alpha"))
-    precision = ("bf16" if c["bf16"] else "fp16" if c["fp16"] else "fp32") + \
-        (", 4-bit nf4 base" if peft == "qlora" else "")
+    quant = quant_words(resolved)  # "8-bit int8 base (bitsandbytes)"; "" unless qlora
+    precision = ("bf16" if c["bf16"] else "fp16" if c["fp16"] else "fp32") + (f", {quant}" if quant else "")
     return [
         ("learning rate", f"{c['learning_rate']:g}", why("learning_rate")),
         ("steps", *steps),
