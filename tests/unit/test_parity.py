@@ -141,10 +141,10 @@ def test_the_parity_event_reaches_run_state_and_reads_as_words(tmp_path):
 
 
 def test_the_worker_leaves_parity_off_on_a_cpu_and_says_so(tmp_path):
+    from tuitune.core.evaluation.after_training import parity_default, parity_step
     from tuitune.core.training.config import TrainConfig
     from tuitune.core.training.events import EventWriter
     from tuitune.core.training.run_dir import RunDir, read_all
-    from tuitune.core.evaluation.after_training import parity_default, parity_step
 
     on, why = parity_default(cuda=False)
     assert not on and "tuitune runs parity RUN" in why
@@ -253,10 +253,10 @@ def test_the_exported_gguf_is_found_where_export_model_writes_it(tmp_path):
 
 
 def test_parity_on_that_cannot_run_is_an_event_not_a_failed_run(tmp_path):
+    from tuitune.core.evaluation.after_training import parity_step
     from tuitune.core.training.config import TrainConfig
     from tuitune.core.training.events import EventWriter
     from tuitune.core.training.run_dir import RunDir, read_all
-    from tuitune.core.evaluation.after_training import parity_step
 
     run = RunDir(tmp_path / "r3")
     run.path.mkdir()
