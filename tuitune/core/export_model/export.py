@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tuitune.core.export_model import ExportError
+from tuitune.core.training.merge import copy_license_files
 
 Progress = Callable[[str, float], None]  # (what is being done, overall fraction done 0..1)
 EXPORTS = "exports"
@@ -343,6 +344,7 @@ def export_gguf(project: Path | str, run_id: str, *, quant: str = "q8_0", output
         source.unlink(missing_ok=True)
     mf = Modelfile(gguf_path.name, fmt, system=system, note=why, stops=eos)
     atomic.write_text(modelfile_path, mf.text())
+    copy_license_files(merged, out_dir)  # beside the GGUF: the base's license and notices
     model_name = ollama_name(name or task_name or f"tuitune-{run_id}")
     if progress:
         progress("done", 1.0)
@@ -490,6 +492,7 @@ def export_hf(project: Path | str, run_id: str, *, output: Path | str | None = N
             shutil.copy2(run.chat_template, tmp / "chat_template.jinja")
         if not (tmp / "generation_config.json").exists():
             _write_generation_config(tmp)
+        copy_license_files(merged, tmp)  # the base's terms travel with what is made from it (Gemma's ask for it)
         task_name, system = task_info(project)
         atomic.write_text(tmp / "README.md", card(run_facts(run.path), system_prompt=system or run_system_prompt(run),
                                                   name=task_name))
