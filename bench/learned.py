@@ -186,8 +186,10 @@ def run_set(name: str, train_rows: list[dict], held_rows: list[dict], project: P
     trained = time.monotonic() - t0
     events = read_events(run)[0]
     if info.status != "done":
-        print(f"run ended {info.status}: {info.error}\n{(run / 'worker.log').read_text()[-3000:]}")
-        return {"set": name, "base": base_name, "status": info.status}
+        if existing is None or not (run / "merged" / "config.json").is_file():
+            print(f"run ended {info.status}: {info.error}\n{(run / 'worker.log').read_text()[-3000:]}")
+            return {"set": name, "base": base_name, "status": info.status}
+        print(f"run ended {info.status} after merging ({info.error}); the benchmark evaluates its merged model")
     steps = [e for e in events if e["event"] == "step"]
     evals = [e for e in events if e["event"] == "eval" and "eval_loss" in e]
     stops = next((e for e in events if e["event"] == "check" and e.get("check") == "stops"), {})
@@ -195,8 +197,11 @@ def run_set(name: str, train_rows: list[dict], held_rows: list[dict], project: P
     curve = " ".join(f"{e['eval_loss']:.3f}@{e['step']}" for e in evals)
     print(f"trained {steps[-1]['step']}/{steps[-1]['max_steps']} steps, last loss {steps[-1]['loss']:.3f}; held-out "
           f"loss {curve}; stop check: {stops.get('details', '?')}", flush=True)
-    print(f"run's own verdict ({verdict.get('n')} held-out records, k={verdict.get('few_shot_k')}, "
-          f"{verdict.get('seconds')} s): {verdict.get('summary')}")
+    if verdict:
+        print(f"run's own verdict ({verdict.get('n')} held-out records, k={verdict.get('few_shot_k')}, "
+              f"{verdict.get('seconds')} s): {verdict.get('summary')}")
+    else:
+        print("run's own verdict: none (the run ended before it)")
     what = "import -> trained, merged and judged"
     if existing is not None:  # the run's own span, first event to last
         trained, what = events[-1]["time"] - events[0]["time"], "worker start -> last event"
