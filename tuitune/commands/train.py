@@ -177,6 +177,7 @@ def runs(ctx, as_json):
         click.echo(f"{r.id:34} {r.status:12} {r.method:9} {step:>11} {loss:>8}  {r.base}")
         for line in (r.phase, r.error, r.hint,
                      (r.verdict or {}).get("summary") or (r.verdict or {}).get("verdict"),
+                     *_general_lines(r.verdict),
                      *(words for level, words in event_lines(r.parity) if level != "note")):
             if line:
                 click.echo(f"{'':34} {line}")
@@ -272,6 +273,12 @@ def merge(ctx, run_id):
 
 # ---- watching ---------------------------------------------------------------------------------------
 
+def _general_lines(verdict: dict | None) -> list[str]:
+    """The forgetting check's line beside the verdict, and its warning."""
+    general = (verdict or {}).get("general") or {}
+    return [x for x in (general.get("text"), f"warning: {general['warning']}" if general.get("warning") else "") if x]
+
+
 def _describe(ev: dict) -> str | None:
     kind = ev.get("event")
     if kind == "step":
@@ -286,7 +293,7 @@ def _describe(ev: dict) -> str | None:
         return "eval: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                     for k, v in ev.items() if k not in ("event", "time"))
     if kind == "verdict":
-        return f"verdict: {ev.get('summary') or ev.get('verdict')}"
+        return "\n".join([f"verdict: {ev.get('summary') or ev.get('verdict')}", *_general_lines(ev)])
     extras = {k: v for k, v in ev.items() if k not in ("event", "time") and v is not None}
     return f"{kind}: " + ", ".join(f"{k}={v}" for k, v in extras.items())
 
