@@ -17,7 +17,8 @@ Prints one table: method, status (done, or failed/interrupted with the first lin
 step, seconds (CLI start -> exit), the worker's peak RSS (VmHWM of the worker process, read from /proc while it
 runs), the adapter file's size and whether merged/config.json exists, whether the adapter's safetensors keys are all
 LoRA/DoRA tensors (no embedding or head saved), and whether merged/ keeps the base's license file (GEMMA_TERMS.html
-for gemma3-270m). Exits 1 if any method did not finish `done` (the worker.log tail of each failure is printed).
+for gemma3-270m). Exits 1 if any method did not finish `done` (the worker.log tail of each failure is printed),
+or finished with an adapter holding other tensors or a merged folder without the base's license files.
 
     nice -n 10 .venv/bin/python bench/base_methods.py                      # gemma3-270m, the six default methods
     .venv/bin/python bench/base_methods.py --methods dpo,kto,orpo --keep   # keep the temporary projects
@@ -210,7 +211,11 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(root, ignore_errors=True)
     print(f"\n{args.base}, {len(rows)} K8s pairs, 2 steps each; wall time {time.monotonic() - t0:.0f} s\n")
     print(table(results))
-    return 0 if all(r["status"] == "done" for r in results) else 1
+    failed = [r["name"] for r in results if r["status"] != "done"]
+    unkept = [r["name"] for r in results if r.get("lora_only") is False or not all((r.get("license") or {}).values())]
+    if unkept:
+        print(f"\nchecks failed (adapter keys beyond LoRA, or license files not in merged/): {', '.join(unkept)}")
+    return 0 if not failed and not unkept else 1
 
 
 if __name__ == "__main__":
