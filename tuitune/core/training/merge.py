@@ -103,6 +103,7 @@ def merge_run(run_dir: Path | str) -> Path:
     cfg = TrainConfig.load(run.config)
     if cfg.peft_kind == "none":
         if run.has_merged():
+            copy_license_files(Path(cfg.base_path), run.merged)  # the trainer saved it: the base's terms go too
             return run.merged
         raise MergeError(f"{run.id} is a full fine-tuning run and has no model in merged/ yet; it has not "
                          f"finished. Resume it first.")
