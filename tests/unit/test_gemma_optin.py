@@ -53,3 +53,33 @@ def test_not_prepared_without_the_license_and_never_implicitly(tmp_path):
     assert listed["smollm2-135m-instruct"].license == "Apache-2.0"
     with pytest.raises(ModelError, match="bundled model's name"):
         register(tmp_path, "gemma3-270m", str(tmp_path))
+
+
+def test_a_measured_learning_rate_replaces_the_size_rule_for_sft_adapters_only():
+    from tuitune.core.models import MEASURED_LR
+    from tuitune.core.training import presets
+    from tuitune.core.training.config import TrainConfig
+
+    hw = presets.Hardware(cuda=False, gpus=0, bf16=False)
+    lengths = [90] * 150
+    rate, why = MEASURED_LR["gemma3-270m"]
+    reasons: dict = {}
+    cfg = presets.apply(TrainConfig(), lengths, hw, model_params=257_000_000, reasons=reasons,
+                        measured_lr=(rate, why))
+    assert cfg.learning_rate == rate == 5e-4 and reasons["learning_rate"] == why
+    assert presets.apply(TrainConfig(), lengths, hw, model_params=257_000_000).learning_rate == 1e-3  # size rule
+    full = presets.apply(TrainConfig(method="full"), lengths, hw, model_params=257_000_000, measured_lr=(rate, why))
+    dpo = presets.apply(TrainConfig(method="dpo"), lengths, hw, model_params=257_000_000, measured_lr=(rate, why))
+    assert full.learning_rate == 2e-5 and dpo.learning_rate == 5e-5  # measured for SFT adapters only
+    mine = presets.apply(TrainConfig(learning_rate=1e-4), lengths, hw, measured_lr=(rate, why))
+    assert mine.learning_rate == 1e-4  # a rate the user set always wins
+
+
+def test_bundled_name_reads_the_ready_marker(tmp_path):
+    from tuitune.core.models import bundled_name
+
+    assert bundled_name(tmp_path) == ""
+    (tmp_path / "tuitune-model.json").write_text('{"name": "gemma3-270m"}')
+    assert bundled_name(tmp_path) == "gemma3-270m"
+    (tmp_path / "tuitune-model.json").write_text("not json")
+    assert bundled_name(tmp_path) == ""

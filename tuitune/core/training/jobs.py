@@ -149,7 +149,10 @@ def prepare(settings: Settings, cfg: TrainConfig, *, progress: Progress | None =
     max_pos = getattr(model_config, "max_position_embeddings", None)
     params = presets.param_count(model_config)
     saves_unset = cfg.save_steps is None
-    cfg = presets.apply(cfg, lengths, hw, model_params=params, reasons=reasons)
+    from tuitune.core.models import MEASURED_LR, bundled_name
+
+    cfg = presets.apply(cfg, lengths, hw, model_params=params, reasons=reasons,
+                        measured_lr=MEASURED_LR.get(bundled_name(base_path)))
     gpus = gpu.resolve_gpus(cfg, machine, hw.cuda)
     if gpus > 1 and saves_unset:  # each rank sees 1/gpus of the records: about 10 saves of the real schedule
         n_rank = gpu.records_per_rank(len(records) - (cfg.holdout or 0), gpus)

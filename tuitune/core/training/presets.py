@@ -175,10 +175,11 @@ def holdout_reason(n: int, method: str) -> str:
 
 
 def apply(cfg: TrainConfig, lengths: list[int], hw: Hardware, model_params: int | None = None,
-          reasons: dict[str, str] | None = None) -> TrainConfig:
+          reasons: dict[str, str] | None = None, measured_lr: tuple[float, str] | None = None) -> TrainConfig:
     """A copy of cfg with every None filled. `lengths` are token lengths of all the records (held-out ones
     included); model_params: the base model's size (None: the family's rates as they are). `reasons`, when
-    given, gets field -> why the preset chose that value, for each field filled here."""
+    given, gets field -> why the preset chose that value, for each field filled here. `measured_lr`: (rate, why)
+    measured for this base model (models.MEASURED_LR), taken for SFT adapters instead of the size rule."""
     why: dict[str, str] = {}
     n = len(lengths)
     family = "sft" if cfg.method in ("lora", "qlora", "dora", "full") else cfg.method
@@ -197,6 +198,8 @@ def apply(cfg: TrainConfig, lengths: list[int], hw: Hardware, model_params: int 
         if cfg.peft_kind == "none":
             changes["learning_rate"] = full_lr
             why["learning_rate"] = f"the {family} rate for full fine-tuning"
+        elif family == "sft" and measured_lr:
+            changes["learning_rate"], why["learning_rate"] = measured_lr
         elif family == "sft" and model_params:
             changes["learning_rate"] = adapter_lr(family_lr, model_params)
             why["learning_rate"] = (f"{family_lr:g} at 7B x sqrt(7B / {_size(model_params)} params), "
