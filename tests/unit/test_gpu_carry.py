@@ -4,24 +4,19 @@ device's minutes go to a check that cannot run."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
+import bench_scripts
 import pytest
-
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "gpu_carry.py"
 
 
 @pytest.fixture(scope="module")
 def carry():
-    spec = importlib.util.spec_from_file_location("gpu_carry", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return bench_scripts.load("gpu_carry")
 
 
 def _wheel(path: Path, name: str, files: dict[str, bytes], requires: list[str] = (), version: str = "1.0") -> Path:

@@ -4,20 +4,13 @@ the worker (`bench/gpu_check.py --cpu-smoke`, about a minute here); this checks 
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
+import bench_scripts
 import pytest
-
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "gpu_check.py"
 
 
 @pytest.fixture(scope="module")
 def gpu_check():
-    spec = importlib.util.spec_from_file_location("gpu_check", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return bench_scripts.load("gpu_check")
 
 
 @pytest.fixture(scope="module")

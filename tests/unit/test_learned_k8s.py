@@ -4,22 +4,18 @@ table has a block per base model."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
+import bench_scripts
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "learned.py"
 REAL_K8S = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "real" / "k8s_docs_en_zh.jsonl"
 
 
 @pytest.fixture(scope="module")
 def learned():
-    spec = importlib.util.spec_from_file_location("learned", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return bench_scripts.load("learned")
 
 
 def test_pairs_become_translation_records_with_the_seed_system_prompt(learned, tmp_path):
