@@ -91,7 +91,8 @@ def prepare(models_dir: Path, progress: Progress | None = None, *, accept_licens
     say = progress or (lambda stage, frac: None)
     stage = models_dir / f".{NAME}.download"
     if is_ready(models_dir / NAME) and not force:
-        return prepare_atomically(models_dir, NAME, lambda tmp, p: {}, say)  # already there: nothing to do
+        say("ready", 1.0)
+        return models_dir / NAME
     models_dir.mkdir(parents=True, exist_ok=True)
     with FileLock(str(models_dir / f".{NAME}.download.lock")):
         gguf = _assembled(stage, say)
