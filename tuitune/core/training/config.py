@@ -22,6 +22,10 @@ ADAPTER_METHODS: tuple[str, ...] = ("lora", "qlora", "dora")
 # How method qlora (or adapter qlora) quantises the frozen base with bitsandbytes (quant.py builds the config).
 Quant = Literal["nf4", "int8"]
 QUANTS: tuple[str, ...] = get_args(Quant)
+# How several ranks (GPUs, CPU processes, nodes) share a run: plain data parallelism, or the engines' sharding.
+Distributed = Literal["ddp", "fsdp", "zero2", "zero3"]
+DISTRIBUTED: tuple[str, ...] = get_args(Distributed)
+SHARDED: tuple[str, ...] = ("fsdp", "zero2", "zero3")
 Scheduler = Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
                     "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "warmup_stable_decay"]
 # Fields filled in at launch, not chosen by the user (the CLI and the form leave them out).
@@ -108,6 +112,29 @@ class TrainConfig(BaseModel):
     gpus: int | Literal["all"] = Field(1, description="GPUs to train on, 1 to the GPUs present, or all (default 1). "
                                                       "More than 1 starts one worker per GPU with torchrun (DDP): "
                                                       "the effective batch is batch_size x gpus x grad_accum.")
+    distributed: Distributed = Field(
+        "ddp", description="How several ranks share the run: ddp (each rank holds the whole model, gradients "
+                           "averaged), fsdp (PyTorch FSDP2: weights, gradients and optimizer states sharded over "
+                           "the ranks, one transformer layer gathered at a time), zero2 (DeepSpeed ZeRO-2: "
+                           "gradients and optimizer states sharded) or zero3 (DeepSpeed ZeRO-3: weights too). "
+                           "tuitune writes the engine's config file into the run folder. One rank: no effect.")
+    offload: bool = Field(False, description="fsdp/zero2/zero3: keep the optimizer states (and, for fsdp and zero3, "
+                                             "the weights) in CPU memory between uses; fits larger models, "
+                                             "slower. Ignored with ddp.")
+    cpu_ranks: int = Field(1, ge=1, le=64, description="CPU only: training processes on this machine, 1-64 "
+                                                       "(torchrun, gloo). More than 1 runs ddp/fsdp/zero as on "
+                                                       "GPUs, to try a sharded or multi-node setup without one; "
+                                                       "slower than 1 on one machine.")
+    nodes: int = Field(1, ge=1, le=1024, description="Machines the run spans, 1-1024. Above 1, this machine is node "
+                                                    "0 and `train` prints the command each other node runs "
+                                                    "(needs master_addr and the run folder at the same path there).")
+    master_addr: str = Field("", description="Several nodes: the address of node 0 (this machine) that the other "
+                                             "nodes reach (an IP or host name).")
+    master_port: int = Field(29500, ge=1024, le=65535, description="Several nodes: the rendezvous port on node 0, "
+                                                                  "1024-65535.")
+    accelerate_config: str = Field("", description="Your own accelerate config file (accelerate launch "
+                                                   "--config_file); it wins over gpus, distributed and nodes, and "
+                                                   "the run starts with `accelerate launch`.")
     use_liger_kernel: bool = Field(False, description="Liger's fused Triton kernels (less memory for long records "
                                                       "and large vocabularies); CUDA only, needs liger-kernel.")
     packing: bool = Field(False, description="Pack several records into each row (no padding); only correct with "
@@ -160,6 +187,14 @@ class TrainConfig(BaseModel):
     def _gpus(cls, v: int | str) -> int | str:
         if v != "all" and int(v) < 1:
             raise ValueError("must be a number >= 1 or all")
+        return v
+
+    @field_validator("master_addr")
+    @classmethod
+    def _addr(cls, v: str) -> str:
+        v = v.strip()
+        if v and (any(c.isspace() for c in v) or v.startswith("-")):
+            raise ValueError("must be an IP address or a host name")
         return v
 
     @field_validator("target_modules")

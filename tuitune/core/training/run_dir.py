@@ -61,6 +61,10 @@ class RunDir:
     adapter = property(lambda self: self.path / "adapter")
     merged = property(lambda self: self.path / "merged")
     eval_dir = property(lambda self: self.path / "eval")
+    # Written at launch for distributed runs (launch_plan.py): the engines' own config files and the commands.
+    deepspeed_config = property(lambda self: self.path / "deepspeed.json")
+    fsdp_config = property(lambda self: self.path / "fsdp.json")
+    launch_file = property(lambda self: self.path / "launch.json")
 
     def has_adapter(self) -> bool:
         return (self.adapter / "adapter_config.json").is_file()
