@@ -69,3 +69,57 @@ def fake_endpoint():
     yield url
     proc.kill()
     proc.wait()
+
+
+# --- pytest-xdist (`make test` runs `-n 2 --dist loadgroup`) -------------------------------------------------
+# A worker is a separate process with its own session, so a session- or module-scoped fixture is made once per
+# worker that runs a test needing it. These expensive session fixtures (each starts a vLLM server) must be made
+# once per run, so every test that needs one runs on the same worker:
+SHARED_SESSION_FIXTURES = ("vllm_embedded", "vllm_base_and_tuned")
+
+
+def _group_resources(item) -> set[str]:
+    """What ties `item` to other tests: a shared server, its module's module-scoped fixtures (made once per
+    module, and tests after the first may build on what earlier ones left there), an explicit xdist_group."""
+    out = {f"group:{m.args[0] if m.args else m.kwargs.get('name', 'default')}"
+           for m in item.iter_markers("xdist_group")}
+    defs = getattr(item, "_fixtureinfo", None)
+    for name in getattr(item, "fixturenames", ()):
+        fdefs = defs.name2fixturedefs.get(name) if defs else None
+        if not fdefs:
+            continue
+        if name in SHARED_SESSION_FIXTURES:
+            out.add(f"session:{name}")
+        elif fdefs[-1].scope in ("module", "class", "package"):
+            out.add(f"module:{item.nodeid.split('::', 1)[0]}")
+    return out
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns the marks into the work units' names
+def pytest_collection_modifyitems(config, items):
+    """Under `--dist loadgroup`: tests that share a resource (above) form one xdist group, run by one worker."""
+    if config.getoption("dist", None) != "loadgroup":
+        return
+    parent: dict[str, str] = {}
+
+    def find(r: str) -> str:
+        while parent.setdefault(r, r) != r:
+            r = parent[r]
+        return r
+
+    tied = {}
+    for item in items:
+        res = sorted(_group_resources(item))
+        if res:
+            tied[item] = res
+            find(res[0])
+            for r in res[1:]:
+                parent[find(r)] = find(res[0])
+    members: dict[str, set[str]] = {}
+    for r in parent:
+        members.setdefault(find(r), set()).add(r)
+    for item, res in tied.items():
+        comp = members[find(res[0])]
+        explicit = sorted(r.split(":", 1)[1] for r in comp if r.startswith("group:"))
+        name = explicit[0] if explicit else "+".join(sorted(r.split(":", 1)[1].rsplit("/", 1)[-1] for r in comp))
+        item.add_marker(pytest.mark.xdist_group(name.replace("@", "_")))

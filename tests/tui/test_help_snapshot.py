@@ -28,6 +28,7 @@ def test_eval_and_verdict_work_without_a_run_id():
     assert not by_name["verdict"].needs_arg and by_name["import"].needs_arg
 
 
+@pytest.mark.xdist_group("help_snapshot")  # both cases use (and first delete) the one fixed project folder
 @pytest.mark.parametrize("keys", [(), ("pagedown",)], ids=["top", "page2"])
 def test_help_snapshot(snap_compare, home, keys):
     # The transcript behind the dialog starts with the project's path: one of fixed length, or pytest's numbered
