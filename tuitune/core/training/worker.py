@@ -143,10 +143,14 @@ def common_args(cfg: TrainConfig, run_dir: Path, cuda: bool, n_train: int) -> di
 
 
 def build_trainer(cfg: TrainConfig, run_dir: Path, records: list[dict], held: list[dict], tok, cuda: bool):
-    from tuitune.core.training import data
+    from tuitune.core.training import data, sharding
 
     model = load_model(cfg, cuda)
     args = common_args(cfg, run_dir, cuda, len(records))
+    # fsdp/zero2/zero3 over several ranks: the engine's TrainingArguments (run/fsdp.json, run/deepspeed.json)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    args.update(sharding.trainer_kwargs(cfg, RunDir(run_dir), cuda, list(getattr(base, "_no_split_modules", None)
+                                                                         or [])))
     args.update(early_stop.trainer_args(cfg, len(held)))  # held-out loss plateau: stop, keep the best
     template = tok.chat_template
     if cfg.method in PREFERENCE_METHODS:
@@ -294,8 +298,11 @@ def _run(run_dir: Path, events: EventWriter, stop: StopFlag, main: bool, after_s
     cfg = TrainConfig.load(run.config)
     import torch
 
+    from tuitune.core.training import sharding
+
     hw = detect_hardware(cfg.device)
     hw.cuda = hw.cuda and torch.cuda.is_available()  # the description may be another machine's (TUITUNE_HARDWARE)
+    sharding.prepare(cfg, hw.cuda)  # DS_ACCELERATOR / the CPU-rank FSDP shim, before transformers and TRL load
     threads = cfg.num_threads or int(os.environ.get("TUITUNE_TRAIN_THREADS", "0") or 0)  # jobs' thread budget
     if threads:
         torch.set_num_threads(threads)
@@ -320,7 +327,9 @@ def _run(run_dir: Path, events: EventWriter, stop: StopFlag, main: bool, after_s
                 attention=getattr(getattr(trainer.model, "config", None), "_attn_implementation", None),
                 gpus=int(os.environ.get("WORLD_SIZE", "1")) if hw.cuda else 0,
                 effective_batch=cfg.batch_size * cfg.grad_accum * int(os.environ.get("WORLD_SIZE", "1")),
-                passes_per_step=trainer.args.gradient_accumulation_steps)
+                passes_per_step=trainer.args.gradient_accumulation_steps,
+                **sharding.what_ran(trainer), distributed_requested=cfg.distributed,
+                distributed_notes=sharding.notes(cfg, hw.cuda))
     t_start = time.monotonic()
     trainer.add_callback(make_callback(events, stop, t_start))
     if stop.requested:
@@ -336,14 +345,19 @@ def _run(run_dir: Path, events: EventWriter, stop: StopFlag, main: bool, after_s
         return 0
     if held:
         trainer.evaluate()
+    target = run.merged if cfg.peft_kind == "none" else run.adapter
+    if sharding.active(cfg):
+        # Sharded weights: every rank takes part in gathering the whole model (adapter) and rank 0 writes it.
+        trainer.save_model(str(target))
     if not main:
         return 0
-    if cfg.peft_kind == "none":
+    if sharding.active(cfg):
+        pass  # saved above, by all ranks
+    elif cfg.peft_kind == "none":
         trainer.save_model(str(run.merged))
-        tok.save_pretrained(run.merged)
     else:
         trainer.model.save_pretrained(run.adapter)
-        tok.save_pretrained(run.adapter)
+    tok.save_pretrained(target)
     del trainer
     metrics = {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))}
     if cfg.merge:
