@@ -23,6 +23,10 @@ from tuitune.core.training import engine_config
 from tuitune.core.training.config import SHARDED, TrainConfig
 from tuitune.core.training.run_dir import RunDir
 
+# DeepSpeed's CPU accelerator: the Trainer must not take the CPU path (use_cpu), and transformers refuses bf16/fp16
+# without a GPU once use_cpu is off ("Your setup doesn't support bf16/gpu"): fp32 there.
+CPU_DEEPSPEED = {"use_cpu": False, "bf16": False, "fp16": False}
+
 
 def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
@@ -107,8 +111,8 @@ def trainer_kwargs(cfg: TrainConfig, run: RunDir, cuda: bool, no_split_modules: 
     if body.get("zero_optimization", {}).keys() & {"offload_optimizer", "offload_param"}:
         zero = {k: v for k, v in body["zero_optimization"].items() if not k.startswith("offload_")}
         body = {k: v for k, v in body.items() if k != "optimizer"}  # the Trainer's AdamW, not DeepSpeed's CPU Adam
-        return {"deepspeed": {**body, "zero_optimization": zero}, "use_cpu": False}
-    return {"deepspeed": str(run.deepspeed_config) if run.deepspeed_config.is_file() else body, "use_cpu": False}
+        return {"deepspeed": {**body, "zero_optimization": zero}, **CPU_DEEPSPEED}
+    return {"deepspeed": str(run.deepspeed_config) if run.deepspeed_config.is_file() else body, **CPU_DEEPSPEED}
 
 
 def notes(cfg: TrainConfig, cuda: bool) -> list[str]:
@@ -123,7 +127,8 @@ def notes(cfg: TrainConfig, cuda: bool) -> list[str]:
             out.append("FSDP2 (fully_shard) on CPU ranks over gloo, enabled by tuitune's accelerate shim "
                        "(sharding.enable_cpu_fsdp)")
         else:
-            out.append("DeepSpeed on its CPU accelerator (DS_ACCELERATOR=cpu, gloo)")
+            out.append("DeepSpeed on its CPU accelerator (DS_ACCELERATOR=cpu, gloo), fp32 (transformers refuses "
+                       "bf16 there)")
     return out
 
 
