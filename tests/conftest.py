@@ -98,7 +98,9 @@ def _group_resources(item) -> set[str]:
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns the marks into the work units' names
 def pytest_collection_modifyitems(config, items):
     """Under `--dist loadgroup`: tests that share a resource (above) form one xdist group, run by one worker."""
-    if config.getoption("dist", None) != "loadgroup":
+    from xdist_support import loadgroup_on
+
+    if not loadgroup_on(config):
         return
     parent: dict[str, str] = {}
 

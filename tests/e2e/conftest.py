@@ -6,9 +6,35 @@ import pytest
 
 EMBEDDED_SERVED_NAME = "smollm2-135m-instruct"
 
+# Shared servers still to stop early: fixture name -> (server, node ids of the tests left that use it).
+_STOP_AFTER_LAST: dict[str, tuple[object, set[str]]] = {}
+
+
+def _stop_after_last_user(request, server) -> None:
+    """Stop `server` right after the last test of this process that uses it, instead of at the session's end:
+    its memory (model + KV cache) and threads go back to the tests after it. Only where every such test runs in
+    this process: one process, or xdist's loadgroup, which tests/conftest.py makes put them on one worker."""
+    from xdist_support import every_group_runs_here
+
+    if not every_group_runs_here(request.config):
+        return
+    name = request.fixturename
+    users = {i.nodeid for i in request.session.items if name in getattr(i, "fixturenames", ())}
+    _STOP_AFTER_LAST[name] = (server, users)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    yield
+    for name, (server, users) in list(_STOP_AFTER_LAST.items()):
+        users.discard(item.nodeid)
+        if not users:
+            del _STOP_AFTER_LAST[name]
+            server.stop()  # idempotent: the fixture's own stop at the session's end finds it stopped
+
 
 @pytest.fixture(scope="session")
-def vllm_embedded(embedded_model, tmp_path_factory):
+def vllm_embedded(embedded_model, tmp_path_factory, request):
     """A started VLLMServer serving the embedded model as "smollm2-135m-instruct", shared by the session.
 
     Uses the run's settings (TUITUNE_VLLM_KV_CACHE_GIB, TUITUNE_VLLM_ENFORCE_EAGER). Do not stop it in a test;
@@ -20,6 +46,7 @@ def vllm_embedded(embedded_model, tmp_path_factory):
     log = tmp_path_factory.mktemp("vllm") / "vllm-embedded.log"
     server = VLLMServer(embedded_model, name=EMBEDDED_SERVED_NAME, log_path=log, settings=Settings())
     server.start()
+    _stop_after_last_user(request, server)
     yield server
     server.stop()
 
@@ -83,7 +110,7 @@ def scrambled_adapter(embedded_model, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def vllm_base_and_tuned(embedded_model, tiny_tuned, scrambled_adapter, tmp_path_factory):
+def vllm_base_and_tuned(embedded_model, tiny_tuned, scrambled_adapter, tmp_path_factory, request):
     """One server with the embedded model as "base" and two adapters (--enable-lora): the tiny trained one as
     "tuned" and the random-B one as "scrambled" (answers unlike the base's: see tests/e2e/test_mixed_lora_batches.py).
     In float32: the CPU build's bf16 kernels give greedy answers that depend on the batch (two base requests at
@@ -108,6 +135,7 @@ def vllm_base_and_tuned(embedded_model, tiny_tuned, scrambled_adapter, tmp_path_
     server.taken_port = taken
     try:
         server.start()
+        _stop_after_last_user(request, server)
         yield server
     finally:
         server.stop()
