@@ -22,7 +22,7 @@ def sample_value(spec) -> tuple[str, object]:
     if spec.kind == "int" and spec.choices:  # a number or a keyword: the keyword
         return spec.choices[-1], spec.choices[-1]
     if spec.kind == "int":
-        return "64", 64
+        return ("29600", 29600) if spec.name == "master_port" else ("2", 2) if spec.name == "nodes" else ("64", 64)
     if spec.kind == "float":
         return "0.5", 0.5
     if spec.kind == "list":

@@ -110,9 +110,28 @@ def train(ctx, config_file, sets, resume_id, from_scratch, dry_run, as_json, for
     except _errors() as e:
         fail(str(e), code=2)
     click.echo(run_id)
+    _other_nodes(s.project, run_id)
     if foreground:
         info = _watch(s.project, run_id, plot=True)
         sys.exit(0 if info.status == "done" else 1)
+
+
+def _other_nodes(project, run_id: str) -> None:
+    """A run over several nodes started node 0 here: say what each other node runs (also in launch.json)."""
+    from tuitune.core.training.jobs import find
+
+    run = find(project, run_id)
+    if not run.launch_file.is_file():
+        return
+    launch = json.loads(run.launch_file.read_text(encoding="utf-8"))
+    others = launch["node_commands"][1:]
+    if not others:
+        return
+    click.echo(f"node 0 of {launch['nodes']} started here ({launch['world_size']} ranks, rendezvous "
+               f"{launch['rendezvous']}). On each other node, with the run folder at the same path "
+               f"({run.path}), run:", err=True)
+    for node in others:
+        click.echo(f"  node {node['node_rank']}: {node['line']}", err=True)
 
 
 @contextlib.contextmanager
@@ -140,7 +159,14 @@ def _dry_run(s, cfg, as_json: bool) -> None:
         click.echo(json.dumps(plan, ensure_ascii=False))
         return
     click.echo(plan["config_yaml"], nl=False)
-    click.echo(f"# launcher: {' '.join(plan['launcher'])}")
+    if len(plan["node_commands"]) > 1:
+        for node in plan["node_commands"]:
+            click.echo(f"# node {node['node_rank']} of {plan['nodes']}: {node['line']}")
+        click.echo(f"# world size {plan['world_size']}: the run folder must be at the same path on every node")
+    else:
+        click.echo(f"# launcher: {' '.join(plan['launcher'])}")
+    if plan.get("gpu_gib_per_rank"):
+        click.echo(f"# GPU memory per rank: at least {plan['gpu_gib_per_rank']} GiB ({plan['distributed']})")
     click.echo(f"# runs on: {plan['runs_on']}; {plan['train_records']} of {plan['records']} records train, "
                f"about {plan['steps']} optimizer steps")
     click.echo(f"# effective batch: {plan['effective_batch']} records per optimizer step")

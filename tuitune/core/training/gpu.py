@@ -8,8 +8,9 @@ Pure functions of the config, the machine description (core/hardware.py) and the
   use_liger_kernel needs CUDA and `liger_kernel`.
 - Full fine-tuning and preference methods without an adapter keep fp32 master weights (mixed precision): a
   5e-7 learning rate rounds away in pure bf16 weights. Only a frozen base (adapters) is loaded in 16 bits.
-- `gpus` (1 by default, N or all): more than one starts torchrun, one worker per GPU (DDP); the effective batch is
-  batch_size x gpus x grad_accum and the schedule counts it (each rank sees 1/gpus of the records).
+- `gpus` (1 by default, N or all): more than one starts torchrun, one worker per GPU (DDP, or the `distributed`
+  sharding); the effective batch is batch_size x ranks x grad_accum and the schedule counts it (each rank sees
+  1/ranks of the records).
 - A lower bound of the GPU memory a run needs (weights, gradients and optimizer states, logits of one pass; a qlora
   base at 0.56 bytes per parameter in nf4, 1 in int8) is compared with the free memory of the GPUs it would use; a run that cannot fit is refused with what holds it.
 """
@@ -18,18 +19,13 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import sys
 from pathlib import Path
 
 from tuitune.core.hardware import Machine
 from tuitune.core.resources import Holder
-from tuitune.core.training.config import PREFERENCE_METHODS, ConfigError, TrainConfig
+from tuitune.core.training.config import ConfigError, TrainConfig
+from tuitune.core.training.shard_plan import QUANT_BYTES, TRAIN_OVERHEAD_GIB  # noqa: F401  (defined there)
 
-TRAIN_OVERHEAD_GIB = 1.0  # CUDA context and allocator slack of one worker
-# Bytes per parameter of a qlora base (config.quant): nf4 packs two weights per byte plus double-quantized absmax
-# scales; int8 (LLM.int8()) is one byte per weight plus a float scale per row. A lower bound: layers bitsandbytes
-# leaves unquantised (embeddings, the head) are counted at this rate too.
-QUANT_BYTES = {"nf4": 0.56, "int8": 1.0}
 QUANT_WORDS = {"nf4": "4-bit nf4", "int8": "8-bit int8"}
 
 
@@ -116,29 +112,24 @@ def records_per_rank(n_train: int, gpus: int) -> int:
 
 
 def launcher(run_path: Path, gpus: int) -> list[str]:
-    """One process on CPU or one GPU; torchrun with one worker per GPU when gpus > 1 (DDP)."""
-    worker = ["-m", "tuitune.core.training.worker", str(run_path.resolve())]
-    if gpus > 1:
-        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}", *worker]
-    return [sys.executable, *worker]
+    """One process on CPU or one GPU; torchrun with one worker per GPU when gpus > 1 (launch_plan.py)."""
+    from tuitune.core.training.launch_plan import commands
+
+    return commands(run_path, ranks=max(1, gpus))[0]
 
 
-def need_gib(cfg: TrainConfig, params: int, vocab: int) -> float:
-    """A lower bound of one worker's GPU memory: weights (+ gradients and Adam states of trained weights) and the
-    fp32 logits of one pass. Activations come on top; a run refused by this bound cannot run."""
-    if cfg.peft_kind == "none":
-        weights = params * 16  # fp32 master weights, gradients, Adam m and v
-    elif cfg.peft_kind == "qlora":
-        weights = params * QUANT_BYTES[cfg.quant]
-    else:
-        weights = params * (4 if load_dtype(cfg, True) == "float32" else 2)
-    micro = cfg.batch_size if cfg.method in PREFERENCE_METHODS else (cfg.micro_batch_size or cfg.batch_size or 1)
-    logits = micro * (cfg.max_length or 512) * vocab * 4 * (2 if cfg.method in PREFERENCE_METHODS else 1)
-    return TRAIN_OVERHEAD_GIB + (weights + logits) / 2**30
+def need_gib(cfg: TrainConfig, params: int, vocab: int, world: int = 1, layers: int = 32) -> float:
+    """A lower bound of one worker's GPU memory: weights (+ gradients and Adam states of trained weights), divided
+    as cfg.distributed divides them over `world` ranks (shard_plan.py), and the fp32 logits of one pass.
+    Activations come on top; a run refused by this bound cannot run."""
+    from tuitune.core.training.shard_plan import Size, need
+
+    return need(cfg, Size(params, vocab, layers), world).gpu_gib
 
 
-def choose_gpus(machine: Machine, n: int, need: float, holders: list[Holder]) -> tuple[int, ...]:
-    """The n GPUs with the most free memory; refused when one of them has less free than the run needs."""
+def choose_gpus(machine: Machine, n: int, need: float, holders: list[Holder], fits: str = "") -> tuple[int, ...]:
+    """The n GPUs with the most free memory; refused when one of them has less free than the run needs. `fits`:
+    the distributed choice that would fit (shard_plan.fits_sentence), said first in the refusal."""
     best = sorted(machine.gpus, key=lambda g: (-g.free_gib, g.index))[:n]
     short = [g for g in best if g.free_gib < need]
     if short:
@@ -147,9 +138,10 @@ def choose_gpus(machine: Machine, n: int, need: float, holders: list[Holder]) ->
                 ". Stop those servers (quit chat, or the `tuitune serve` holding them) or wait for that run, "
                 "then train") if held else ". Free GPU memory (`nvidia-smi` shows what holds it)"
         gpu = short[0]
+        lead = f"; {fits}" if fits else ""
         raise ConfigError(f"training needs at least {need:.1f} GiB of GPU memory per GPU ({cfg_hint(need)}); "
-                          f"{gpu.label} has {gpu.free_gib:.1f} of {gpu.total_gib:.0f} GiB free{what}, or use method "
-                          f"qlora (quant nf4 needs the least), a smaller base model or lower max_length.")
+                          f"{gpu.label} has {gpu.free_gib:.1f} of {gpu.total_gib:.0f} GiB free{lead}{what}, or use "
+                          f"method qlora (quant nf4 needs the least), a smaller base model or lower max_length.")
     return tuple(sorted(g.index for g in best))
 
 

@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tuitune.core.training import data as data_mod
-from tuitune.core.training.config import PREFERENCE_METHODS, ConfigError, TrainConfig
+from tuitune.core.training.config import PREFERENCE_METHODS, SHARDED, ConfigError, TrainConfig
 from tuitune.core.training.events import EventWriter, read_events
 from tuitune.core.training.run_dir import RunDir, RunNotFound, all_runs, iso, read_all
 
 if TYPE_CHECKING:
     from tuitune.core.models import Progress
+    from tuitune.core.training.resolve import Resolved
     from tuitune.settings import Settings
 
 __all__ = [
@@ -89,10 +90,21 @@ def prepare(settings: Settings, cfg: TrainConfig, *, progress: Progress | None =
     gather and check the data, fill presets. Raises ConfigError/DataError/ModelError/JobError with a clear
     message; creates nothing in the project (a downloaded model stays in the hub's cache). `reasons`, when given,
     gets field -> why, for each field the presets filled."""
+    resolved, records = plan(settings, cfg, progress=progress, download=download)
+    if reasons is not None:
+        reasons.update(resolved.reasons)
+    return resolved.cfg, records
+
+
+def plan(settings: Settings, cfg: TrainConfig, *, progress: Progress | None = None,
+         download: bool = True) -> tuple[Resolved, list[dict]]:
+    """Gather what the one resolve step (resolve.py) needs: the machine, the base model (located or downloaded)
+    and its config, the records and their token lengths; then resolve. Returns (resolved, records)."""
     from tuitune.core import hardware
     from tuitune.core.hub import HubError
-    from tuitune.core.models import ModelError, locate
-    from tuitune.core.training import gpu, presets
+    from tuitune.core.models import MEASURED_LR, ModelError, bundled_name, locate
+    from tuitune.core.training import presets
+    from tuitune.core.training.resolve import DataStats, ModelFacts, resolve
 
     project = settings.project
     # The preset measures once per machine whether bf16 pays on this CPU (bf16_probe); the result is kept in home.
@@ -102,11 +114,9 @@ def prepare(settings: Settings, cfg: TrainConfig, *, progress: Progress | None =
         raise ConfigError("device: cuda was asked for but no CUDA GPU is visible; use device: auto or cpu.")
     if hw.cuda and not machine.described:
         _check_torch_cuda(machine)
-    gpu.resolve_gpus(cfg, machine, hw.cuda)
-    gpu.check_cuda_options(cfg, hw.cuda, hw.bf16, machine.gpus[0].name if hw.cuda else "")
-    if not hw.cuda and cfg.bf16 and not hw.bf16:
-        raise ConfigError("bf16: true needs a CUDA GPU or a CPU with native bf16 (AVX512-BF16, AMX or Arm "
-                          "BF16); this one would emulate it, slower than fp32. Remove bf16 or set it to false.")
+    if cfg.accelerate_config and not Path(cfg.accelerate_config).expanduser().is_file():
+        raise ConfigError(f"accelerate_config: {cfg.accelerate_config} does not exist (write one with `accelerate "
+                          f"config --config_file FILE`, or leave it unset and let tuitune write the engine's config).")
     try:
         found = locate(settings.models_dir, cfg.base, hub=settings.hub, progress=progress, download=download)
     except HubError:
@@ -124,11 +134,7 @@ def prepare(settings: Settings, cfg: TrainConfig, *, progress: Progress | None =
     else:
         records = data_mod.project_records(Path(project), cfg.method)
     data_mod.check_count(records, cfg.method)
-    if cfg.holdout is None:
-        cfg = cfg.updated(holdout=presets.holdout_for(len(records), cfg.method))
-        if reasons is not None:
-            reasons["holdout"] = presets.holdout_reason(len(records), cfg.method)
-    elif cfg.holdout >= len(records):
+    if cfg.holdout is not None and cfg.holdout >= len(records):
         raise ConfigError(f"holdout {cfg.holdout}: must leave records to train on; there are only {len(records)} "
                           f"records (hold out fewer, or leave holdout unset).")
     from transformers import AutoTokenizer
@@ -143,35 +149,17 @@ def prepare(settings: Settings, cfg: TrainConfig, *, progress: Progress | None =
         lengths = [cfg.max_length or 512] * max(1, sum(len(r["text"]) for r in records) // 2000)
     else:
         lengths = data_mod.tokenize_sft(tok, records).lengths
-    if cfg.max_length is not None and cfg.method != "pretrain":
-        data_mod.check_lengths(lengths, cfg.max_length)
-    model_config = _config(base_path)
-    max_pos = getattr(model_config, "max_position_embeddings", None)
-    params = presets.param_count(model_config)
-    saves_unset = cfg.save_steps is None
-    from tuitune.core.models import MEASURED_LR, bundled_name
-
-    cfg = presets.apply(cfg, lengths, hw, model_params=params, reasons=reasons,
-                        measured_lr=MEASURED_LR.get(bundled_name(base_path)))
-    gpus = gpu.resolve_gpus(cfg, machine, hw.cuda)
-    if gpus > 1 and saves_unset:  # each rank sees 1/gpus of the records: about 10 saves of the real schedule
-        n_rank = gpu.records_per_rank(len(records) - (cfg.holdout or 0), gpus)
-        steps = presets.total_steps(cfg, n_rank)
-        cfg = cfg.updated(save_steps=max(1, steps // 10))
-        if reasons is not None:
-            reasons["save_steps"] = f"about 10 checkpoints over {steps} steps ({gpus} GPUs)"
-    if hw.cuda:
+    mc = _config(base_path)
+    model = ModelFacts(params=presets.param_count(mc), vocab=getattr(mc, "vocab_size", 0) or 0,
+                       layers=getattr(mc, "num_hidden_layers", 0) or 32,
+                       max_position=getattr(mc, "max_position_embeddings", None),
+                       measured_lr=MEASURED_LR.get(bundled_name(base_path)))
+    holders = []
+    if hw.cuda and not machine.described:
         from tuitune.core import resources
 
-        need = gpu.need_gib(cfg, params or 0, getattr(model_config, "vocab_size", 0) or 0)
-        gpu.choose_gpus(machine, gpus, need, [] if machine.described else resources.running())
-    if cfg.batch_size % cfg.micro_batch_size:
-        raise ConfigError(f"micro_batch_size {cfg.micro_batch_size} must divide batch_size {cfg.batch_size} "
-                          f"(the optimizer steps once per batch_size records); pick a divisor or leave it unset.")
-    if max_pos and cfg.max_length > max_pos:
-        raise ConfigError(f"max_length {cfg.max_length} exceeds what {cfg.base} supports ({max_pos}); shorten "
-                          f"the longest records or lower max_length.")
-    return cfg, records
+        holders = resources.running()
+    return resolve(cfg, DataStats(tuple(lengths)), model, hw, machine, holders), records
 
 
 def _check_torch_cuda(machine) -> None:
@@ -197,9 +185,12 @@ def new_run_id(method: str) -> str:
 
 
 def launch(settings: Settings, config: TrainConfig, *, progress: Progress | None = None) -> str:
-    """Validate, create runs/<id>/ (config.yaml, data.jsonl) and start the worker detached. Returns the id.
-    `progress` gets (stage, fraction) while a Hub base model downloads (before anything is created)."""
-    cfg, records = prepare(settings, config, progress=progress)
+    """Validate, create runs/<id>/ (config.yaml, data.jsonl, the engine's config file for a sharded run,
+    launch.json for several ranks) and start the worker detached (node 0's command when the run spans several
+    nodes: the others run theirs from launch.json). Returns the id. `progress` gets (stage, fraction) while a Hub
+    base model downloads (before anything is created)."""
+    resolved, records = plan(settings, config, progress=progress)
+    cfg = resolved.cfg
     run_id = new_run_id(cfg.method)
     run = RunDir.of(settings.project, run_id)
     run.path.mkdir(parents=True)
@@ -209,24 +200,58 @@ def launch(settings: Settings, config: TrainConfig, *, progress: Progress | None
     from tuitune.core import atomic
 
     atomic.write_text(run.config, cfg.to_yaml())
+    if cfg.distributed in SHARDED and not cfg.accelerate_config:
+        from tuitune.core.training import engine_config
+
+        engine_config.write(run, cfg, no_split_modules(Path(cfg.base_path)))
+    if resolved.world > 1:
+        import json
+
+        atomic.write_text(run.launch_file, json.dumps(_launch_record(run.path, cfg, resolved.ranks), indent=1))
     _spawn(run.path, home=settings.home)
     return run_id
 
 
+def no_split_modules(base_path: Path) -> list[str]:
+    """The model class's own layers that must stay whole (FSDP wraps each one): `_no_split_modules`."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    try:
+        cls = MODEL_FOR_CAUSAL_LM_MAPPING[type(AutoConfig.from_pretrained(base_path))]
+    except KeyError:
+        return []
+    return list(getattr(cls, "_no_split_modules", None) or [])
+
+
+def _launch_record(run_path: Path, cfg: TrainConfig, ranks: int) -> dict:
+    from tuitune.core.training import launch_plan
+
+    return launch_plan.record(ranks, cfg.nodes, cfg.distributed, node_commands(run_path, cfg, ranks),
+                              cfg.master_addr, cfg.master_port)
+
+
+def node_commands(run_path: Path, cfg: TrainConfig, ranks: int) -> list[list[str]]:
+    """Each node's command for the run in `run_path` (index = node rank)."""
+    from tuitune.core.training.launch_plan import commands
+
+    return commands(run_path, ranks=ranks, nodes=cfg.nodes, master_addr=cfg.master_addr,
+                    master_port=cfg.master_port, accelerate_config=cfg.accelerate_config)
+
+
 def dry_run(settings: Settings, config: TrainConfig) -> dict:
     """What `launch` would do, without creating or starting anything: the resolved config, the worker's
-    command line (for a run folder named RUN_ID), its environment, the effective batch, the optimizer steps, where
-    it runs and why the presets chose each value they filled (`reasons`, field -> words). A Hub base model must
-    be in the cache already (a dry run downloads nothing); no model weights are loaded (tokenizer and config only).
-    `tuitune train --dry-run` and the TUI form's preview both show this."""
+    command line (for a run folder named RUN_ID; with several nodes, each node's), its environment, the effective
+    batch, the optimizer steps, where it runs and why the presets chose each value they filled (`reasons`, field ->
+    words). A Hub base model must be in the cache already (a dry run downloads nothing); no model weights are
+    loaded (tokenizer and config only). `tuitune train --dry-run` and the TUI form's preview both show this."""
     from tuitune.core import hardware
-    from tuitune.core.training import gpu, presets
 
-    reasons: dict[str, str] = {}
-    cfg, records = prepare(settings, config, download=False, reasons=reasons)
-    gpus, env = _placement(cfg, settings.home)
+    resolved, records = plan(settings, config, download=False)
+    cfg = resolved.cfg
+    _, env = _placement(cfg, settings.home)
     run = RunDir.of(settings.project, "RUN_ID")
-    n_train = max(1, len(records) - (cfg.holdout or 0))
+    gpus = resolved.gpus
     if gpus:
         chosen = [int(i) for i in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if i.strip().isdigit()]
         names = [g.name for g in hardware.detect().gpus if g.index in chosen]
@@ -234,13 +259,23 @@ def dry_run(settings: Settings, config: TrainConfig) -> dict:
     else:
         threads = env.get("TUITUNE_TRAIN_THREADS") or (str(cfg.num_threads) if cfg.num_threads else "")
         runs_on = f"CPU ({threads} thread{'s' if threads != '1' else ''})" if threads else "CPU"
+        if resolved.ranks > 1:
+            each = f", {threads} thread{'s' if threads != '1' else ''} each" if threads else ""
+            runs_on = f"{resolved.ranks} CPU ranks (gloo){each}"
+    if cfg.nodes > 1:
+        runs_on += f" on each of {cfg.nodes} nodes ({resolved.world} ranks)"
+    reasons = dict(resolved.reasons)
     if config.device == "auto":
         reasons["device"] = "auto: a CUDA GPU is visible" if gpus else "auto: no CUDA GPU visible"
+    launch = _launch_record(run.path, cfg, resolved.ranks)
+    need = resolved.need
     return {"config": cfg.model_dump(mode="json"), "config_yaml": cfg.to_yaml(), "records": len(records),
-            "train_records": n_train, "launcher": worker_command(run.path, gpus), "env": env,
+            "train_records": resolved.n_train, "launcher": launch["node_commands"][0]["command"], "env": env,
+            "node_commands": launch["node_commands"], "world_size": resolved.world, "ranks": resolved.ranks,
+            "nodes": cfg.nodes, "distributed": cfg.distributed,
             "gpus": max(1, gpus), "device": "cuda" if gpus else "cpu", "runs_on": runs_on,
-            "effective_batch": effective_batch(cfg, gpus),
-            "steps": presets.total_steps(cfg, gpu.records_per_rank(n_train, gpus)), "reasons": reasons}
+            "gpu_gib_per_rank": round(need.gpu_gib, 1) if need else None,
+            "effective_batch": resolved.effective_batch, "steps": resolved.steps, "reasons": reasons}
 
 
 def effective_batch(cfg: TrainConfig, gpus: int) -> int:
@@ -257,11 +292,12 @@ def worker_command(d: Path, gpus: int) -> list[str]:
 
 
 def _placement(cfg: TrainConfig, home: Path | None = None) -> tuple[int, dict[str, str]]:
-    """GPUs the run uses (0 on CPU) and the environment its worker gets: CUDA_VISIBLE_DEVICES on GPUs (the ones
-    with the most free memory), a thread budget beside what this app already runs on CPU, and the app's home
-    (TUITUNE_HOME: the worker's own Settings read the environment; its probe cache and judge come from there)."""
-    gpus, env = _devices(cfg)
-    return gpus, {**env, **({"TUITUNE_HOME": str(home)} if home else {})}
+    """Worker processes on this node (ranks: GPUs, or cpu_ranks on CPU) and the environment its worker gets:
+    CUDA_VISIBLE_DEVICES on GPUs (the ones with the most free memory), a thread budget beside what this app
+    already runs on CPU (split over the CPU ranks), and the app's home (TUITUNE_HOME: the worker's own Settings
+    read the environment; its probe cache and judge come from there)."""
+    ranks, env = _devices(cfg)
+    return ranks, {**env, **({"TUITUNE_HOME": str(home)} if home else {})}
 
 
 def _devices(cfg: TrainConfig) -> tuple[int, dict[str, str]]:
@@ -276,22 +312,25 @@ def _devices(cfg: TrainConfig) -> tuple[int, dict[str, str]]:
     if gpus:
         chosen = sorted(machine.gpus, key=lambda g: (-g.free_gib, g.index))[:gpus]
         return gpus, {"CUDA_VISIBLE_DEVICES": ",".join(str(g.index) for g in sorted(chosen, key=lambda g: g.index))}
+    ranks = max(1, cfg.cpu_ranks)
     budget = resources.thread_budget(machine, holders)
     env = budget.env_training()
     if env and not cfg.num_threads:
-        env["TUITUNE_TRAIN_THREADS"] = str(budget.threads)
-    return 0, env
+        env["TUITUNE_TRAIN_THREADS"] = str(max(1, budget.threads // ranks))
+    elif ranks > 1 and not cfg.num_threads:
+        env["TUITUNE_TRAIN_THREADS"] = str(max(1, (machine.cpu_cores or 1) // ranks))
+    return ranks, env
 
 
 def _spawn(d: Path, home: Path | None = None) -> int:
     """Start the worker detached; `home`: the tuitune home the app was started with (None: the environment's)."""
     run = RunDir(d)
     cfg = TrainConfig.load(run.config)
-    gpus, extra = _placement(cfg, home)
+    ranks, extra = _placement(cfg, home)
     env = {**os.environ, **extra}
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     with open(run.log, "ab") as log:
-        proc = subprocess.Popen(worker_command(d, gpus),
+        proc = subprocess.Popen(node_commands(d, cfg, ranks)[0],
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True, cwd=str(d), env=env, close_fds=True)
     from tuitune.core import atomic
@@ -351,7 +390,8 @@ def _stop_targets(d: Path) -> list[int]:
         return []
     try:
         p = psutil.Process(pid)
-        if "torch.distributed.run" in " ".join(p.cmdline()):
+        cmd = " ".join(p.cmdline())
+        if "torch.distributed.run" in cmd or "accelerate.commands.launch" in cmd:
             ranks = [c.pid for c in p.children(recursive=True)
                      if "tuitune.core.training.worker" in " ".join(c.cmdline())]
             return ranks or [pid]
