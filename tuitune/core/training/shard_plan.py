@@ -96,16 +96,22 @@ def flags(choice: str, offload: bool, gpus: int) -> str:
 
 def what_fits(cfg: TrainConfig, size: Size, free_gib: list[float], ram_gib: float = 0.0,
               max_gpus: int | None = None) -> tuple[str, bool, int, Need] | None:
-    """The first choice (CHOICES order, fewest GPUs first) whose need fits the `free_gib` of the best GPUs (and,
-    with offload, the CPU memory `ram_gib` when known), or None. `free_gib`: free memory of each GPU."""
+    """The first choice that fits the `free_gib` of the best GPUs (and, with offload, 90% of the CPU memory
+    `ram_gib` when known), or None: without offload first (fewest GPUs first, CHOICES order), then with offload.
+    On one GPU only ddp and the offloading choices count (sharding over one rank divides nothing); a qlora base is
+    not sharded (resolve.placement refuses it), so it gets ddp only."""
     best = sorted(free_gib, reverse=True)
-    for n in range(1, min(len(best), max_gpus or len(best)) + 1):
-        for choice, off in CHOICES:
-            if n == 1 and choice == "zero2":
-                continue
-            nd = need(cfg, size, n, choice, off)
-            if nd.gpu_gib <= best[n - 1] and (not off or not ram_gib or nd.cpu_gib * n <= ram_gib * 0.9):
-                return choice, off, n, nd
+    top = min(len(best), max_gpus or len(best))
+    for offload in (False, True):
+        for n in range(1, top + 1):
+            for choice, off in CHOICES:
+                if off != offload or (n == 1 and choice != "ddp" and not off) or (n == 1 and choice == "zero2"):
+                    continue
+                if cfg.peft_kind == "qlora" and choice != "ddp":
+                    continue
+                nd = need(cfg, size, n, choice, off)
+                if nd.gpu_gib <= best[n - 1] and (not off or not ram_gib or nd.cpu_gib * n <= ram_gib * 0.9):
+                    return choice, off, n, nd
     return None
 
 
