@@ -24,8 +24,10 @@ from tuitune.core.training.config import SHARDED, TrainConfig
 from tuitune.core.training.run_dir import RunDir
 
 # DeepSpeed's CPU accelerator: the Trainer must not take the CPU path (use_cpu), and transformers refuses bf16/fp16
-# without a GPU once use_cpu is off ("Your setup doesn't support bf16/gpu"): fp32 there.
-CPU_DEEPSPEED = {"use_cpu": False, "bf16": False, "fp16": False}
+# without a GPU once use_cpu is off ("Your setup doesn't support bf16/gpu"): fp32 there. ddp_backend gloo: without
+# it accelerate sees no backend for a CPU device with use_cpu off and counts one process (num_processes 1: unsharded
+# data, and the Trainer's token-count gather fails with "invalid output tensor list").
+CPU_DEEPSPEED = {"use_cpu": False, "bf16": False, "fp16": False, "ddp_backend": "gloo"}
 
 
 def world_size() -> int:
@@ -44,6 +46,7 @@ def prepare(cfg: TrainConfig, cuda: bool) -> None:
         return
     if cfg.distributed in ("zero2", "zero3"):
         os.environ["DS_ACCELERATOR"] = "cpu"
+        count_cpu_deepspeed_ranks()
     elif cfg.distributed == "fsdp":
         enable_cpu_fsdp()
 
@@ -76,6 +79,34 @@ def enable_cpu_fsdp() -> None:
 
     init._tuitune_cpu_fsdp = True
     st.AcceleratorState.__init__ = init
+
+
+def count_cpu_deepspeed_ranks() -> None:
+    """Make accelerate count DeepSpeed's CPU ranks.
+
+    Why: with use_cpu off (which DeepSpeed needs) and no GPU, accelerate (1.16) finds no backend for the device,
+    yet DeepSpeed has initialised the gloo process group; PartialState then says one process (rank 0 everywhere):
+    every rank would read all the data, and the Trainer's token-count gather fails ("ProcessGroupGloo::allgather:
+    invalid output tensor list"). This wraps PartialState.__init__: when torch.distributed is up with more than one
+    rank and the state counts one, it takes the world size and ranks from the process group. Idempotent."""
+    import accelerate.state as st
+
+    if getattr(st.PartialState.__init__, "_tuitune_cpu_ds", False):
+        return
+    original = st.PartialState.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1 and self.num_processes == 1:
+            shared = st.PartialState._shared_state
+            shared["num_processes"] = dist.get_world_size()
+            shared["process_index"] = dist.get_rank()
+            shared["local_process_index"] = int(os.environ.get("LOCAL_RANK", dist.get_rank()))
+
+    init._tuitune_cpu_ds = True
+    st.PartialState.__init__ = init
 
 
 def _engine_file(cfg: TrainConfig, run: RunDir, no_split_modules: list[str]) -> dict:
@@ -154,3 +185,11 @@ def what_ran(trainer) -> dict:
     backend = dist.get_backend() if dist.is_available() and dist.is_initialized() else None
     return {"distributed": ran, "world_size": acc.num_processes, "backend": backend,
             "accelerate_type": str(kind.value if hasattr(kind, "value") else kind)}
+
+
+def after_save() -> None:
+    """Rank 0 alone after the final save: forget the run's DeepSpeed config, else the merge's from_pretrained would
+    build the model under ZeRO-3's zero.Init and broadcast to ranks that have exited."""
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()

@@ -359,6 +359,8 @@ def _run(run_dir: Path, events: EventWriter, stop: StopFlag, main: bool, after_s
         trainer.model.save_pretrained(run.adapter)
     tok.save_pretrained(target)
     del trainer
+    if sharding.active(cfg):
+        sharding.after_save()
     metrics = {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))}
     if cfg.merge:
         _merge_and_check(cfg, run, events, records, held)
