@@ -72,7 +72,7 @@ def test_fsdp_two_cpu_ranks_stop_resume_merge(project, embedded_model):
     assert info.status == "stopped", (d / "worker.log").read_text()[-3000:]
     stopped = [e for e in jobs.read_events(d)[0] if e["event"] == "stopped"][-1]
     assert stopped["step"] < 6 and stopped["checkpoint"].endswith(f"checkpoint-{stopped['step']}")
-    gone, alive = psutil.wait_procs([psutil.Process(p) for p in ranks if psutil.pid_exists(p)], timeout=120)
+    _gone, alive = psutil.wait_procs([psutil.Process(p) for p in ranks if psutil.pid_exists(p)], timeout=120)
     assert not alive, alive  # both ranks ended after the `stopped` event
     log = (d / "worker.log").read_text()
     assert "Traceback" not in log and "failed" not in [e["event"] for e in jobs.read_events(d)[0]]
