@@ -72,7 +72,8 @@ def assistant_loss(model, inputs: dict, num_items_in_batch=None, chunk_logits: i
     targets = labels[:, keep + 1]
     mask = targets != IGNORE
     counted = mask.sum()
-    vocab = getattr(model.config, "vocab_size", 0) or 0
+    inner = getattr(model, "module", model)  # DDP wraps the model; its config is the wrapped one's
+    vocab = getattr(getattr(inner, "config", None), "vocab_size", 0) or 0
     parts = chunkable(model) if targets.numel() * vocab > chunk_logits else None
     if parts is not None:
         loss_sum, correct = _chunked(parts, fwd, keep, targets, mask, max(1, chunk_logits // vocab))
