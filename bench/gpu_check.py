@@ -8,7 +8,10 @@ first -> last (must fall), tokens/s (median of the step events after the first),
 events' gpu_peak_gib), whether the merge happened on the GPU. Exit 1 if any method fails, 2 if the machine
 lacks what the check needs.
 
-Methods: lora, dora, full, dpo (LoRA adapter), and qlora where bitsandbytes imports with CUDA.
+Methods: lora, dora, full, dpo (LoRA adapter), and qlora where bitsandbytes imports with CUDA; with
+`--methods lora+fsdp,full+fsdp,lora+zero3` also the sharded choices (`distributed`) on the one GPU (world size 1,
+started under torchrun): their peak memory beside plain lora/full's. zero3 needs DeepSpeed on the device (it is
+not in the carry: PyPI has it only as a source package); without it that row says so.
 
 Here (no GPU), check the script itself:
     .venv/bin/python bench/gpu_check.py --cpu-smoke          # LoRA only, 2 steps, on the CPU (~1-2 min)
@@ -132,9 +135,11 @@ def run_method(method: str, settings, base: Path, data: Path, steps: int, device
     from tuitune.core.training import jobs
     from tuitune.core.training.config import TrainConfig
 
+    method, _, distributed = method.partition("+")  # lora+fsdp: method lora, distributed fsdp
     lr = {"full": 3e-4, "dpo": 2e-3}.get(method, 2e-3)
     records = 8 if method == "dpo" else 16
     cfg = TrainConfig(method=method, base=str(base), data=str(data), max_steps=steps, epochs=100,
+                      distributed=distributed or "ddp",
                       batch_size=records, learning_rate=lr, warmup_ratio=0.0, lr_scheduler="constant",
                       lora_r=16, holdout=0, save_steps=10_000, merge=True, check_prompts=1,
                       check_max_new_tokens=8, device=device, lora_dropout=0.0, early_stopping_patience=0)
@@ -147,7 +152,7 @@ def run_method(method: str, settings, base: Path, data: Path, steps: int, device
     merged = [e for e in events if e["event"] == "merged"]
     stops = [e for e in events if e["event"] == "check" and e.get("check") == "stops"]
     rates = [e["tokens_per_second"] for e in steps_ev[1:]] or [e["tokens_per_second"] for e in steps_ev]
-    row = {"method": method, "status": info.status, "steps": len(steps_ev), "wall_s": time.monotonic() - t0,
+    row = {"method": method + (f"+{distributed}" if distributed else ""), "status": info.status, "steps": len(steps_ev), "wall_s": time.monotonic() - t0,
            "loss_first": steps_ev[0]["loss"] if steps_ev else None,
            "loss_last": steps_ev[-1]["loss"] if steps_ev else None,
            "tok_s": statistics.median(rates) if rates else None,
@@ -206,7 +211,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cpu-smoke", action="store_true", help="LoRA only, 2 steps, on the CPU (checks the script).")
     ap.add_argument("--steps", type=int, help="Optimizer steps per method (default 8; 2 with --cpu-smoke).")
-    ap.add_argument("--methods", help="Comma-separated subset of lora,dora,full,dpo,qlora.")
+    ap.add_argument("--methods", help="Comma-separated subset of lora,dora,full,dpo,qlora, and the sharded "
+                                      "lora+fsdp, full+fsdp, lora+zero3, full+zero3 (GPU only).")
     ap.add_argument("--work", type=Path, help="Folder for the model and runs (default: a new temp folder).")
     ap.add_argument("--json", action="store_true", help="Also print the rows as one JSON line at the end.")
     ap.add_argument("--print-carry", nargs="?", const=gpu_carry.DEFAULT_DIR, type=Path, metavar="DIR",

@@ -124,6 +124,8 @@ def test_each_node_gets_its_command(tmp_path):
     run = tmp_path / "runs" / "R1"
     [single] = launch_plan.commands(run)
     assert single[1:] == ["-m", "tuitune.core.training.worker", str(run.resolve())]
+    [sharded_one] = launch_plan.commands(run, sharded=True)  # fsdp/zero on one GPU still needs a process group
+    assert sharded_one[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1"]
     [local] = launch_plan.commands(run, ranks=2)
     assert local[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     nodes = launch_plan.commands(run, ranks=4, nodes=2, master_addr="10.0.0.5", master_port=29511)

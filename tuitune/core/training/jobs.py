@@ -204,7 +204,7 @@ def launch(settings: Settings, config: TrainConfig, *, progress: Progress | None
         from tuitune.core.training import engine_config
 
         engine_config.write(run, cfg, no_split_modules(Path(cfg.base_path)))
-    if resolved.world > 1:
+    if resolved.world > 1 or cfg.distributed in SHARDED:
         import json
 
         atomic.write_text(run.launch_file, json.dumps(_launch_record(run.path, cfg, resolved.ranks), indent=1))
@@ -236,7 +236,8 @@ def node_commands(run_path: Path, cfg: TrainConfig, ranks: int) -> list[list[str
     from tuitune.core.training.launch_plan import commands
 
     return commands(run_path, ranks=ranks, nodes=cfg.nodes, master_addr=cfg.master_addr,
-                    master_port=cfg.master_port, accelerate_config=cfg.accelerate_config)
+                    master_port=cfg.master_port, accelerate_config=cfg.accelerate_config,
+                    sharded=cfg.distributed in SHARDED)
 
 
 def dry_run(settings: Settings, config: TrainConfig) -> dict:

@@ -21,15 +21,16 @@ WORKER = "tuitune.core.training.worker"
 
 
 def commands(run_path: Path, *, ranks: int = 1, nodes: int = 1, master_addr: str = "", master_port: int = 29500,
-             accelerate_config: str = "", python: str | None = None) -> list[list[str]]:
-    """One command per node (node rank = index)."""
+             accelerate_config: str = "", python: str | None = None, sharded: bool = False) -> list[list[str]]:
+    """One command per node (node rank = index). `sharded` (fsdp/zero2/zero3): torchrun even for one rank, as
+    accelerate sets the engines up only in a distributed environment (a sharded run on one GPU: offload)."""
     py = python or sys.executable
     worker = ["-m", WORKER, str(Path(run_path).resolve())]
     if accelerate_config:
         return [[py, "-m", "accelerate.commands.launch", "--config_file", str(Path(accelerate_config).resolve()),
                  *worker]]
     if nodes <= 1:
-        if ranks <= 1:
+        if ranks <= 1 and not sharded:
             return [[py, *worker]]
         return [[py, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}", *worker]]
     return [[py, "-m", "torch.distributed.run", f"--nnodes={nodes}", f"--node_rank={r}",
