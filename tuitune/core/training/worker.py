@@ -323,7 +323,9 @@ def _run(run_dir: Path, events: EventWriter, stop: StopFlag, main: bool, after_s
     if early_stop.callback(cfg, len(held)) is not None:
         trainer.add_callback(early_stop.callback(cfg, len(held)))
     events.emit("model", **model_summary(trainer.model), train_records=len(train), held_out=len(held),
-                precision=precision(cfg, hw.cuda), records_per_pass=trainer.args.per_device_train_batch_size,
+                # what the Trainer runs (DeepSpeed on CPU ranks turns bf16 off)
+                precision=precision(cfg.updated(bf16=trainer.args.bf16, fp16=trainer.args.fp16), hw.cuda),
+                records_per_pass=trainer.args.per_device_train_batch_size,
                 attention=getattr(getattr(trainer.model, "config", None), "_attn_implementation", None),
                 gpus=int(os.environ.get("WORLD_SIZE", "1")) if hw.cuda else 0,
                 effective_batch=cfg.batch_size * cfg.grad_accum * int(os.environ.get("WORLD_SIZE", "1")),
