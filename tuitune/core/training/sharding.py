@@ -34,15 +34,22 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def active(cfg: TrainConfig) -> bool:
-    """The run shards: a sharded choice and more than one rank (one rank: the engines would add nothing)."""
-    return cfg.distributed in SHARDED and world_size() > 1
+def active(cfg: TrainConfig, cuda: bool | None = None) -> bool:
+    """The run shards: a sharded choice and more than one rank, or one GPU rank under torchrun (LOCAL_RANK set:
+    the launcher starts sharded runs there so FSDP's/DeepSpeed's offload can serve one GPU). One CPU process: no."""
+    if cfg.distributed not in SHARDED:
+        return False
+    if cuda is None:
+        import torch
+
+        cuda = torch.cuda.is_available()
+    return world_size() > 1 or (bool(cuda) and "LOCAL_RANK" in os.environ)
 
 
 def prepare(cfg: TrainConfig, cuda: bool) -> None:
     """Process setup before transformers, TRL or DeepSpeed are imported (TRL imports deepspeed at import when it
     is installed, and DeepSpeed picks its accelerator at its first import)."""
-    if not active(cfg) or cuda:
+    if not active(cfg, cuda) or cuda:
         return
     if cfg.distributed in ("zero2", "zero3"):
         os.environ["DS_ACCELERATOR"] = "cpu"
@@ -127,7 +134,7 @@ def _engine_file(cfg: TrainConfig, run: RunDir, no_split_modules: list[str]) -> 
 def trainer_kwargs(cfg: TrainConfig, run: RunDir, cuda: bool, no_split_modules: list[str] | None = None) -> dict:
     """Extra TrainingArguments for the run's engine; {} for ddp or one rank. `no_split_modules`: the model's
     transformer layer classes, used only when run/fsdp.json is missing."""
-    if not active(cfg):
+    if not active(cfg, cuda):
         return {}
     body = _engine_file(cfg, run, list(no_split_modules or []))
     if cfg.distributed == "fsdp":
@@ -149,9 +156,9 @@ def trainer_kwargs(cfg: TrainConfig, run: RunDir, cuda: bool, no_split_modules: 
 def notes(cfg: TrainConfig, cuda: bool) -> list[str]:
     """What the run's distributed choice became on this machine, in words (for the model event)."""
     out = []
-    if cfg.distributed in SHARDED and world_size() < 2:
+    if cfg.distributed in SHARDED and not active(cfg, cuda):
         out.append(f"distributed {cfg.distributed} has no effect with one rank: one process trains the whole model")
-    if active(cfg) and not cuda:
+    if active(cfg, cuda) and not cuda:
         if cfg.offload:
             out.append("offload ignored on CPU ranks: weights and optimizer states already live in CPU memory")
         if cfg.distributed == "fsdp":

@@ -348,12 +348,12 @@ def _run(run_dir: Path, events: EventWriter, stop: StopFlag, main: bool, after_s
     if held:
         trainer.evaluate()
     target = run.merged if cfg.peft_kind == "none" else run.adapter
-    if sharding.active(cfg):
+    if sharding.active(cfg, hw.cuda):
         # Sharded weights: every rank takes part in gathering the whole model (adapter) and rank 0 writes it.
         trainer.save_model(str(target))
     if not main:
         return 0
-    if sharding.active(cfg):
+    if sharding.active(cfg, hw.cuda):
         pass  # saved above, by all ranks
     elif cfg.peft_kind == "none":
         trainer.save_model(str(run.merged))
@@ -361,7 +361,7 @@ def _run(run_dir: Path, events: EventWriter, stop: StopFlag, main: bool, after_s
         trainer.model.save_pretrained(run.adapter)
     tok.save_pretrained(target)
     del trainer
-    if sharding.active(cfg):
+    if sharding.active(cfg, hw.cuda):
         sharding.after_save()
     metrics = {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))}
     if cfg.merge:
