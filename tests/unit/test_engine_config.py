@@ -46,7 +46,9 @@ def test_deepspeed_refuses_other_choices():
 
 
 def _trainer_args(**kw):
-    base = dict(world_size=2,  # noqa: C408 - the TrainingArguments fields the fill reads per_device_train_batch_size=2, gradient_accumulation_steps=3, max_grad_norm=1.0,
+    # the TrainingArguments fields the Trainer's fill reads
+    base = dict(world_size=2, per_device_train_batch_size=2,  # noqa: C408
+                gradient_accumulation_steps=3, max_grad_norm=1.0,
                 learning_rate=1e-4, adam_beta1=0.9, adam_beta2=0.999, adam_epsilon=1e-8, weight_decay=0.0,
                 save_on_each_node=False, fp16=False, fp16_full_eval=False, bf16=False, bf16_full_eval=False,
                 fp16_backend="auto", fp16_opt_level="O1", half_precision_backend="auto", lr_scheduler_type="linear",
