@@ -117,7 +117,8 @@ class TrainConfig(BaseModel):
                            "averaged), fsdp (PyTorch FSDP2: weights, gradients and optimizer states sharded over "
                            "the ranks, one transformer layer gathered at a time), zero2 (DeepSpeed ZeRO-2: "
                            "gradients and optimizer states sharded) or zero3 (DeepSpeed ZeRO-3: weights too). "
-                           "tuitune writes the engine's config file into the run folder. One rank: no effect.")
+                           "tuitune writes the engine's config file into the run folder. On one GPU, fsdp and "
+                           "zero3 only help with offload.")
     offload: bool = Field(False, description="fsdp/zero2/zero3: keep the optimizer states (and, for fsdp and zero3, "
                                              "the weights) in CPU memory between uses; fits larger models, "
                                              "slower. Ignored with ddp.")

@@ -49,6 +49,10 @@ def chunkable(model):
     if hasattr(model, "module"):  # DDP: its forward must run for the gradient hooks
         return None
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    from torch.distributed.fsdp import FSDPModule
+
+    if isinstance(model, FSDPModule) or isinstance(inner, FSDPModule):
+        return None  # FSDP2: the root unit's all-gather runs in the model's own forward
     config = inner.config.get_text_config() if hasattr(inner.config, "get_text_config") else inner.config
     if any(getattr(config, name, None) not in (None, 1, 1.0) for name in SCALED_LOGITS):
         return None
