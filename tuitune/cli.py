@@ -63,6 +63,18 @@ class LazyGroup(click.Group):
             formatter.write_dl([(name, COMMANDS[name][1]) for name in sorted(COMMANDS)])
 
 
+def quiet_deepspeed() -> None:
+    """Without an NVIDIA GPU, tell DeepSpeed its accelerator is the CPU: otherwise the first library call that
+    looks it up (transformers' save_pretrained does) prints DeepSpeed's "Setting accelerator to CPU" warning on
+    stdout, into output other programs read (`tuitune merge` prints the merged path there). With a GPU,
+    DeepSpeed's own detection picks CUDA silently."""
+    import os
+    import shutil
+
+    if not shutil.which("nvidia-smi"):
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+
+
 @click.group(cls=LazyGroup, invoke_without_command=True,
              context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--project", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -78,6 +90,7 @@ def main(ctx: click.Context, project: Path | None) -> None:
 
     from tuitune.settings import load_settings
 
+    quiet_deepspeed()
     try:
         ctx.obj = load_settings(project=project.resolve() if project else None)
     except ValidationError as e:  # a TUITUNE_* variable with a bad value: name it, say what it takes, exit 2
