@@ -8,34 +8,17 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 
 import psutil
 import pytest
+from training_runs import cli, wait_for
 
 from tuitune.core.data.formats import read_file
 from tuitune.core.data.store import Store
 from tuitune.core.training import jobs
 
 pytestmark = pytest.mark.e2e
-
-
-def cli(project, *args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "tuitune.cli", "--project", str(project), *args],
-                          capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def wait_for(d, pred, timeout=600):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        hit = [e for e in jobs.read_events(d)[0] if pred(e)]
-        if hit:
-            return hit[-1]
-        assert jobs.run_info(d).status == "running", (d / "worker.log").read_text()[-3000:]
-        time.sleep(0.5)
-    raise AssertionError(f"timed out; events: {jobs.read_events(d)[0]}")
 
 
 @pytest.fixture

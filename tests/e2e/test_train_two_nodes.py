@@ -9,20 +9,15 @@ import json
 import shlex
 import socket
 import subprocess
-import sys
 
 import pytest
+from training_runs import cli
 
 from tuitune.core.data.formats import read_file
 from tuitune.core.data.store import Store
 from tuitune.core.training import jobs
 
 pytestmark = pytest.mark.e2e
-
-
-def cli(project, *args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "tuitune.cli", "--project", str(project), *args],
-                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def free_port() -> int:

@@ -5,8 +5,8 @@ Models are folders holding only a config.json (real models' configs), which plan
 from __future__ import annotations
 
 import json
-import string
 import os
+import string
 import subprocess
 import sys
 from pathlib import Path
