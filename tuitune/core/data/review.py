@@ -28,29 +28,56 @@ class ReviewError(StoreError):
 
 def _state(s: Sample) -> dict:
     return {"instruction": s.instruction, "input": s.input, "output": s.output, "system": s.system,
-            "status": s.status, "rating": s.rating, "reason": s.reason, "original": s.original}
+            "status": s.status, "rating": s.rating, "reason": s.reason, "original": s.original,
+            "decided_by": s.decided_by}
 
 
-def _apply(store: Store, sample_id: int, action: str, note: str = "", **changes) -> Sample:
+def _apply(store: Store, sample_id: int, action: str, note: str = "", bulk: int | None = None, **changes) -> Sample:
     with store.transaction():
         before = store.get_sample(sample_id)
         after = before.with_(**changes)
         store.update_sample(after)
-        store.log_review(sample_id, action, reason=note, before=_state(before), after=_state(after))
+        store.log_review(sample_id, action, reason=note, before=_state(before), after=_state(after), bulk=bulk)
     return after
 
 
 def accept(store: Store, sample_id: int, *, rating: int | None = None) -> Sample:
     s = store.get_sample(sample_id)
     status = "edited" if s.original else "accepted"
-    return _apply(store, sample_id, "accept", status=status, reason="",
+    return _apply(store, sample_id, "accept", status=status, reason="", decided_by="human",
                   **({"rating": _check_rating(rating)} if rating is not None else {}))
 
 
 def reject(store: Store, sample_id: int, reason: str) -> Sample:
     if not reason.strip():
         raise ReviewError("Say why you reject it: the reason becomes a lesson for the next round.")
-    return _apply(store, sample_id, "reject", note=reason.strip(), reason=reason.strip(), status="rejected")
+    return _apply(store, sample_id, "reject", note=reason.strip(), reason=reason.strip(), status="rejected",
+                  decided_by="human")
+
+
+def bulk(store: Store, sample_ids: list[int], action: str, *, reason: str = "") -> int:
+    """Accept or reject many pending samples as ONE action (one transaction, undone in one step by `undo`),
+    recorded as decided by the judge, not a human. Samples no longer pending are left alone. Returns how many
+    changed."""
+    if action not in ("accept", "reject"):
+        raise ReviewError(f"a bulk action accepts or rejects, not {action!r}")
+    if action == "reject" and not reason.strip():
+        raise ReviewError("a bulk reject needs a reason (it becomes a lesson for the next round)")
+    n = 0
+    with store.transaction():
+        group = store.conn.execute("SELECT COALESCE(MAX(bulk), 0) + 1 FROM reviews").fetchone()[0]
+        for sid in sample_ids:
+            s = store.get_sample(sid)
+            if s.status != "pending":
+                continue
+            if action == "accept":
+                _apply(store, sid, "accept", bulk=group, status="edited" if s.original else "accepted", reason="",
+                       decided_by="judge")
+            else:
+                _apply(store, sid, "reject", note=reason.strip(), bulk=group, status="rejected",
+                       reason=reason.strip(), decided_by="judge")
+            n += 1
+    return n
 
 
 def edit(store: Store, sample_id: int, **fields: str) -> Sample:
@@ -64,7 +91,8 @@ def edit(store: Store, sample_id: int, **fields: str) -> Sample:
     if all(getattr(s, k) == v for k, v in fields.items()):
         return s
     original = s.original or {k: getattr(s, k) for k in TEXT_FIELDS}
-    return _apply(store, sample_id, "edit", status="edited", reason="", original=original, **fields)
+    return _apply(store, sample_id, "edit", status="edited", reason="", original=original, decided_by="human",
+                  **fields)
 
 
 def rate(store: Store, sample_id: int, rating: int | None) -> Sample:
@@ -79,23 +107,31 @@ def _check_rating(rating: int) -> int:
 
 def undo(store: Store) -> Sample | None:
     """Revert the most recent review action of this session (store.session: this terminal or app), not another
-    reviewer's. Returns the restored sample, or None when this session has nothing to undo. Refused when
-    someone else changed the sample since (undoing would overwrite their change)."""
+    reviewer's; a bulk action is reverted whole, in one step. Returns the restored sample (the first of a bulk
+    action), or None when this session has nothing to undo. Refused when someone else changed the sample since
+    (undoing would overwrite their change)."""
     with store.transaction():
-        row = store.conn.execute("SELECT id, sample_id, before FROM reviews WHERE session = ? ORDER BY id DESC "
-                                 "LIMIT 1", (store.session,)).fetchone()
+        row = store.conn.execute("SELECT id, bulk FROM reviews WHERE session = ? ORDER BY id DESC LIMIT 1",
+                                 (store.session,)).fetchone()
         if row is None:
             return None
-        review_id, sample_id, before = row
-        later = store.conn.execute("SELECT COUNT(*) FROM reviews WHERE sample_id = ? AND id > ? AND session != ?",
-                                   (sample_id, review_id, store.session)).fetchone()[0]
-        if later:
-            raise ReviewError(f"sample #{sample_id} was changed by another reviewer after your last action; "
-                              f"undoing it would overwrite their change. Review the sample again instead.")
-        state = json.loads(before)
-        restored = store.get_sample(sample_id).with_(**state)
-        store.update_sample(restored)
-        store.conn.execute("DELETE FROM reviews WHERE id = ?", (review_id,))
+        if row[1] is None:
+            actions = store.conn.execute("SELECT id, sample_id, before FROM reviews WHERE id = ?", (row[0],)).fetchall()
+        else:
+            actions = store.conn.execute("SELECT id, sample_id, before FROM reviews WHERE bulk = ? AND session = ? "
+                                         "ORDER BY id DESC", (row[1], store.session)).fetchall()
+        restored = None
+        for review_id, sample_id, before in actions:
+            later = store.conn.execute("SELECT COUNT(*) FROM reviews WHERE sample_id = ? AND id > ? AND session != ?",
+                                       (sample_id, review_id, store.session)).fetchone()[0]
+            if later:
+                raise ReviewError(f"sample #{sample_id} was changed by another reviewer after your last action; "
+                                  f"undoing it would overwrite their change. Review the sample again instead.")
+            state = json.loads(before)
+            state.setdefault("decided_by", "")  # actions logged before schema 4
+            restored = store.get_sample(sample_id).with_(**state)
+            store.update_sample(restored)
+            store.conn.execute("DELETE FROM reviews WHERE id = ?", (review_id,))
     return restored
 
 

@@ -32,6 +32,8 @@ class Sample:
     origin: Origin = "import"
     round_id: int | None = None
     original: dict | None = None  # the text before the first edit (kept for preference pairs)
+    teacher: str = ""  # the teacher that wrote it (synthesis; "" for seeds, imports, chats)
+    decided_by: str = ""  # who set its status: "human", "judge" (a bulk action), "" (pending or imported)
     id: int | None = None
     created_at: str = ""
     updated_at: str = ""

@@ -109,7 +109,7 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
 ]
 
 SAMPLE_COLUMNS = ("id, instruction, input, output, system, history, status, rating, reason, origin, round_id, "
-                  "original, created_at, updated_at")
+                  "original, teacher, decided_by, created_at, updated_at")
 
 
 class StoreError(Exception):
@@ -145,15 +145,15 @@ class Task:
 
 
 INSERT_COLUMNS = ("instruction, input, output, system, history, status, rating, reason, origin, round_id, original, "
-                  "key, created_at, updated_at")
-INSERT_MARKS = ",".join("?" * 14)
+                  "teacher, decided_by, key, created_at, updated_at")
+INSERT_MARKS = ",".join("?" * 16)
 
 
 def row_of(s: Sample, at: str) -> tuple:
     """The values of INSERT_COLUMNS for a new sample."""
     return (s.instruction, s.input, s.output, s.system, json.dumps([list(p) for p in s.history], ensure_ascii=False),
             s.status, s.rating, s.reason, s.origin, s.round_id,
-            json.dumps(s.original, ensure_ascii=False) if s.original else None, s.key(), at, at)
+            json.dumps(s.original, ensure_ascii=False) if s.original else None, s.teacher, s.decided_by, s.key(), at, at)
 
 
 def default_session() -> str:
@@ -175,23 +175,46 @@ def default_session() -> str:
 
 def _row_to_sample(row: sqlite3.Row | tuple) -> Sample:
     (id_, instruction, input_, output, system, history, status, rating, reason, origin, round_id, original,
-     created_at, updated_at) = tuple(row)
+     teacher, decided_by, created_at, updated_at) = tuple(row)
     return Sample(
         id=id_, instruction=instruction, input=input_, output=output, system=system,
         history=[tuple(p) for p in json.loads(history)], status=status, rating=rating, reason=reason,
         origin=origin, round_id=round_id, original=json.loads(original) if original else None,
-        created_at=created_at, updated_at=updated_at,
+        teacher=teacher, decided_by=decided_by, created_at=created_at, updated_at=updated_at,
     )
 
 
 def _rekey(conn: sqlite3.Connection) -> None:
     """3: the duplicate key covers the system prompt and a preference pair's rejected answer (Sample.key); the
     key of a record with neither is unchanged."""
-    rows = conn.execute(f"SELECT {SAMPLE_COLUMNS} FROM samples WHERE system != '' OR original IS NOT NULL").fetchall()
-    conn.executemany("UPDATE samples SET key = ? WHERE id = ?", [(_row_to_sample(r).key(), r[0]) for r in rows])
+    rows = conn.execute("SELECT id, instruction, input, output, system, history, original FROM samples "
+                        "WHERE system != '' OR original IS NOT NULL").fetchall()  # the columns of schema 3
+    keys = [(Sample(instruction=i, input=x, output=o, system=sy, history=[tuple(p) for p in json.loads(h)],
+                    original=json.loads(orig) if orig else None).key(), id_) for id_, i, x, o, sy, h, orig in rows]
+    conn.executemany("UPDATE samples SET key = ? WHERE id = ?", keys)
 
 
 MIGRATIONS.append(_rekey)
+
+# 4: curation at scale. A sample remembers the teacher that wrote it and who decided its status (a human, or the
+# judge through a bulk action); the judge's verdict on a sample (one per sample, the latest); the review actions of
+# one bulk action share a `bulk` id (undone together); a round remembers its batch job (hosted or local).
+MIGRATIONS.append("""
+    ALTER TABLE samples ADD COLUMN teacher TEXT NOT NULL DEFAULT '';
+    ALTER TABLE samples ADD COLUMN decided_by TEXT NOT NULL DEFAULT '';
+    ALTER TABLE reviews ADD COLUMN bulk INTEGER;
+    ALTER TABLE rounds ADD COLUMN batch TEXT NOT NULL DEFAULT '{}';
+    CREATE TABLE judgments (
+        sample_id INTEGER PRIMARY KEY REFERENCES samples(id) ON DELETE CASCADE,
+        score INTEGER NOT NULL CHECK (score BETWEEN 1 AND 5),
+        critique TEXT NOT NULL DEFAULT '',
+        lesson TEXT NOT NULL DEFAULT '',            -- the lesson it breaks, if any
+        judge TEXT NOT NULL,                        -- the judge's teacher name and model
+        rubric TEXT NOT NULL,                       -- the rubric template's name and content hash
+        at TEXT NOT NULL
+    );
+    CREATE INDEX judgments_score ON judgments(score);
+""")
 
 
 # ---- the book of long imports (staging.py stages and publishes them) ---------------------------------------
@@ -404,11 +427,11 @@ class Store:
         with self.transaction():
             self.conn.execute(
                 "UPDATE samples SET instruction=?, input=?, output=?, system=?, history=?, status=?, rating=?, "
-                "reason=?, original=?, key=?, updated_at=? WHERE id=?",
+                "reason=?, original=?, decided_by=?, key=?, updated_at=? WHERE id=?",
                 (sample.instruction, sample.input, sample.output, sample.system,
                  json.dumps([list(p) for p in sample.history], ensure_ascii=False), sample.status, sample.rating,
                  sample.reason, json.dumps(sample.original, ensure_ascii=False) if sample.original else None,
-                 sample.key(), now(), sample.id))
+                 sample.decided_by, sample.key(), now(), sample.id))
 
     def samples(self, *, status: str | Iterable[str] | None = None, origin: str | Iterable[str] | None = None,
                 round_id: int | None = None, limit: int | None = None, offset: int = 0) -> list[Sample]:
@@ -467,8 +490,8 @@ class Store:
 
     # ---- reviews ------------------------------------------------------------------------------
     def log_review(self, sample_id: int, action: str, *, reason: str = "", before: dict | None = None,
-                   after: dict | None = None) -> None:
+                   after: dict | None = None, bulk: int | None = None) -> None:
         self.conn.execute(
-            "INSERT INTO reviews (sample_id, action, reason, before, after, at, session) VALUES (?,?,?,?,?,?,?)",
+            "INSERT INTO reviews (sample_id, action, reason, before, after, at, session, bulk) VALUES (?,?,?,?,?,?,?,?)",
             (sample_id, action, reason, json.dumps(before or {}, ensure_ascii=False),
-             json.dumps(after or {}, ensure_ascii=False), now(), self.session))
+             json.dumps(after or {}, ensure_ascii=False), now(), self.session, bulk))
