@@ -80,13 +80,15 @@ class SynthRound:
         self.project = project
         self.on_event = on_event
         self.resume = resume
-        self.teacher_info = teacher_info or teacher.config.public()
+        self.teacher_info = teacher_info or _teacher_info(teacher)
         self.counters = Counters()
         self.round: rounds.Round | None = None
         self._tasks: list[asyncio.Task] = []
         self._cancelled = False
         self._fatal: str = ""
         self._listeners: list[asyncio.Queue] = []
+        self._earlier_teachers: dict = {}
+        self._incomplete_note = ""  # said after the "incomplete" message (a batch that expired, ...)
 
     # -- events --
     def _emit(self, ev: Event) -> None:
@@ -127,10 +129,11 @@ class SynthRound:
             if old is not None:  # everything was stored; only the finish was lost
                 rounds.finish_round(self.store, old.id, old.counters)
         params = {**asdict(self.params), "teacher": self.teacher_info,
-                  "answerer": self.answerer.config.public() if self.answerer is not self.teacher else None}
+                  "answerer": _teacher_info(self.answerer) if self.answerer is not self.teacher else None}
         return rounds.start_round(self.store, self.params.n, params), False
 
-    async def run(self) -> RoundFinished:
+    def _setup(self) -> tuple[int, bool]:
+        """Open (or resume) the round and build what every request needs. Returns (round id, resumed)."""
         self.round, resumed = self._open_round()
         rid = self.round.id
         self.counters = Counters.from_dict(self.round.counters) if resumed else Counters()
@@ -151,10 +154,11 @@ class SynthRound:
             self.index.add(s)
         # answers the teacher was shown (seeds first): a sample repeating one is stored with a flag (copies.py)
         self.copies = AnswerCopies(sorted(self.ctx.pool, key=lambda s: s.origin != "seed"))
+        self._earlier_teachers = dict(self.round.counters.get("teachers") or {}) if resumed else {}
         prompt = messages_text(generation_messages(self.ctx, self.params, 0, self.params.per_request))
-        rounds.update_round(self.store, rid, prompt=prompt, counters=self.counters.saved(), status="running")
-        self._emit(RoundStarted(rid, self.need, already, resumed, prompt))
-
+        round_params = {**self.round.params, "lessons": self.ctx.lessons}  # what this round was generated with
+        rounds.update_round(self.store, rid, prompt=prompt, counters=self._saved(), status="running",
+                            params=round_params)
         missing = self.need - already
         self.claimed = already  # stored + inputs being answered
         self.reserved = 0  # samples asked for in requests in flight
@@ -166,7 +170,20 @@ class SynthRound:
         self.last_error = ""
         self.sem = asyncio.Semaphore(self.params.concurrency)
         self.cond = asyncio.Condition()
-        status, message = "finished", ""
+        self._emit(RoundStarted(rid, self.need, already, resumed, prompt))
+        return rid, resumed
+
+    def _saved(self) -> dict:
+        """The counters as saved with the round, with the requests per teacher when several share the round."""
+        d = self.counters.saved()
+        stats = getattr(self.teacher, "stats", None)
+        if callable(stats):
+            d["teachers"] = _add_teachers(self._earlier_teachers, stats())
+        return d
+
+    async def run(self) -> RoundFinished:
+        rid, _ = self._setup()
+        missing = self.need - self.counters.stored
         if missing > 0:
             self._tasks = [asyncio.ensure_future(self._worker()) for _ in range(self.params.concurrency)]
             try:
@@ -180,7 +197,7 @@ class SynthRound:
                 if external:
                     stored = rounds.stored_in_round(self.store, rid)
                     self.counters.stored = stored
-                    rounds.finish_round(self.store, rid, self.counters.saved(), "cancelled")
+                    rounds.finish_round(self.store, rid, self._saved(), "cancelled")
                     raise
             except TeacherError as e:
                 self._fatal = str(e)
@@ -192,11 +209,16 @@ class SynthRound:
                     t.cancel()
                 await asyncio.gather(*self._tasks, return_exceptions=True)
                 with contextlib.suppress(Exception):  # the database may be what failed
-                    rounds.finish_round(self.store, rid, self.counters.saved(), "failed")
+                    rounds.finish_round(self.store, rid, self._saved(), "failed")
                 raise SynthError(f"round {rid} stopped on an unexpected error ({type(e).__name__}: {e}); what "
                                  f"was stored is kept, run again to resume") from e
+        return self._finish()
+
+    def _finish(self) -> RoundFinished:
+        rid = self.round.id
         stored = rounds.stored_in_round(self.store, rid)
         self.counters.stored = stored
+        status, message = "finished", ""
         if self._cancelled:
             status, message = "cancelled", f"cancelled with {stored} of {self.need} stored; run again to resume"
         elif self._fatal:
@@ -208,10 +230,11 @@ class SynthRound:
                        f"{stored} of {self.need} stored. Check the teacher endpoint, then run again to resume.")
         elif stored < self.need:
             status = "incomplete"
-            message = (f"stopped after {self.requests_this_run} requests with {stored} of {self.need} stored "
-                       f"(the teacher's replies were failing, unparseable or repeating). Run again to resume, "
-                       f"or try a stronger teacher / higher temperature / topics.")
-        rounds.finish_round(self.store, rid, self.counters.saved(), status)
+            message = self._incomplete_note or (
+                f"stopped after {self.requests_this_run} requests with {stored} of {self.need} stored "
+                f"(the teacher's replies were failing, unparseable or repeating). Run again to resume, "
+                f"or try a stronger teacher / higher temperature / topics.")
+        rounds.finish_round(self.store, rid, self._saved(), status)
         ev = RoundFinished(rid, status, self.counters, message)
         self._emit(ev)
         return ev
@@ -268,19 +291,34 @@ class SynthRound:
         self.consecutive_failures = 0
         return reply
 
-    async def _generate(self, i: int, k: int) -> None:
+    def schema_for(self, k: int, constrained: bool) -> dict:
+        """The JSON schema of a generation request for k records (length bounds only where it is enforced)."""
         samples_mode = self.params.mode == "samples"
-        constrained = self.teacher.config.supports_json_schema is True
         # Bound each string so that k records fit in max_tokens (CJK text can take a token per character).
         n_fields = 3 if samples_mode else 2
         field_chars = max(16, min(self.params.max_chars, self.params.max_tokens // (k * n_fields)))
-        schema = (samples_schema if samples_mode else inputs_schema)(k, field_chars, constrained=constrained)
-        reply = await self._call(self.teacher, generation_messages(self.ctx, self.params, i, k),
-                                 max_tokens=self.params.max_tokens, schema=schema,
-                                 schema_name="samples" if samples_mode else "inputs")
+        return (samples_schema if samples_mode else inputs_schema)(k, field_chars, constrained=constrained)
+
+    def request(self, i: int, k: int) -> tuple[list[dict], str]:
+        """Generation request i for k records: (messages, schema name)."""
+        return generation_messages(self.ctx, self.params, i, k), "samples" if self.params.mode == "samples" else "inputs"
+
+    async def _generate(self, i: int, k: int) -> None:
+        messages, schema_name = self.request(i, k)
+        if hasattr(self.teacher, "configs"):  # a pool: each endpoint gets the schema it can enforce
+            schema = lambda constrained: self.schema_for(k, constrained)
+        else:
+            schema = self.schema_for(k, self.teacher.config.supports_json_schema is True)
+        reply = await self._call(self.teacher, messages, max_tokens=self.params.max_tokens, schema=schema,
+                                 schema_name=schema_name)
         if reply is None:
             self._save_counters()
             return
+        await self.take_reply(reply, i)
+
+    async def take_reply(self, reply, i: int) -> None:
+        """Parse one generation reply (online or from a batch), check, dedup and store its records."""
+        samples_mode = self.params.mode == "samples"
         try:
             if len(reply.text) > OFF_LOOP_CHARS:  # long replies are parsed in a thread: other requests go on
                 value, truncated = await asyncio.to_thread(extract_json, reply.text)
@@ -295,8 +333,9 @@ class SynthRound:
         items = items_of(value, "samples" if samples_mode else "inputs")
         self.counters.returned += len(items)
         to_answer = []
+        writer = getattr(reply, "teacher", "") or self.teacher.config.name
         for item in items:
-            sample = self._check(item, needs_output=samples_mode)
+            sample = self._check(item, needs_output=samples_mode, teacher=writer)
             if sample is None:
                 continue
             if samples_mode:
@@ -312,7 +351,7 @@ class SynthRound:
         setattr(self.counters, reason, getattr(self.counters, reason) + 1)
         self._emit(SampleDropped(reason, instruction, self.counters))
 
-    def _check(self, item, *, needs_output: bool) -> Sample | None:
+    def _check(self, item, *, needs_output: bool, teacher: str = "") -> Sample | None:
         if not isinstance(item, dict):
             self._drop("invalid", str(item)[:80])
             return None
@@ -330,7 +369,7 @@ class SynthRound:
             self._drop("too_long", instruction)
             return None
         sample = Sample(instruction=instruction, input=input_, output=output, system=self.task_system,
-                        origin="synth", status="pending", round_id=self.round.id)
+                        origin="synth", status="pending", round_id=self.round.id, teacher=teacher)
         match = self.index.check(sample)
         if match is not None:
             if match.kind == "near":
@@ -350,13 +389,13 @@ class SynthRound:
         with self.store.transaction():
             stored = self.store.add_sample(sample)
             self.counters.stored += 1
-            rounds.update_round(self.store, self.round.id, counters=self.counters.saved())
+            rounds.update_round(self.store, self.round.id, counters=self._saved())
         if self.params.mode == "samples":
             self.claimed += 1
         self._emit(SampleStored(stored, self.counters))
 
     def _save_counters(self) -> None:
-        rounds.update_round(self.store, self.round.id, counters=self.counters.saved())
+        rounds.update_round(self.store, self.round.id, counters=self._saved())
 
     async def _answer(self, sample: Sample, i: int) -> None:
         self.counters.answer_requests += 1
@@ -376,6 +415,29 @@ class SynthRound:
             self._save_counters()
             return
         self._store(sample.with_(output=text))
+
+
+def _teacher_info(teacher) -> dict:
+    """What the round records about its teacher(s) (never a key)."""
+    configs = getattr(teacher, "configs", None)
+    if configs and len(configs) > 1:
+        stats = teacher.stats()
+        return {"name": ",".join(c.name for c in configs),
+                "teachers": [{**c.public(), "weight": stats.get(c.name, {}).get("weight", 1)} for c in configs]}
+    return (configs[0] if configs else teacher.config).public()
+
+
+def _add_teachers(earlier: dict, now: dict) -> dict:
+    """Per-teacher request counts over a resumed round's sessions (numbers add up; the latest `out` reason wins)."""
+    out = {name: dict(v) for name, v in earlier.items()}
+    for name, v in now.items():
+        acc = out.setdefault(name, {})
+        for k, x in v.items():
+            if isinstance(x, int | float) and not isinstance(x, bool) and k != "weight":
+                acc[k] = acc.get(k, 0) + x
+            else:
+                acc[k] = x
+    return out
 
 
 async def run_round(store: Store, teacher: Teacher, params: RoundParams, **kw) -> RoundFinished:
