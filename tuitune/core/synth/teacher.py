@@ -9,6 +9,9 @@ Named teachers live in `<home>/teachers.yaml`:
         model: deepseek-chat
         api_key_env: DEEPSEEK_API_KEY     # the NAME of the variable; the key itself is never stored
         supports_json_schema: false       # true / false / auto (try it once, fall back to plain text)
+        concurrency: 8                    # optional limits for a pool of teachers (teacher_pool.py): requests in
+        rpm: 500                          # flight at most, requests and tokens (prompt estimate + max_tokens)
+        tpm: 200000                       # in any 60 s; absent or null = no limit
 
 Retries (429, 5xx, timeouts, dropped connections) are the openai client's own, with exponential backoff and
 `Retry-After` honoured. Replies are parsed as JSON leniently (code fences, prose around it, a truncated array
@@ -57,6 +60,9 @@ class TeacherConfig:
     supports_json_schema: bool | str = "auto"  # True / False / "auto"
     timeout: float = 120.0  # seconds per request attempt
     max_retries: int = 4
+    concurrency: int | None = None  # requests in flight at most (a teacher pool honours it); None = no limit
+    rpm: int | None = None  # requests in any 60 s at most
+    tpm: int | None = None  # tokens in any 60 s at most (prompt estimate + max_tokens, charged before sending)
     api_key: str | None = field(default=None, repr=False, compare=False)  # runtime only, never saved
 
     @property
@@ -138,7 +144,13 @@ def _field_problem(key: str, value) -> str:
     if key == "max_retries":
         ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 100
         return "" if ok else f"expected a whole number from 0 to 100, got {value!r}"
+    if key in LIMIT_FIELDS:
+        ok = value is None or (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 10**9)
+        return "" if ok else f"expected a whole number of at least 1 (or null for no limit), got {value!r}"
     return ""
+
+
+LIMIT_FIELDS = ("concurrency", "rpm", "tpm")
 
 
 def save_teacher(settings: Settings, config: TeacherConfig) -> Path:
@@ -156,6 +168,9 @@ def save_teacher(settings: Settings, config: TeacherConfig) -> Path:
     data.setdefault("teachers", {})
     entry = config.public()
     entry.pop("name")
+    for key in LIMIT_FIELDS:  # no limit: left out of the file
+        if entry.get(key) is None:
+            entry.pop(key, None)
     data["teachers"][config.name] = entry
     atomic.write_text(path, yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
     return path
@@ -178,6 +193,7 @@ class Reply:
     finish_reason: str | None
     completion_tokens: int = 0
     structured: bool = False  # the endpoint was asked for JSON-schema output
+    teacher: str = ""  # the name of the teacher that answered
 
 
 class Teacher:
@@ -236,7 +252,7 @@ class Teacher:
         try:
             choices = resp.choices
             if not choices:
-                return Reply("", None, structured=structured)
+                return Reply("", None, structured=structured, teacher=self.config.name)
             choice = choices[0]
             content = choice.message.content or ""
             finish = choice.finish_reason
@@ -247,7 +263,7 @@ class Teacher:
             raise BadResponse(f"teacher {self.config.name!r} answered with JSON that is not a chat completion "
                               f"(no choices[0].message.content); check its base_url ({self.config.base_url}) "
                               f"and that it serves the OpenAI chat API") from None
-        return Reply(content, finish, tokens, structured)
+        return Reply(content, finish, tokens, structured, self.config.name)
 
     async def close(self) -> None:
         await self.client.close()
