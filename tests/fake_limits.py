@@ -23,13 +23,17 @@ class Fake:
         self.bodies: list[dict] = []
         self.in_flight = 0
         self.max_in_flight = 0
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self.server.daemon_threads = True
+        self.server = _Server(("127.0.0.1", 0), _handler(self))
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
 
     @property
     def posts(self) -> int:
         return len(self.arrivals)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # the default backlog of 5 drops connections when 40 requests start at once
 
 
 def _handler(fake: Fake):
