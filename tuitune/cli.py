@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("tuitune.commands.doctor:doctor", "Check Python, torch/CUDA, vLLM, the embedded model, disk."),
     "synth": ("tuitune.commands.synth:synth", "Generate a round of new samples with the teacher LLM."),
     "review": ("tuitune.commands.synth:review", "Accept / reject / edit / rate pending samples (headless)."),
+    "judge": ("tuitune.commands.judge:judge", "Score samples with the judge; its agreement with you; bulk actions."),
     "lessons": ("tuitune.commands.synth:lessons", "Show the lessons learned from review for the next round."),
     "train": ("tuitune.commands.train:train", "Launch a background training run (LoRA/QLoRA/DoRA/full/DPO/...)."),
     "runs": ("tuitune.commands.train:runs", "List training runs; watch or stop one."),

@@ -47,7 +47,19 @@ def _print_counters(c, status: str, message: str) -> None:
 @click.command()
 @click.option("--n", "n", type=int, default=20, show_default=True, help="Samples to generate.")
 @click.option("--teacher", help="Named teacher from teachers.yaml in the tuitune home (default: `default` if "
-              "TUITUNE_TEACHER_BASE_URL is set, else `embedded`, the local model served by vLLM).")
+              "TUITUNE_TEACHER_BASE_URL is set, else `embedded`, the local model served by vLLM). Several share "
+              "the round: a,b or by weight a=3,b=1 (each within its own concurrency/rpm/tpm; one that keeps "
+              "failing is taken out and the others carry on).")
+@click.option("--judge", "judge_spec", help="The teacher(s) that score every new sample (default: the teacher).")
+@click.option("--no-judge", is_flag=True, help="Do not score the new samples (`tuitune judge` can do it later).")
+@click.option("--batch", type=click.Choice(["hosted", "local"]), help="Generate the round as one batch job: "
+              "hosted = the teacher's Batch API (half price, up to 24 h; picked up again by the next run), local = "
+              "vLLM's offline batch runner on --batch-model.")
+@click.option("--batch-model", help="--batch local: the model folder or registered name (default: the embedded "
+              "model).")
+@click.option("--no-wait", is_flag=True, help="--batch hosted: submit (or check) the batch and exit; run again to "
+              "collect it.")
+@click.option("--poll", type=float, default=30.0, show_default=True, help="--batch hosted: seconds between checks.")
 @click.option("--base-url", help="Use this OpenAI-compatible endpoint instead of a named teacher.")
 @click.option("--model", help="Model name at --base-url.")
 @click.option("--api-key-env", help="Name of the environment variable holding the key for --base-url.")
@@ -79,9 +91,10 @@ def _print_counters(c, status: str, message: str) -> None:
 @click.option("--rounds", "list_rounds", is_flag=True, help="List the rounds with their counters and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final counters as JSON.")
 @click.pass_context
-def synth(ctx, n, teacher, base_url, model, api_key_env, json_schema, mode, answer_teacher, round_size, per_request,
-          concurrency, temperature, max_tokens, answer_max_tokens, examples, topics, topics_file, propose_topics,
-          threshold, min_chars, max_chars, timeout, retries, no_lessons, fresh, list_teachers, list_rounds, as_json):
+def synth(ctx, n, teacher, judge_spec, no_judge, batch, batch_model, no_wait, poll, base_url, model, api_key_env,
+          json_schema, mode, answer_teacher, round_size, per_request, concurrency, temperature, max_tokens,
+          answer_max_tokens, examples, topics, topics_file, propose_topics, threshold, min_chars, max_chars, timeout,
+          retries, no_lessons, fresh, list_teachers, list_rounds, as_json):
     """Generate new samples with the teacher LLM; they are stored as pending, for `tuitune review`.
 
     An unfinished round (killed, cancelled, teacher down) is resumed: only the missing samples are asked for.
@@ -114,10 +127,23 @@ def synth(ctx, n, teacher, base_url, model, api_key_env, json_schema, mode, answ
         return
     store = open_store(ctx)
     if list_rounds:
-        for r in rounds_mod.list_rounds(store):
-            c = r.counters
-            click.echo(f"round {r.id:3} {r.status:10} stored {store.count(round_id=r.id)}/{r.requested}  "
-                       f"started {r.started_at[:19]}  " + " ".join(f"{k}={v}" for k, v in c.items() if v))
+        from tuitune.core.curation.round_stats import round_stats, trend
+
+        stats = round_stats(store)
+        if as_json:
+            click.echo(json.dumps([s.to_dict() for s in stats], ensure_ascii=False))
+            return
+        for rs in stats:
+            click.echo(rs.line())
+            if rs.top_reasons:
+                click.echo("      rejected for: " + "; ".join(f"{r} ({n})" for r, n in rs.top_reasons))
+            if rs.lessons:
+                click.echo(f"      generated with {len(rs.lessons)} lessons: " + "; ".join(rs.lessons[:3])
+                           + (" ..." if len(rs.lessons) > 3 else ""))
+        if trend(stats):
+            click.echo(trend(stats))
+        if not stats:
+            click.echo("No rounds yet: `tuitune synth --n 20` runs the first one.")
         return
     topic_list = list(topics)
     if topics_file:
@@ -130,7 +156,25 @@ def synth(ctx, n, teacher, base_url, model, api_key_env, json_schema, mode, answ
         params.validate()
     except SynthError as e:
         fail(str(e), code=2)
-    cfg = _teacher_config(ctx, teacher, base_url, model, api_key_env, json_schema, timeout, retries)
+    from tuitune.core.synth.teacher_pool import parse_teacher_spec
+
+    if batch and mode != "samples":
+        fail("--batch generates whole samples (--mode samples); --mode inputs runs online only", code=2)
+    if batch and round_size:
+        fail("--batch runs one round per job; leave --round-size out", code=2)
+    try:
+        spec = parse_teacher_spec(teacher) if teacher and not base_url else [(teacher, 1.0)]
+        judge_names = parse_teacher_spec(judge_spec) if judge_spec else None
+    except TeacherError as e:
+        fail(str(e), code=2)
+    if batch and len(spec) > 1:
+        fail("--batch sends the round to one teacher's batch runner; name one --teacher", code=2)
+    configs = [(_teacher_config(ctx, name, base_url, model, api_key_env, json_schema, timeout, retries), w)
+               for name, w in spec]
+    cfg = configs[0][0]
+    judge_cfgs = None if no_judge else (
+        [(_teacher_config(ctx, name, None, None, None, json_schema, timeout, retries), w) for name, w in judge_names]
+        if judge_names else configs)
     answer_cfg = _teacher_config(ctx, answer_teacher, None, None, None, json_schema, timeout, retries) \
         if answer_teacher else None
     lock = FileLock(str(st.project / LOCK_NAME))
@@ -150,15 +194,19 @@ def synth(ctx, n, teacher, base_url, model, api_key_env, json_schema, mode, answ
                        f"(--n is ignored; use --fresh to start a new round instead).")
         from tuitune.core.serving.pool import EnginePool
 
-        if cfg.embedded or (answer_cfg and answer_cfg.embedded):
+        if any(c.embedded for c, _ in configs) or (answer_cfg and answer_cfg.embedded):
             click.echo(EMBEDDED_HINT, err=True)
             click.echo(f"Starting the embedded teacher (vLLM on the embedded model; log in {st.project / 'logs'}) ...",
                        err=True)
         try:
             with EnginePool(st, st.project / "logs") as pool:  # the same builder of the embedded teacher as the TUI's
-                live = pool.live_teacher(cfg)
+                live = [(pool.live_teacher(c), w) for c, w in configs]
                 live_answer = pool.live_teacher(answer_cfg) if answer_cfg and answer_cfg.name != cfg.name else None
-                code = _run(store, st, live, live_answer, params, propose_topics, old, round_size, as_json)
+                live_judge = ([(pool.live_teacher(c), w) for c, w in judge_cfgs]
+                              if judge_cfgs and judge_cfgs is not configs else live if judge_cfgs else None)
+                runner = _batch_runner(st, batch, batch_model, cfg, poll) if batch else None
+                code = _run(store, st, live, live_answer, params, propose_topics, old, round_size, as_json,
+                            judge=live_judge, runner=runner, wait=not no_wait)
         except TeacherError as e:
             fail(str(e))
         except Exception as e:  # serving errors carry their own advice (log tail, what to do)
@@ -173,14 +221,44 @@ def synth(ctx, n, teacher, base_url, model, api_key_env, json_schema, mode, answ
         raise SystemExit(code)
 
 
-def _run(store, st, cfg, answer_cfg, params, propose_topics, resumed, round_size, as_json) -> int:
+def _batch_runner(st, kind, batch_model, cfg, poll):
+    """The batch runner: the hosted teacher's Batch API, or vLLM's run_batch on a local model (embedded default)."""
+    from tuitune.core.synth.batch import LocalRunner
+
+    if kind == "hosted":
+        if cfg.embedded:
+            fail("--batch hosted needs a hosted teacher (--teacher NAME from teachers.yaml); for the embedded model "
+                 "use --batch local", code=2)
+        return ("hosted", poll)
+    from tuitune.core import models
+
+    if batch_model:
+        try:
+            path = models.resolve(st.models_dir, batch_model)
+        except Exception as e:  # noqa: BLE001 - the resolver's own message names the model and what to do
+            fail(f"--batch-model {batch_model}: {e}", code=2)
+        name = Path(path).name
+    else:
+        path, name = models.prepare_embedded(st.models_dir), models.EMBEDDED_NAME
+    return LocalRunner(st, Path(path), name, st.project / "logs" / "run_batch.log")
+
+
+def _run(store, st, cfgs, answer_cfg, params, propose_topics, resumed, round_size, as_json, *, judge=None,
+         runner=None, wait=True) -> int:
+    from tuitune.commands.judge import client_for, judge_round_samples
     from tuitune.core.synth.engine import RoundFinished, RoundStarted, SampleStored, SynthError, SynthRound
     from tuitune.core.synth.engine import propose_topics as propose
     from tuitune.core.synth.teacher import Teacher, TeacherError
 
     async def main() -> int:
-        teacher = Teacher(cfg)
+        teacher = client_for(cfgs)
+        judge_client = (teacher if judge is cfgs else client_for(judge)) if judge else None
         answerer = Teacher(answer_cfg) if answer_cfg else None
+        batch_runner = runner
+        if isinstance(runner, tuple):  # hosted: through the teacher's own client
+            from tuitune.core.synth.batch import HostedRunner
+
+            batch_runner = HostedRunner(teacher, poll_s=runner[1])
         try:
             if propose_topics:
                 for t in await propose(store, teacher, propose_topics, project=st.project):
@@ -200,11 +278,25 @@ def _run(store, st, cfg, answer_cfg, params, propose_topics, resumed, round_size
                                    f"{c.duplicates} dup, {c.unparseable} unparseable, {c.failed_requests} failed",
                                    float(c.stored))
                     eng = SynthRound(store, teacher, p, answerer=answerer, project=st.project, on_event=on_event)
-                    fin: RoundFinished = await eng.run()
+                    if batch_runner is not None:
+                        fin = await _batch(eng, batch_runner, st, update, wait)
+                        if fin is None:
+                            return 0
+                    else:
+                        fin: RoundFinished = await eng.run()
                     update(None, float(fin.counters.stored))
                 _print_counters(fin.counters, fin.status, fin.message)
+                if len(cfgs) > 1:
+                    _print_teachers(store, fin.round_id)
+                judged = None
+                if judge_client is not None and store.count(round_id=fin.round_id):
+                    judged = await judge_round_samples(store, judge_client, st.project, round_id=fin.round_id,
+                                                       quiet=as_json)
                 if as_json:
-                    click.echo(json.dumps({"round": fin.round_id, "status": fin.status, **fin.counters.to_dict()}))
+                    out = {"round": fin.round_id, "status": fin.status, **fin.counters.to_dict()}
+                    if judged is not None:
+                        out["judge"] = judged.to_dict()
+                    click.echo(json.dumps(out))
                 if fin.status != "finished":
                     worst = 3
                     break
@@ -215,6 +307,8 @@ def _run(store, st, cfg, answer_cfg, params, propose_topics, resumed, round_size
             fail(str(e))
         finally:
             await teacher.close()
+            if judge_client is not None and judge_client is not teacher:
+                await judge_client.close()
             if answerer:
                 await answerer.close()
         return 1
@@ -226,6 +320,33 @@ def _run(store, st, cfg, answer_cfg, params, propose_topics, resumed, round_size
         return 130
 
 
+async def _batch(eng, runner, st, update, wait):
+    """One batch round with its status on the progress line; None when a hosted batch is left running."""
+    from tuitune.core.synth.batch import run_batch_round
+
+    def on_status(job):
+        counts = job.counts
+        done = f" {counts.get('completed', 0)}/{counts.get('total', len(job.requests))}" if counts else ""
+        update(f"round {eng.round.id if eng.round else '?'}: {job.kind} batch {job.id or ''} {job.status}{done}")
+
+    fin = await run_batch_round(eng, runner, project=st.project, wait=wait, on_status=on_status)
+    if fin is None:
+        click.echo(f"The batch of round {eng.round.id} is still running; run `tuitune synth --batch hosted` again "
+                   f"to check it and collect the samples (closing this terminal is fine).")
+    return fin
+
+
+def _print_teachers(store, round_id: int) -> None:
+    """The round's counters per teacher (requests, failures, the samples each wrote)."""
+    from tuitune.core.curation.round_stats import round_stats
+
+    rs = next((r for r in round_stats(store) if r.id == round_id), None)
+    for name, t in (rs.teachers if rs else {}).items():
+        out = f"  taken out: {t['out']}" if t.get("out") else ""
+        click.echo(f"  teacher {name}: stored {t.get('stored', 0)}  requests {t.get('requests', 0)}  responses "
+                   f"{t.get('responses', 0)}  failed {t.get('failed', 0)}  rerouted {t.get('rerouted', 0)}{out}")
+
+
 def _split(n: int, size: int | None) -> list[int]:
     if not size or size >= n:
         return [n]
@@ -234,9 +355,13 @@ def _split(n: int, size: int | None) -> list[int]:
 
 # ---- review ---------------------------------------------------------------------------------------------
 
-def _show(s) -> None:
+def _show(s, verdict=None) -> None:
     click.echo(click.style(f"#{s.id}", bold=True) + f"  [{s.status}] origin {s.origin}"
-               + (f", round {s.round_id}" if s.round_id else "") + (f", rating {s.rating}" if s.rating else ""))
+               + (f", round {s.round_id}" if s.round_id else "") + (f", rating {s.rating}" if s.rating else "")
+               + (f", teacher {s.teacher}" if s.teacher else ""))
+    if verdict is not None:
+        click.echo(click.style(f"judge {verdict.score}/5: ", fg="yellow") + (verdict.critique or "(no critique)")
+                   + (f"  [breaks: {verdict.lesson}]" if verdict.lesson else ""))
     click.echo(click.style("instruction: ", fg="cyan") + s.instruction)
     if s.input:
         click.echo(click.style("input:       ", fg="cyan") + s.input)
@@ -250,6 +375,10 @@ def _show(s) -> None:
 @click.option("--status", default="pending", show_default=True,
               type=click.Choice(["pending", "accepted", "rejected", "edited", "all"]), help="Which samples to list/loop over.")
 @click.option("--list", "list_", is_flag=True, help="List the samples and exit.")
+@click.option("--sort", type=click.Choice(["id", "score"]), default="id", show_default=True,
+              help="score: the judge's worst first (unscored last).")
+@click.option("--min-score", type=click.IntRange(1, 5), help="Only samples the judge scored at least this.")
+@click.option("--max-score", type=click.IntRange(1, 5), help="Only samples the judge scored at most this.")
 @click.option("--json", "as_json", is_flag=True, help="With --list: one JSON object per line.")
 @click.option("--accept", "accept_ids", type=int, multiple=True, help="Accept sample ID (repeatable).")
 @click.option("--reject", "reject_ids", type=int, multiple=True, help="Reject sample ID (repeatable; needs --reason).")
@@ -262,8 +391,8 @@ def _show(s) -> None:
 @click.option("--undo", is_flag=True, help="Undo your last review action (this terminal's; another reviewer's "
               "actions are left alone; TUITUNE_SESSION names a session).")
 @click.pass_context
-def review(ctx, round_id, status, list_, as_json, accept_ids, reject_ids, reason, edit_id, instruction, input_, output,
-           rates, undo):
+def review(ctx, round_id, status, list_, sort, min_score, max_score, as_json, accept_ids, reject_ids, reason, edit_id,
+           instruction, input_, output, rates, undo):
     """Review samples without the TUI. With no action option, loops over the samples:
     a=accept  r=reject (asks why)  e=edit  1-5=rate  s=skip  u=undo  q=quit."""
     from tuitune.core.data import review as rv
@@ -303,22 +432,33 @@ def review(ctx, round_id, status, list_, as_json, accept_ids, reject_ids, reason
             acted = True
         if acted:
             return
+        from tuitune.core.curation import judgments
+
         samples = store.samples(status=sel, round_id=round_id)
+        verdicts = judgments.get(store, [s.id for s in samples])
+        if min_score or max_score:
+            samples = [s for s in samples if s.id in verdicts and (min_score or 1) <= verdicts[s.id].score
+                       <= (max_score or 5)]
+        if sort == "score":
+            samples.sort(key=lambda s: (verdicts[s.id].score if s.id in verdicts else 6, s.id))
         if list_:
             for s in samples:
+                v = verdicts.get(s.id)
                 if as_json:
                     click.echo(json.dumps({"id": s.id, "status": s.status, "origin": s.origin, "round": s.round_id,
-                                           "rating": s.rating, "reason": s.reason, **s.to_alpaca()},
-                                          ensure_ascii=False))
+                                           "rating": s.rating, "reason": s.reason, "teacher": s.teacher,
+                                           "decided_by": s.decided_by, "judge": v.to_dict() if v else None,
+                                           **s.to_alpaca()}, ensure_ascii=False))
                 else:
-                    click.echo(f"#{s.id:<5} {s.status:9} {s.instruction[:60]!r} -> {s.output[:50]!r}")
+                    score = f"{v.score}" if v else "-"
+                    click.echo(f"#{s.id:<5} {s.status:9} {score} {s.instruction[:60]!r} -> {s.output[:50]!r}")
             return
-        _loop(store, samples)
+        _loop(store, samples, verdicts)
     except StoreError as e:  # ReviewError is a StoreError
         fail(str(e))
 
 
-def _loop(store, samples) -> None:
+def _loop(store, samples, verdicts=None) -> None:
     from tuitune.core.data import review as rv
 
     if not samples:
@@ -329,7 +469,7 @@ def _loop(store, samples) -> None:
     while i < len(samples):
         s = store.get_sample(samples[i].id)
         click.echo("")
-        _show(s)
+        _show(s, (verdicts or {}).get(s.id))
         key = click.prompt(f"[{i + 1}/{len(samples)}] a/r/e/1-5/s/u/q", default="s", show_default=False).strip().lower()
         try:
             if key == "q":
