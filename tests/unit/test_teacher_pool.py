@@ -95,19 +95,21 @@ def test_rate_limits_hold_over_any_window(limits, n, max_tokens):
             await p.close()
 
     with serve() as a:
-        start = time.monotonic()
+        start, cpu = time.monotonic(), time.process_time()
         replies = asyncio.run(main(a))
-        took = time.monotonic() - start
+        took, cpu = time.monotonic() - start, time.process_time() - cpu
         arrivals = list(a.arrivals)
         assert [b["max_tokens"] for b in a.bodies] == [max_tokens] * n
     assert len(replies) == n
-    # what one window lets in: 5 requests, or 3 requests of `cost` tokens; a little slack for the network's jitter
+    # what one window lets in: 5 requests, or 3 requests of `cost` tokens. Arrivals are seen at the server, so
+    # windows 0.2 s short leave room for jitter; a leaky bucket (aiolimiter) would put 8 in such a window.
     per_window = limits.get("rpm") or limits["tpm"] // cost
-    assert most_in_a_window(arrivals, window - 0.05) <= per_window
+    assert most_in_a_window(arrivals, window - 0.2) <= per_window
     if "tpm" in limits:
-        assert most_in_a_window(arrivals, window - 0.05, [cost] * n) <= limits["tpm"]
+        assert most_in_a_window(arrivals, window - 0.2, [cost] * n) <= limits["tpm"]
     windows = -(-n // per_window)  # the limit is used in full: 3 windows' worth, not fewer requests per window
     assert (windows - 1) * window - 0.05 <= took < (windows + 1.5) * window
+    assert cpu < 0.5 * took  # waiting for the window is a sleep, not a busy loop
 
 
 def test_window_limit_waits_for_the_oldest_charge_to_leave():
