@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -12,6 +13,7 @@ import click
 from tuitune.commands.common import fail, open_store, progress_bar, settings
 
 LOCK_NAME = ".synth.lock"
+LOCAL_BATCH_URL = "http://vllm-run-batch.invalid/v1"  # recorded with a local batch round; never contacted
 
 
 def _teacher_config(ctx, teacher, base_url, model, api_key_env, json_schema, timeout, retries=None):
@@ -194,17 +196,20 @@ def synth(ctx, n, teacher, judge_spec, no_judge, batch, batch_model, no_wait, po
                        f"(--n is ignored; use --fresh to start a new round instead).")
         from tuitune.core.serving.pool import EnginePool
 
-        if any(c.embedded for c, _ in configs) or (answer_cfg and answer_cfg.embedded):
+        local_batch = batch == "local"
+        if (any(c.embedded for c, _ in configs) and not local_batch) or (answer_cfg and answer_cfg.embedded):
             click.echo(EMBEDDED_HINT, err=True)
             click.echo(f"Starting the embedded teacher (vLLM on the embedded model; log in {st.project / 'logs'}) ...",
                        err=True)
         try:
             with EnginePool(st, st.project / "logs") as pool:  # the same builder of the embedded teacher as the TUI's
-                live = [(pool.live_teacher(c), w) for c, w in configs]
+                runner = _batch_runner(st, batch, batch_model, cfg, poll) if batch else None
+                # a local batch runs its own vLLM (run_batch): the teacher is only named, never called
+                live = ([(replace(cfg, base_url=LOCAL_BATCH_URL, model=runner.served_name), 1.0)] if local_batch
+                        else [(pool.live_teacher(c), w) for c, w in configs])
                 live_answer = pool.live_teacher(answer_cfg) if answer_cfg and answer_cfg.name != cfg.name else None
                 live_judge = ([(pool.live_teacher(c), w) for c, w in judge_cfgs]
                               if judge_cfgs and judge_cfgs is not configs else live if judge_cfgs else None)
-                runner = _batch_runner(st, batch, batch_model, cfg, poll) if batch else None
                 code = _run(store, st, live, live_answer, params, propose_topics, old, round_size, as_json,
                             judge=live_judge, runner=runner, wait=not no_wait)
         except TeacherError as e:
