@@ -209,7 +209,8 @@ def synth(ctx, n, teacher, judge_spec, no_judge, batch, batch_model, no_wait, po
                         else [(pool.live_teacher(c), w) for c, w in configs])
                 live_answer = pool.live_teacher(answer_cfg) if answer_cfg and answer_cfg.name != cfg.name else None
                 live_judge = ([(pool.live_teacher(c), w) for c, w in judge_cfgs]
-                              if judge_cfgs and judge_cfgs is not configs else live if judge_cfgs else None)
+                              if judge_cfgs and (judge_cfgs is not configs or local_batch)
+                              else live if judge_cfgs else None)
                 code = _run(store, st, live, live_answer, params, propose_topics, old, round_size, as_json,
                             judge=live_judge, runner=runner, wait=not no_wait)
         except TeacherError as e:
