@@ -63,20 +63,19 @@ async def judge_round_samples(store, judge, project, *, round_id=None, again=Fal
     return res
 
 
-def agreement_report(store, *, as_json: bool) -> None:
+def agreement_report(store, *, as_json: bool, min_precision: float = 0.9) -> None:
     from tuitune.core.curation import agreement as ag
     from tuitune.core.curation import judgments
 
     agr = ag.agreement(judgments.decisions(store))
     pending = [score for _, score in judgments.pending_scores(store)]
-    offers = ag.bulk_offers(agr, pending)
+    offers = ag.bulk_offers(agr, pending, min_precision=min_precision)
     if as_json:
         click.echo(json.dumps({**agr.to_dict(), "offers": [o.to_dict() for o in offers],
                                "pending_scored": len(pending)}, ensure_ascii=False, allow_nan=False))
         return
     click.echo(ag.summary_line(agr))
     if not agr.enough:
-        click.echo(ag.not_enough_sentence(agr))
         return
     cm = agr.confusion
     if cm:
@@ -93,7 +92,7 @@ def agreement_report(store, *, as_json: bool) -> None:
     for o in offers:
         click.echo(f"offer: {o.sentence}  (`tuitune judge --bulk {o.action}`)")
     if not offers:
-        click.echo("no bulk action is safe yet: no threshold's precision interval stays above 0.90")
+        click.echo(f"no bulk action is safe yet: no threshold's precision interval stays above {min_precision:.2f}")
 
 
 @click.command()
@@ -108,9 +107,12 @@ def agreement_report(store, *, as_json: bool) -> None:
               "numbers offer (one undoable action: `tuitune review --undo`).")
 @click.option("--reason", default="scored low by the judge", show_default=True, help="The reason a bulk reject "
               "records (it becomes a lesson).")
+@click.option("--min-precision", type=click.FloatRange(0.5, 1.0), default=0.9, show_default=True,
+              help="A bulk action is offered at a threshold whose precision interval on your decisions stays above "
+              "this (its lower bound).")
 @click.option("--json", "as_json", is_flag=True, help="JSON output.")
 @click.pass_context
-def judge(ctx, round_id, teacher, again, concurrency, timeout, agreement, bulk, reason, as_json):
+def judge(ctx, round_id, teacher, again, concurrency, timeout, agreement, bulk, reason, min_precision, as_json):
     """Score samples 1-5 with the judge (a teacher endpoint, against the task, the system prompt and the lessons),
     with a one-line critique; the rubric is prompts/judge_sample.md.j2 (a project's own file in <project>/prompts/
     replaces it). Scoring is resumable: a run scores only what has no score yet."""
@@ -123,15 +125,17 @@ def judge(ctx, round_id, teacher, again, concurrency, timeout, agreement, bulk, 
     if concurrency < 1:
         fail("--concurrency must be at least 1", code=2)
     if agreement:
-        agreement_report(store, as_json=as_json)
+        agreement_report(store, as_json=as_json, min_precision=min_precision)
         return
     if bulk:
         agr = ag.agreement(judgments.decisions(store))
         scored = judgments.pending_scores(store)
-        offer = next((o for o in ag.bulk_offers(agr, [s for _, s in scored]) if o.action == bulk), None)
+        offers = ag.bulk_offers(agr, [s for _, s in scored], min_precision=min_precision)
+        offer = next((o for o in offers if o.action == bulk), None)
         if offer is None:
             fail(ag.not_enough_sentence(agr) if not agr.enough else
-                 f"no bulk {bulk} is offered: no threshold's precision on your decisions stays above 0.90 "
+                 f"no bulk {bulk} is offered: no threshold's precision on your decisions stays above "
+                 f"{min_precision:.2f} "
                  f"(`tuitune judge --agreement` shows the numbers)")
         ids = [sid for sid, s in scored if (s >= offer.threshold if bulk == "accept" else s <= offer.threshold)]
         n = rv.bulk(store, ids, bulk, reason=reason)
