@@ -110,7 +110,8 @@ def main() -> None:
             from tuitune.core.synth.batch import LocalRunner
 
             online = asyncio.run(arm(one, args.concurrency, args))
-            runner = LocalRunner(st, model, EMBEDDED_NAME, log.with_name("tuitune-bench-run-batch.log"))
+            env = VLLMServer(model, settings=st, log_path=log).env()
+            runner = LocalRunner(env, model, EMBEDDED_NAME, log.with_name("tuitune-bench-run-batch.log"))
             batch = asyncio.run(arm(one, args.concurrency, args, runner=runner))
             print(json.dumps({"online": online, "batch": batch}, indent=1))
             print(f"unique stored samples/min: online(x{args.concurrency}) {online['per_minute']}, vLLM run_batch "

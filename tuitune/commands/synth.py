@@ -246,7 +246,17 @@ def _batch_runner(st, kind, batch_model, cfg, poll):
         name = Path(path).name
     else:
         path, name = models.prepare_embedded(st.models_dir), models.EMBEDDED_NAME
-    return LocalRunner(st, Path(path), name, st.project / "logs" / "run_batch.log")
+    return LocalRunner(batch_env(st, Path(path)), Path(path), name, st.project / "logs" / "run_batch.log")
+
+
+def batch_env(st, model: Path) -> dict[str, str]:
+    """The environment vLLM's batch runner gets: the server's own (KV cache, threads, GPUs), without any key."""
+    from tuitune.core.serving import auth
+    from tuitune.core.serving.vllm import VLLMServer
+
+    env = VLLMServer(model, settings=st, log_path=st.project / "logs" / "run_batch.log").env()
+    env.pop(auth.KEY_ENV, None)
+    return env
 
 
 def _run(store, st, cfgs, answer_cfg, params, propose_topics, resumed, round_size, as_json, *, judge=None,

@@ -168,8 +168,9 @@ class LocalRunner:
 
     kind = "local"
 
-    def __init__(self, settings, model_dir: Path, served_name: str, log_path: Path, *, max_model_len: int = 2048):
-        self.settings = settings
+    def __init__(self, env: dict[str, str], model_dir: Path, served_name: str, log_path: Path, *,
+                 max_model_len: int = 2048):
+        self._env = env  # the environment vLLM runs with (serving builds it: KV cache, threads, GPUs)
         self.model_dir = Path(model_dir)
         self.served_name = served_name
         self.log_path = Path(log_path)
@@ -185,11 +186,7 @@ class LocalRunner:
                 "--max-model-len", str(self.max_model_len), "--enforce-eager"]
 
     def env(self) -> dict[str, str]:
-        from tuitune.core.serving.vllm import VLLMServer
-
-        env = VLLMServer(self.model_dir, settings=self.settings, log_path=self.log_path).env()
-        env.pop("TUITUNE_VLLM_KEY", None)
-        return env
+        return dict(self._env)
 
     async def submit(self, job: BatchJob, round_id: int) -> None:
         job.output = str(Path(job.input).with_suffix(".out.jsonl"))
