@@ -1,5 +1,6 @@
-"""Fast read-side queries for browsing many samples (the review list): the ordered ids that match a filter,
-one page of short rows by id, and a read-only connection for threads. No textual/rich here.
+"""Fast read-side queries for browsing many samples (the review list): the ordered ids that match a filter
+(by status, round, rating, text and the judge's score; in id order or worst score first), one page of short rows
+by id, and a read-only connection for threads. No textual/rich here.
 
 A list of 100,000 ids loads in tens of milliseconds, so a browser keeps the matching ids as a snapshot
 (row index -> id) and fetches only the rows it shows, by id."""
@@ -10,10 +11,14 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from tuitune.core.curation.judgments import Judgment
 from tuitune.core.data.samples import STATUSES, Sample
 from tuitune.core.data.store import SAMPLE_COLUMNS, Store, StoreError, _row_to_sample
 
 PREVIEW_CHARS = 160  # how much of the instruction a list row carries
+SORTS = ("id", "score")  # id order, or the judge's score worst first (unscored last), then id
+UNSCORED_RANK = 6  # where an unscored sample sorts under "score": after 5
+_ID_BITS = 40  # a sort key is rank << 40 | id: one integer per row, sorted in C
 
 
 class BrowseError(ValueError):
@@ -22,23 +27,37 @@ class BrowseError(ValueError):
 
 @dataclass(frozen=True)
 class Filter:
-    """What the review list shows. None means "any"; rating 0 means "not rated yet"."""
+    """What the review list shows. None means "any"; rating 0 means "not rated yet". score: the judge's score,
+    1-5 exactly, -N for "N or lower" (-2: 1 or 2), 0 for "not scored yet". sort: "id" or "score"."""
 
     status: str | None = None
     round_id: int | None = None
     rating: int | None = None
     search: str = ""
+    score: int | None = None
+    sort: str = "id"
 
     def __post_init__(self):
         if self.status is not None and self.status not in STATUSES:
             raise BrowseError(f"unknown status {self.status!r}; use one of {', '.join(STATUSES)}")
         if self.rating is not None and not 0 <= self.rating <= 5:
             raise BrowseError(f"rating filter must be 0 (unrated) or 1-5, got {self.rating!r}")
+        if self.score is not None and not -5 <= self.score <= 5:
+            raise BrowseError(f"score filter must be 0 (unscored), 1-5 or -1..-5 (that or lower), got {self.score!r}")
+        if self.sort not in SORTS:
+            raise BrowseError(f"unknown sort {self.sort!r}; use one of {', '.join(SORTS)}")
 
-    def matches(self, s: Sample) -> bool:
-        """Whether `s` passes the filter, as `ids` would answer (SQLite's LIKE folds the case of ASCII letters
-        only), so that a list can drop or take back one sample after a change without reloading."""
+    @property
+    def joins_judgments(self) -> bool:
+        return self.score is not None or self.sort == "score"
+
+    def matches(self, s: Sample, score: int | None = None) -> bool:
+        """Whether `s` (whose judge's score is `score`, None if unscored) passes the filter, as `ids` would
+        answer (SQLite's LIKE folds the case of ASCII letters only), so that a list can drop or take back one
+        sample after a change without reloading."""
         if self.status is not None and s.status != self.status:
+            return False
+        if self.score is not None and not score_matches(self.score, score):
             return False
         if self.round_id is not None and s.round_id != self.round_id:
             return False
@@ -60,6 +79,14 @@ class Filter:
         elif self.rating is not None:
             clauses.append("rating = ?")
             args.append(self.rating)
+        if self.score == 0:
+            clauses.append("j.score IS NULL")
+        elif self.score is not None and self.score < 0:
+            clauses.append("j.score <= ?")
+            args.append(-self.score)
+        elif self.score is not None:
+            clauses.append("j.score = ?")
+            args.append(self.score)
         if self.search.strip():
             pattern = "%" + _escape_like(self.search.strip()) + "%"
             clauses.append("(instruction LIKE ? ESCAPE '\\' OR input LIKE ? ESCAPE '\\' OR output LIKE ? ESCAPE '\\')")
@@ -77,6 +104,24 @@ class Row:
     round_id: int | None
     origin: str
     preview: str  # the first PREVIEW_CHARS of the instruction, whitespace folded
+    score: int | None = None  # the judge's score (None: not scored)
+
+
+def score_matches(wanted: int, score: int | None) -> bool:
+    """The score filter's rule (see Filter.score) for one sample."""
+    if wanted == 0:
+        return score is None
+    if score is None:
+        return False
+    return score <= -wanted if wanted < 0 else score == wanted
+
+
+def describe_score(wanted: int | None) -> str:
+    if wanted is None:
+        return "any score"
+    if wanted == 0:
+        return "unscored"
+    return f"score ≤ {-wanted}" if wanted < 0 else f"score {wanted}"
 
 
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
@@ -104,20 +149,46 @@ def open_reader(path: Path | str) -> sqlite3.Connection:
 
 
 def ids(src: Store | sqlite3.Connection, flt: Filter = Filter(), *, limit: int | None = None) -> list[int]:
-    """Ids of the samples matching `flt`, in id order (the first `limit` of them if given: that is instant
+    """Ids of the samples matching `flt`, in its order (the first `limit` of them if given: that is instant
     even when a search has to scan every text, as long as enough rows match early)."""
+    if flt.sort == "id":
+        return sort_keys(src, flt, limit=limit)
+    return ids_of(sort_keys(src, flt, limit=limit))
+
+
+_ID_MASK = (1 << _ID_BITS) - 1
+
+
+def ids_of(keys: list[int]) -> list[int]:
+    """The ids behind sort keys of the "score" sort."""
+    return [k & _ID_MASK for k in keys]
+
+
+def key_of(sample_id: int, score: int | None, sort: str) -> int:
+    """A sample's place in a list sorted by `sort` (what `sort_keys` returns for it)."""
+    if sort == "id":
+        return sample_id
+    return (UNSCORED_RANK if score is None else score) << _ID_BITS | sample_id
+
+
+def sort_keys(src: Store | sqlite3.Connection, flt: Filter = Filter(), *, limit: int | None = None) -> list[int]:
+    """The sort keys (`key_of`) of the samples matching `flt`, ascending: under "id" the ids themselves, under
+    "score" the score rank and the id in one integer (a list keeps them to find a row's place by bisection)."""
     where, args = flt.where()
-    if limit is not None:
-        where += " ORDER BY id LIMIT ?"
-        args = [*args, limit]
+    if flt.sort == "score":
+        key = f"((COALESCE(j.score, {UNSCORED_RANK}) << {_ID_BITS}) | s.id)"
     else:
-        where += " ORDER BY id"
-    # One row holding every id: SQLite builds it in C in a single step, so a loader thread does not hand the
+        key = "s.id"
+    join = " LEFT JOIN judgments j ON j.sample_id = s.id" if flt.joins_judgments else ""
+    inner = f"SELECT {key} AS k FROM samples s{join}{where}"
+    if limit is not None:
+        inner += " ORDER BY k LIMIT ?"
+        args = [*args, limit]
+    # One row holding every key: SQLite builds it in C in a single step, so a loader thread does not hand the
     # GIL back and forth 100,000 times (one fetch per row) while the UI thread is busy.
-    text = _conn(src).execute(f"SELECT group_concat(id) FROM (SELECT id FROM samples{where})",
-                              args).fetchone()[0]
+    text = _conn(src).execute(f"SELECT group_concat(k) FROM ({inner})", args).fetchone()[0]
     out = list(map(int, text.split(","))) if text else []
-    out.sort()  # already sorted in practice; timsort checks that in linear time
+    out.sort()  # group_concat's order is not promised; timsort checks a sorted list in linear time
     return out
 
 
@@ -127,9 +198,33 @@ def rows(src: Store | sqlite3.Connection, sample_ids: list[int]) -> dict[int, Ro
         return {}
     marks = ",".join("?" * len(sample_ids))
     cur = _conn(src).execute(
-        f"SELECT id, status, rating, round_id, origin, substr(instruction, 1, {PREVIEW_CHARS}) "
-        f"FROM samples WHERE id IN ({marks})", sample_ids)
-    return {r[0]: Row(r[0], r[1], r[2], r[3], r[4], " ".join(r[5].split())) for r in cur}
+        f"SELECT s.id, s.status, s.rating, s.round_id, s.origin, substr(s.instruction, 1, {PREVIEW_CHARS}), j.score "
+        f"FROM samples s LEFT JOIN judgments j ON j.sample_id = s.id WHERE s.id IN ({marks})", sample_ids)
+    return {r[0]: Row(r[0], r[1], r[2], r[3], r[4], " ".join(r[5].split()), r[6]) for r in cur}
+
+
+def judgment(src: Store | sqlite3.Connection, sample_id: int) -> Judgment | None:
+    """The judge's verdict on a sample (None if it has none)."""
+    row = _conn(src).execute("SELECT sample_id, score, critique, lesson, judge, rubric, at FROM judgments "
+                             "WHERE sample_id = ?", (sample_id,)).fetchone()
+    return Judgment(*row) if row else None
+
+
+def score(src: Store | sqlite3.Connection, sample_id: int) -> int | None:
+    row = _conn(src).execute("SELECT score FROM judgments WHERE sample_id = ?", (sample_id,)).fetchone()
+    return row[0] if row else None
+
+
+def has_judgments(src: Store | sqlite3.Connection) -> bool:
+    return _conn(src).execute("SELECT EXISTS (SELECT 1 FROM judgments)").fetchone()[0] == 1
+
+
+class ConnView:
+    """A read connection where a core function wants a Store and only reads `store.conn` (e.g. judgments.decisions
+    in a thread, beside the screen's writer)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
 
 
 def round_ids(src: Store | sqlite3.Connection) -> list[int]:

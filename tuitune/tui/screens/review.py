@@ -1,5 +1,7 @@
 """Review screen: a virtualised list of samples and a detail pane; accept, reject with a reason, edit, rate,
-filter, search and undo from the keyboard. Writes run in a worker (one at a time, in order) on the screen's
+filter, search and undo from the keyboard; the judge's score, critique and broken lesson beside each sample, a
+filter and a worst-first sort by score, the judge's agreement with you in the header, and the bulk actions that
+agreement allows (b), undone in one step like any action. Writes run in a worker (one at a time, in order) on the screen's
 own database connection, so the UI never waits for SQLite.
 
 Open it with `app.push_screen(ReviewScreen(store), callback)`; it dismisses with
@@ -20,18 +22,21 @@ from textual.containers import Container, Vertical
 from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
+from textual.worker import get_current_worker
 
 from tuitune.core.data import browse, review
 from tuitune.core.data.samples import STATUSES, Sample
 from tuitune.core.data.store import Store, StoreError
 from tuitune.tui.screens.review_commands import ACTIONS, ReviewCommands
-from tuitune.tui.screens.review_dialogs import EditScreen, LessonsScreen, RejectScreen
+from tuitune.tui.screens.review_dialogs import BulkScreen, EditScreen, LessonsScreen, RejectScreen
 from tuitune.tui.widgets.detail_view import DetailView
 from tuitune.tui.widgets.sample_detail import detail_text
 from tuitune.tui.widgets.sample_list import SampleList
 
 STATUS_CYCLE: tuple[str | None, ...] = (None, *STATUSES)  # all, pending, accepted, rejected, edited
 RATING_CYCLE: tuple[int | None, ...] = (None, 5, 4, 3, 2, 1, 0)  # any, exact stars, 0 = unrated
+SCORE_CYCLE: tuple[int | None, ...] = (None, 1, 2, 3, 4, 5, -2, 0)  # any, exact score, -2 = 2 or lower, 0 = unscored
+BULK = -1  # a session entry for one bulk action (its ids are in ReviewScreen._bulks)
 HEAD_ROWS = 200  # shown before the full list of matching ids has loaded
 GC_YOUNG = 20_000  # allocations between young-generation collections while the screen is open (Python: 700)
 __all__ = ["ACTIONS", "ReviewScreen", "detail_text"]
@@ -53,6 +58,9 @@ class ReviewScreen(Screen[dict]):
         Binding("f", "cycle_status", "Status"),
         Binding("o", "cycle_round", "Round", show=False),
         Binding("s", "cycle_rating", "Stars", show=False),
+        Binding("v", "cycle_score", "Score filter", show=False),
+        Binding("w", "sort_score", "Worst first", show=False),
+        Binding("b", "bulk", "Bulk"),
         Binding("slash", "search", "Search", key_display="/"),
         Binding("x", "clear_filters", "Clear filters", show=False),
         Binding("l", "lessons", "Lessons", show=False),
@@ -68,10 +76,12 @@ class ReviewScreen(Screen[dict]):
     ]
 
     def __init__(self, store: Store, *, status: str | None = "pending", round_id: int | None = None,
-                 rating: int | None = None, search: str = "", name: str | None = None) -> None:
+                 rating: int | None = None, search: str = "", score: int | None = None, sort: str = "id",
+                 name: str | None = None) -> None:
         super().__init__(name=name)
         self.store = store
-        self.filter = browse.Filter(status=status, round_id=round_id, rating=rating, search=search)
+        self.filter = browse.Filter(status=status, round_id=round_id, rating=rating, search=search, score=score,
+                                    sort=sort)
         self.reader = browse.open_reader(store.path)
         self.writer = Store(store.path, on_wait=store.on_wait)  # this screen's own connection, one write at a time
         self._write_lock = asyncio.Lock()
@@ -84,10 +94,13 @@ class ReviewScreen(Screen[dict]):
         self._written: dict[int, Sample] = {}  # each sample this screen changed, as it is now
         self._leaving: set[int] = set()  # no longer match the filter; they leave when the cursor moves off
         self._gc_threshold: tuple[int, ...] | None = None  # the collector's setting before this screen
+        self._bulks: list[list[int]] = []  # the ids each bulk action of this screen changed (undo reloads them)
+        self.agreement_line = ""  # the judge vs you, once computed (agreement.summary_line)
 
     # ---- layout -------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield Static("", id="review-bar")
+        yield Static("", id="review-judge")
         with Container(id="review-body"):
             with Vertical(id="review-left"):
                 yield Input(placeholder="Search instruction, input and output; enter to apply, esc to close",
@@ -98,10 +111,12 @@ class ReviewScreen(Screen[dict]):
 
     def on_mount(self) -> None:
         self.query_one("#review-search").display = False
+        self.query_one("#review-judge").display = False
         self.query_one(SampleList).focus()
         self.watch(self, "maximized", self._maximized_changed, init=False)
         self._update_bar()
         self.load()
+        self.refresh_agreement()
 
     def on_unmount(self) -> None:
         gc.unfreeze()
@@ -137,23 +152,37 @@ class ReviewScreen(Screen[dict]):
         conn = browse.open_reader(self.store.path)
         try:
             if head and keep_id is None:
-                first = browse.ids(conn, flt, limit=HEAD_ROWS)
+                first = browse.sort_keys(conn, flt, limit=HEAD_ROWS)
                 if len(first) == HEAD_ROWS:
                     self.app.call_from_thread(self._loaded, flt, first, None, None, keep_id, final=False)
                     return
-            ids = browse.ids(conn, flt)
+            keys = browse.sort_keys(conn, flt)
             total = conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
             rounds = browse.round_ids(conn)
         finally:
             conn.close()
-        self.app.call_from_thread(self._loaded, flt, ids, total, rounds, keep_id)
+        self.app.call_from_thread(self._loaded, flt, keys, total, rounds, keep_id)
 
-    def _loaded(self, flt: browse.Filter, ids: list[int], total: int | None, rounds: list[int] | None,
+    def _key(self, sample_id: int) -> int:
+        """The sample's place under the current sort (its score read from the database under "score")."""
+        if self.filter.sort == "id":
+            return sample_id
+        return browse.key_of(sample_id, browse.score(self.reader, sample_id), self.filter.sort)
+
+    def _set_ids(self, keys: list[int], keep_id: int | None, **kwargs) -> None:
+        lst = self.sample_list
+        if self.filter.sort == "id":
+            lst.set_ids(keys, keep_id=keep_id, **kwargs)
+        else:
+            lst.set_ids(browse.ids_of(keys), keys=keys, keep_id=keep_id,
+                        keep_key=self._key(keep_id) if keep_id is not None else None, **kwargs)
+
+    def _loaded(self, flt: browse.Filter, keys: list[int], total: int | None, rounds: list[int] | None,
                 keep_id: int | None, final: bool = True) -> None:
         if flt != self.filter:  # the filter changed meanwhile; a newer load is on its way
             return
         if not final:
-            self.sample_list.set_ids(ids, keep_id=self.sample_list.current_id, final=False)
+            self._set_ids(keys, self.sample_list.current_id, final=False)
             self._update_bar()
             self.call_after_refresh(self.load, head=False)  # the rest, once the first rows are painted
             return
@@ -162,15 +191,16 @@ class ReviewScreen(Screen[dict]):
         self._total, self._rounds = total, rounds
         self._loading = False
         if self._written:  # a write may have landed after the query ran: the list shows what the filter says now
-            now = set(ids)
+            now = set(keys)
             for sample_id, sample in self._written.items():
-                if self.filter.matches(sample) or sample_id in self._leaving:
-                    now.add(sample_id)
+                key = self._key(sample_id)
+                if self._matches(sample) or sample_id in self._leaving:
+                    now.add(key)
                 else:
-                    now.discard(sample_id)
-            ids = sorted(now)
-        self.sample_list.set_ids(ids, keep_id=keep_id, empty_message=self._empty_message())
-        if not ids:
+                    now.discard(key)
+            keys = sorted(now)
+        self._set_ids(keys, keep_id, empty_message=self._empty_message())
+        if not keys:
             self._show(None)
         self._update_bar()
         # What is alive now (Textual, the app, this screen) stays alive while the screen is open: keep it out of
@@ -183,16 +213,49 @@ class ReviewScreen(Screen[dict]):
             self._gc_threshold = gc.get_threshold()
             gc.set_threshold(GC_YOUNG, *self._gc_threshold[1:])
 
+    def _matches(self, sample: Sample) -> bool:
+        score = browse.score(self.reader, sample.id) if self.filter.score is not None else None
+        return self.filter.matches(sample, score)
+
+    # ---- the judge's agreement with you -------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="review-agreement")
+    def refresh_agreement(self) -> None:
+        """The header's judge line (agreement.summary_line), in a thread: ~15 ms, but the first call imports
+        scipy and scikit-learn (~1.5 s). Nothing is shown while the project has no scores."""
+        conn = browse.open_reader(self.store.path)
+        try:
+            if not browse.has_judgments(conn):
+                line = ""
+            else:
+                from tuitune.core.curation import agreement as ag
+                from tuitune.core.curation import judgments
+
+                line = ag.summary_line(ag.agreement(judgments.decisions(browse.ConnView(conn))))
+        finally:
+            conn.close()
+        if not get_current_worker().is_cancelled:
+            self.app.call_from_thread(self._show_agreement, line)
+
+    def _show_agreement(self, line: str) -> None:
+        self.agreement_line = line
+        bar = self.query_one("#review-judge", Static)
+        bar.display = bool(line)
+        bar.update(Content.assemble((" Judge ", "bold reverse"), f" {line}"))
+
     def _empty_message(self) -> str:
         if self._total == 0:
             return "No samples in this project yet: import seeds or generate a round first (q to go back)."
-        return f"No samples match {self._describe_filter()}. f/o/s change the filter, x clears it."
+        return f"No samples match {self._describe_filter()}. f/o/s/v change the filter, x clears it."
 
     def _describe_filter(self) -> str:
         f = self.filter
         parts = [f.status or "any status"]
         parts.append(f"round {f.round_id}" if f.round_id is not None else "any round")
         parts.append("unrated" if f.rating == 0 else f"{f.rating}★" if f.rating else "any rating")
+        if f.score is not None:  # shown only when set: the bar fits 80 columns
+            parts.append(browse.describe_score(f.score))
+        if f.sort == "score":
+            parts.append("worst first")
         if f.search:
             parts.append(f"“{f.search}”")
         return " · ".join(parts)
@@ -238,7 +301,7 @@ class ReviewScreen(Screen[dict]):
         except StoreError as e:
             detail.update(Content.styled(str(e), "$error"))
             return
-        detail.update(detail_text(sample))
+        detail.update(detail_text(sample, browse.judgment(self.reader, sample_id)))
 
     # ---- writes -------------------------------------------------------------------------------------
     @work(group="review-write")
@@ -259,6 +322,13 @@ class ReviewScreen(Screen[dict]):
             if result is None:
                 self.notify("Nothing to undo.", severity="warning")
                 return
+            if self._session and self._session[-1][0] == BULK:  # the whole bulk action is undone: reload
+                self._session.pop()
+                changed = self._bulks.pop()
+                self._forget(changed)
+                self.notify(f"Undid the bulk action: {len(changed):,} samples are pending again.")
+                self._reload()
+                return
             if self._session and self._session[-1][0] == result.id:
                 self._session.pop()
             self._refresh_sample(result.id)
@@ -271,6 +341,24 @@ class ReviewScreen(Screen[dict]):
             self._refresh_sample(sample_id)
             self._settle(result, moved_on=fn in (review.accept, review.reject))
         self._update_bar()
+        if counts or fn is review.undo:  # a decision changed: the judge's agreement with you too
+            self.refresh_agreement()
+
+    def _forget(self, sample_ids: list[int]) -> None:
+        """These samples changed outside the single-sample path (a bulk action or its undo): the database says
+        what they are now, not what this screen last wrote."""
+        for sample_id in sample_ids:
+            self._written.pop(sample_id, None)
+            self._leaving.discard(sample_id)
+            if self._shown == sample_id:
+                self._shown = None
+
+    def _reload(self) -> None:
+        self._loading = True
+        self._update_bar()
+        self.load(keep_id=self.sample_list.current_id)
+        self.refresh_agreement()
+        self._show(self.sample_list.current_id, force=True)
 
     def _settle(self, sample: Sample, *, moved_on: bool = False) -> bool:
         """Keep the list true to the filter after `sample` changed: a sample that no longer matches (accepted
@@ -279,9 +367,9 @@ class ReviewScreen(Screen[dict]):
         cursor takes the row before). One that matches again (undo) comes back. True if it matches."""
         self._written[sample.id] = sample
         lst = self.sample_list
-        if self.filter.matches(sample):
+        if self._matches(sample):
             self._leaving.discard(sample.id)
-            lst.insert(sample.id)
+            lst.insert(sample.id, self._key(sample.id) if lst.sorted_by_key else None)
             return True
         if sample.id == lst.current_id and not moved_on:
             self._leaving.add(sample.id)
@@ -308,7 +396,7 @@ class ReviewScreen(Screen[dict]):
     def _current(self) -> int | None:
         sample_id = self.sample_list.current_id
         if sample_id is None:
-            self.notify("No sample selected: change the filter (f/o/s, x clears it).", severity="warning")
+            self.notify("No sample selected: change the filter (f/o/s/v, x clears it).", severity="warning")
         return sample_id
 
     def action_accept(self) -> None:
@@ -378,8 +466,16 @@ class ReviewScreen(Screen[dict]):
         i = RATING_CYCLE.index(self.filter.rating)
         self._refilter(rating=RATING_CYCLE[(i + 1) % len(RATING_CYCLE)])
 
+    def action_cycle_score(self) -> None:
+        i = SCORE_CYCLE.index(self.filter.score)
+        self._refilter(score=SCORE_CYCLE[(i + 1) % len(SCORE_CYCLE)])
+
+    def action_sort_score(self) -> None:
+        """The judge's lowest scores first (unscored last), or back to id order."""
+        self._refilter(sort="id" if self.filter.sort == "score" else "score")
+
     def action_clear_filters(self) -> None:
-        self._refilter(status=None, round_id=None, rating=None, search="")
+        self._refilter(status=None, round_id=None, rating=None, search="", score=None)
 
     def action_search(self) -> None:
         box = self.query_one("#review-search", Input)
@@ -420,6 +516,71 @@ class ReviewScreen(Screen[dict]):
             self.minimize()
         else:
             self.maximize(self.query_one("#review-detail"), container=False)
+
+    # ---- bulk actions from the judge's scores --------------------------------------------------------
+    @work(group="review-bulk", exclusive=True)
+    async def action_bulk(self) -> None:
+        """Offer the bulk actions the judge's agreement with your decisions allows (or say why none is)."""
+        def offers():
+            from tuitune.core.curation import agreement as ag
+            from tuitune.core.curation import judgments
+
+            conn = browse.open_reader(self.store.path)
+            try:
+                agr = ag.agreement(judgments.decisions(browse.ConnView(conn)))
+                pending = [s for _, s in judgments.pending_scores(browse.ConnView(conn))]
+            finally:
+                conn.close()
+            found = ag.bulk_offers(agr, pending)
+            if found:
+                return found, ""
+            if not agr.enough:
+                return [], ag.not_enough_sentence(agr)
+            if not pending:
+                return [], "no pending sample has a score yet: /judge in the main screen scores them"
+            return [], ("no bulk action is safe yet: no threshold's precision interval on your decisions stays "
+                        "above 0.90")
+
+        found, why = await asyncio.to_thread(offers)
+        self.app.push_screen(BulkScreen(found, why), self._bulk_chosen)
+
+    def _bulk_chosen(self, choice: tuple | None) -> None:
+        if choice:
+            offer, reason = choice
+            self._bulk(offer.action, offer.threshold, reason)
+
+    @work(group="review-write")
+    async def _bulk(self, action: str, threshold: int, reason: str) -> None:
+        """Apply a bulk action to the pending samples its threshold selects now (accept: score >= T, reject:
+        score <= T), as one undoable action; the list reloads."""
+        from tuitune.core.curation import judgments
+
+        def apply(store: Store) -> list[int]:
+            ids = [sid for sid, s in judgments.pending_scores(store)
+                   if (s >= threshold if action == "accept" else s <= threshold)]
+            review.bulk(store, ids, action, reason=reason)
+            return ids
+
+        async with self._write_lock:
+            try:
+                changed = await asyncio.to_thread(apply, self.writer)
+            except StoreError as e:
+                self.notify(str(e), title="Not saved", severity="error", timeout=6)
+                return
+            except sqlite3.OperationalError as e:
+                self.notify(f"The project database did not take the bulk action ({e}). Another tuitune process "
+                            "may be writing to it: wait a moment and try again.", title="Not saved",
+                            severity="error", timeout=8)
+                return
+        if not changed:
+            self.notify("No pending sample matched the offer any more; nothing changed.", severity="warning")
+            return
+        self._session.append((BULK, ""))
+        self._bulks.append(changed)
+        self._forget(changed)
+        word = "accepted" if action == "accept" else "rejected"
+        self.notify(f"{word.capitalize()} {len(changed):,} samples as the judge's decision; u undoes all of them.")
+        self._reload()
 
     # ---- lessons and leaving ------------------------------------------------------------------------
     @work(group="review-lessons", exclusive=True)

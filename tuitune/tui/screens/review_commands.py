@@ -17,6 +17,11 @@ ACTIONS: tuple[tuple[str, str, str], ...] = (
     ("Review: filter by status", "Cycle all / pending / accepted / rejected / edited (f)", "cycle_status"),
     ("Review: filter by round", "Cycle through the synthesis rounds (o)", "cycle_round"),
     ("Review: filter by rating", "Cycle any / 5 … 1 stars / unrated (s)", "cycle_rating"),
+    ("Review: filter by judge score", "Cycle any / score 1 … 5 / score ≤ 2 / unscored (v)", "cycle_score"),
+    ("Review: sort by judge score", "Lowest judge scores first (unscored last), or back to id order (w)",
+     "sort_score"),
+    ("Review: bulk action", ("Accept or reject the pending samples the judge's scores allow, as one undoable "
+     "step (b)"), "bulk"),
     ("Review: search", "Find samples whose text contains a phrase (/)", "search"),
     ("Review: clear search and filters", "Show every sample (x)", "clear_filters"),
     ("Review: lessons", "What review taught so far: it goes into the next round's prompt (l)", "lessons"),

@@ -1,4 +1,5 @@
-"""The review screen's dialogs: the reason for a rejection, an in-place edit, the lessons so far."""
+"""The review screen's dialogs: the reason for a rejection, an in-place edit, the lessons so far, the judge's
+bulk offers."""
 
 from __future__ import annotations
 
@@ -109,4 +110,52 @@ class LessonsScreen(ModalScreen[None]):
             yield Label("esc: close", classes="review-dialog-hint")
 
     def action_close(self) -> None:
+        self.dismiss(None)
+
+
+BULK_REASON = "scored low by the judge"  # what a bulk reject records unless the reviewer types another reason
+
+
+class BulkScreen(ModalScreen[tuple | None]):
+    """The bulk actions the judge's agreement with you allows (agreement.bulk_offers): pick one to apply it to
+    the pending samples its threshold selects. Dismisses with (offer, reason) or None."""
+
+    BINDINGS: ClassVar[list[Binding]] = [Binding("escape,q", "cancel", "Cancel")]
+
+    def __init__(self, offers: list, why_none: str = "") -> None:
+        super().__init__(classes="review-modal")
+        self.offers = offers
+        self.why_none = why_none
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="bulk-box", classes="review-dialog"):
+            yield Label("Bulk action from the judge's scores — one undoable step (u)", classes="review-dialog-title")
+            if self.offers:
+                yield OptionList(*(Option(Text(f"{i}  {o.sentence}"), id=str(i - 1))
+                                   for i, o in enumerate(self.offers, 1)), id="bulk-offers")
+                if any(o.action == "reject" for o in self.offers):
+                    yield Label("Reason a bulk reject records (it becomes a lesson):", classes="edit-label")
+                    yield Input(BULK_REASON, id="bulk-reason")
+                yield Label("enter: apply the highlighted one · esc: cancel", classes="review-dialog-hint")
+            else:
+                yield Static(Text(self.why_none or "no bulk action is safe yet"), id="bulk-none")
+                yield Label("esc: close", classes="review-dialog-hint")
+
+    def on_mount(self) -> None:
+        if self.offers:
+            self.query_one("#bulk-offers").focus()
+
+    @on(OptionList.OptionSelected, "#bulk-offers")
+    def _picked(self, event: OptionList.OptionSelected) -> None:
+        offer = self.offers[int(event.option.id)]
+        reason = ""
+        if offer.action == "reject":
+            reason = self.query_one("#bulk-reason", Input).value.strip() or BULK_REASON
+        self.dismiss((offer, reason))
+
+    @on(Input.Submitted, "#bulk-reason")
+    def _reason_typed(self) -> None:
+        self.query_one("#bulk-offers").focus()  # back to the offers: enter there applies one
+
+    def action_cancel(self) -> None:
         self.dismiss(None)

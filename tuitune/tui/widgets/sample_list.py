@@ -34,12 +34,19 @@ def stars(rating: int | None) -> str:
     return "·····" if not rating else "★" * rating + "☆" * (5 - rating)
 
 
+def score_cell(score: int | None) -> str:
+    return "·" if score is None else str(score)
+
+
 class SampleList(ScrollView, can_focus=True):
-    """One line per sample: status, rating, round, id and the first words of the instruction."""
+    """One line per sample: status, rating, the judge's score, round, id and the first words of the instruction.
+    Rows are in the order of their sort keys (browse.key_of: the id itself in id order), kept ascending, so a
+    row's place is found by bisection."""
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "sample-list--cursor", "sample-list--meta", "sample-list--empty",
         "sample-list--pending", "sample-list--accepted", "sample-list--rejected", "sample-list--edited",
+        "sample-list--low", "sample-list--high",
     }
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("down,j", "cursor_down", "Down", show=False),
@@ -70,6 +77,7 @@ class SampleList(ScrollView, can_focus=True):
         super().__init__(name=name, id=id, classes=classes)
         self.conn = conn
         self.ids: list[int] = []
+        self._keys: list[int] | None = None  # sort keys parallel to ids; None: the ids are the keys
         self.loaded = False
         self.empty_message = "Loading…"
         self._pages: OrderedDict[int, dict[int, browse.Row]] = OrderedDict()
@@ -81,25 +89,51 @@ class SampleList(ScrollView, can_focus=True):
 
     # ---- data ---------------------------------------------------------------------------------------
     def set_ids(self, ids: list[int], *, keep_id: int | None = None, empty_message: str = "",
-                final: bool = True) -> None:
-        """Show these ids (ascending). The cursor stays on keep_id, or on the nearest row after it.
+                final: bool = True, keys: list[int] | None = None, keep_key: int | None = None) -> None:
+        """Show these ids (ascending, or in the order of `keys`, ascending, one per id). The cursor stays on
+        keep_id (whose key is keep_key when keys are given), or on the nearest row after it.
         final=False: only the first rows so far (the rest is loading); the list is usable meanwhile."""
         self.ids = ids
+        self._keys = keys
         self.loaded = final
         self.empty_message = empty_message
         self._pages.clear()
         self._lines.clear()
-        self._id_width = len(str(ids[-1])) if ids else 1
+        self._id_width = self._widest_id()
         self.virtual_size = Size(0, len(ids))
         index = 0
         if keep_id is not None and ids:
-            index = min(bisect_left(ids, keep_id), len(ids) - 1)
+            wanted = keep_id if keys is None else keep_key
+            if keys is not None and wanted is None:
+                index = ids.index(keep_id) if keep_id in ids else 0
+            else:
+                index = min(bisect_left(self._order, wanted), len(ids) - 1)
         self._last_posted = -1
         self.cursor = index
         self.refresh()
 
-    def index_of(self, sample_id: int) -> int | None:
-        i = bisect_left(self.ids, sample_id)
+    @property
+    def _order(self) -> list[int]:
+        return self.ids if self._keys is None else self._keys
+
+    @property
+    def sorted_by_key(self) -> bool:
+        return self._keys is not None
+
+    def _widest_id(self) -> int:
+        if not self.ids:
+            return 1
+        return len(str(self.ids[-1] if self._keys is None else max(self.ids)))
+
+    def index_of(self, sample_id: int, key: int | None = None) -> int | None:
+        """The row of a sample (None if not listed). In key order, `key` finds it by bisection; without it,
+        a linear search."""
+        if self._keys is not None and key is None:
+            try:
+                return self.ids.index(sample_id)
+            except ValueError:
+                return None
+        i = bisect_left(self._order, sample_id if self._keys is None else key)
         return i if i < len(self.ids) and self.ids[i] == sample_id else None
 
     def remove(self, sample_id: int) -> None:
@@ -109,19 +143,27 @@ class SampleList(ScrollView, can_focus=True):
         if i is None:
             return
         del self.ids[i]
+        if self._keys is not None:
+            del self._keys[i]
         top, cursor = round(self.scroll_y), self.cursor
         self._reshaped()
         if i < top:
             self.scroll_to(y=top - 1, animate=False, immediate=True)
         self.cursor = cursor - 1 if i < cursor else cursor
 
-    def insert(self, sample_id: int) -> int:
-        """Put a sample (back) into the list, in id order; the cursor stays on its sample. Returns its index."""
-        i = bisect_left(self.ids, sample_id)
+    def insert(self, sample_id: int, key: int | None = None) -> int:
+        """Put a sample (back) into the list, in order (by `key` when the list is in key order); the cursor
+        stays on its sample. Returns its index."""
+        if self._keys is not None and key is None:
+            raise ValueError("a list in key order needs the sample's key to insert it")
+        k = sample_id if self._keys is None else key
+        i = bisect_left(self._order, k)
         if i < len(self.ids) and self.ids[i] == sample_id:
             return i
         was_empty = not self.ids
         self.ids.insert(i, sample_id)
+        if self._keys is not None:
+            self._keys.insert(i, k)
         cursor = self.cursor
         self._reshaped()
         self.cursor = cursor + 1 if i <= cursor and not was_empty else cursor
@@ -130,7 +172,7 @@ class SampleList(ScrollView, can_focus=True):
     def _reshaped(self) -> None:
         self._pages.clear()  # pages and painted rows are by index, which moved
         self._lines.clear()
-        self._id_width = len(str(self.ids[-1])) if self.ids else 1
+        self._id_width = self._widest_id()
         self.virtual_size = Size(0, len(self.ids))
         self.refresh()
 
@@ -266,9 +308,13 @@ class SampleList(ScrollView, can_focus=True):
             segments = [Segment(f" #{self.ids[index]} (deleted)", meta)]
         else:
             where = f"R{row.round_id}" if row.round_id is not None else ORIGINS.get(row.origin, row.origin)
+            score = line + self._style("low" if row.score is not None and row.score <= 2 else
+                                       "high" if row.score is not None and row.score >= 4 else "meta")
             segments = [
                 Segment(f" {GLYPHS.get(row.status, '?')} ", line + self._style(row.status)),
-                Segment(f"{stars(row.rating)} {where:<5} #{row.id:<{self._id_width}} ", meta),
+                Segment(f"{stars(row.rating)} ", meta),
+                Segment(score_cell(row.score), score),
+                Segment(f" {where:<5} #{row.id:<{self._id_width}} ", meta),
                 Segment(row.preview, line),
             ]
         return Strip(segments).adjust_cell_length(width, line)
