@@ -180,7 +180,7 @@ def test_two_endpoints_one_stopped_mid_round(vllm_embedded, embedded_model, stor
         async def go():
             pool = TeacherPool.of([(cfg[0], 1.0), (cfg[1], 1.0)])
             try:
-                fin = await SynthRound(store, pool, RoundParams(n=12, per_request=2, concurrency=4, max_tokens=300),
+                fin = await SynthRound(store, pool, RoundParams(n=12, per_request=2, concurrency=4, max_tokens=200),
                                        on_event=on_event).run()
                 return fin, pool.stats()
             finally:
@@ -200,7 +200,8 @@ def test_two_endpoints_one_stopped_mid_round(vllm_embedded, embedded_model, stor
         stats["first"]["rerouted"] + stats["second"]["rerouted"]
     by_teacher = {t: store.conn.execute("SELECT COUNT(*) FROM samples WHERE round_id = ? AND teacher = ?",
                                         (fin.round_id, t)).fetchone()[0] for t in ("first", "second")}
-    assert sum(by_teacher.values()) == 12 and by_teacher["second"] >= 1
+    assert sum(by_teacher.values()) == 12  # every sample names its teacher
+    assert stats["second"]["requests"] >= 1  # it really took part before it was stopped
     from tuitune.core.synth import rounds
 
     saved = rounds.get_round(store, fin.round_id).counters["teachers"]
