@@ -26,6 +26,9 @@ SLASH_COMMANDS: tuple[Slash, ...] = (
           "hf://datasets/ORG/NAME from the cache"),
     Slash("gen", "/gen [N] [TEACHER]", "generate a round of N samples (default 20) with a teacher from /settings"),
     Slash("review", "/review [pending|all]", "review samples with the keyboard"),
+    Slash("judge", "/judge [ROUND]", "score the unscored samples 1-5 with the judge (the default teacher); a round's "
+          "only with ROUND"),
+    Slash("rounds", "/rounds", "per round: generated, reviewed, acceptance, judge mean, teachers, reasons, lessons"),
     Slash("lessons", "/lessons", "what review taught; used in the next round's prompt"),
     Slash("train", "/train", "open the training form and launch a background run"),
     Slash("runs", "/runs", "list training runs"),

@@ -117,13 +117,22 @@ class MainScreen(Screen):
     def error(self, text: str) -> None:
         self.post(Markdown(f"**Problem:** {text}", classes="msg-error"))
 
-    def show_next_step(self) -> None:
+    def show_next_step(self, *, trend: bool = False) -> None:
+        """The guide's next step; with `trend` (after review or a round), how acceptance moved over the rounds."""
         from tuitune.core.guide import next_step
 
         settings = self.app.settings  # the base it trains on: the guide says when another suits the languages
         step = next_step(self.store, runs_done=self._runs_done(), base=settings.base_model,
                          models_dir=settings.models_dir)
-        self.guide(f"**Next: {step.title}.** {step.message}")
+        text = f"**Next: {step.title}.** {step.message}"
+        if trend:
+            from tuitune.core.curation.round_stats import round_stats
+            from tuitune.core.curation.round_stats import trend as rounds_trend
+
+            line = rounds_trend(round_stats(self.store))
+            if line:
+                text += f" — {md_escape(line)}"
+        self.guide(text)
 
     def _runs_done(self) -> int:
         try:
@@ -327,7 +336,35 @@ class MainScreen(Screen):
         self.post(RoundCard(n, teacher=parts[1] if len(parts) > 1 else None))
 
     def on_round_card_finished(self, event) -> None:
-        self.show_next_step()
+        self.show_next_step(trend=True)
+
+    def on_round_finished(self, event) -> None:
+        """A /gen round ended (its card saw it first): the judge scores its samples."""
+        if event.round_id is not None and (event.counters or {}).get("stored", 0):
+            self.guide(f"Scoring round {event.round_id}'s samples with the judge (the default teacher); "
+                       f"`/review` shows the scores.")
+            self._judge(event.round_id)
+
+    def cmd_judge(self, arg: str) -> None:
+        try:
+            round_id = int(arg) if arg else None
+        except ValueError:
+            self.error(f"{md_code('/judge ' + arg)}: give a round number, e.g. `/judge 2` (or none: every round)")
+            return
+        self._judge(round_id)
+
+    def _judge(self, round_id: int | None) -> None:
+        from tuitune.tui.widgets.judge_card import JudgeCard
+
+        self.post(JudgeCard(round_id))
+
+    def on_judge_card_finished(self, event) -> None:
+        self.guide(f"Judge: {md_escape(event.summary)}")
+
+    def cmd_rounds(self, arg: str) -> None:
+        from tuitune.tui.screens.rounds import RoundsScreen
+
+        self.app.push_screen(RoundsScreen(self.store))
 
     def cmd_review(self, arg: str) -> None:
         from tuitune.tui.screens.review import ReviewScreen
@@ -335,7 +372,7 @@ class MainScreen(Screen):
         def done(result) -> None:
             if isinstance(result, dict) and any(result.values()):
                 self.guide("Review: " + ", ".join(f"{k} {v}" for k, v in result.items()))
-            self.show_next_step()
+            self.show_next_step(trend=True)
 
         self.app.push_screen(ReviewScreen(self.store), done)
 
