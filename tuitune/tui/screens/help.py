@@ -17,7 +17,9 @@ a completion; PageUp / PageDown scroll the transcript (it follows new output unt
 always goes to the prompt, even after a click elsewhere.
 
 **The flow** — describe the task → 3+ seeds → `/gen 20` → `/review` (your reasons become lessons) → `/gen 50`
-with the lessons → `/train` → `/chat` and `/compare` → `/eval` → `/export`.
+with the lessons → `/train` → `/chat` and `/compare` → `/eval` → `/export`. The judge scores each new round
+(`/judge` scores the rest); in review, `w` sorts worst first, `v` filters by score, `b` bulk-decides what the judge's
+agreement with you allows (`u` undoes it); `/rounds` shows acceptance per round.
 
 The embedded teacher (SmolLM2-135M) works offline but writes weak data; plug in a stronger one in `/settings`.
 """
