@@ -75,6 +75,8 @@ def test_judge_agreement_and_bulk_undo(vllm_embedded, project, home, real_fixtur
     assert all(x["judge"]["judge"] == f"local/{vllm_embedded.model_names[0]}" and "judge_sample.md.j2@"
                in x["judge"]["rubric"] for x in listed)
 
+    asyncio.run(_review_screen_sorts_by_score(project, home, {x["id"]: x["judge"]["score"] for x in listed}))
+
     # scripted decisions on 33 samples: the 3 lowest-scored are rejected, the other 30 accepted; 7 stay pending
     by_score = sorted(listed, key=lambda x: (x["judge"]["score"], x["id"]))
     decided = by_score[:33]
@@ -118,6 +120,32 @@ def test_judge_agreement_and_bulk_undo(vllm_embedded, project, home, real_fixtur
         undone = {s.id: s for s in st.samples()}
     strip = lambda s: s.with_(updated_at="")
     assert {i: strip(s) for i, s in undone.items()} == {i: strip(s) for i, s in before.items()}
+
+
+async def _review_screen_sorts_by_score(project, home, scores):
+    """The review screen (Pilot) on the judged project: every row shows its real score; `w` sorts worst first."""
+    from tuitune.settings import load_settings
+    from tuitune.tui.app import make_app
+    from tuitune.tui.screens.review import ReviewScreen
+
+    app = make_app(load_settings(project=project, home=home))
+    with Store.open(project) as st:
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = ReviewScreen(st)
+            app.push_screen(screen)
+            for key in (None, "w"):
+                if key:
+                    await pilot.press(key)
+                await pilot.pause()
+                await app.workers.wait_for_complete([w for w in app.workers if isinstance(w.node, ReviewScreen)])
+                await pilot.pause()
+            lst = screen.sample_list
+            assert sorted(lst.ids) == sorted(scores)
+            assert [scores[i] for i in lst.ids] == sorted(scores.values())  # worst first
+            for i, sid in enumerate(lst.ids[:5]):
+                cells = lst._render_row(i, False, 80, lst.rich_style).text.split()
+                assert str(scores[sid]) in cells[:4] and f"#{sid}" in cells
+            assert "Judge: " in screen.detail.text
 
 
 def test_round_through_vllm_offline_batch_runner(project, home, monkeypatch, tmp_path):
