@@ -125,3 +125,14 @@ def pytest_collection_modifyitems(config, items):
         explicit = sorted(r.split(":", 1)[1] for r in comp if r.startswith("group:"))
         name = explicit[0] if explicit else "+".join(sorted(r.split(":", 1)[1].rsplit("/", 1)[-1] for r in comp))
         item.add_marker(pytest.mark.xdist_group(name.replace("@", "_")))
+
+
+@pytest.fixture
+def seeded(store):
+    """A project with a task and 3 accepted seeds of made-up words (the synthesis fault tests' starting point)."""
+    from tuitune.core.data.samples import Sample
+
+    store.set_task(description="Explain made-up words.", system_prompt="You explain words.")
+    store.add_samples([Sample(f"Explain the word blorp{i}", f"Blorp{i} means thing {i}.", origin="seed",
+                              status="accepted") for i in range(3)])
+    return store

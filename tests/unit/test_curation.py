@@ -25,7 +25,8 @@ def _round(store, n, lessons=()):
 
 def _judge(store, ids, scores):
     for sid, score in zip(ids, scores):
-        judgments.save(store, judgments.Judgment(sid, score, f"critique {sid}", "", "t/m", "built-in:x@1"))
+        judgments.save(store, judgments.Judgment(sid, score, f"critique {sid}", "", "t/m", "built-in:x@1",
+                                                 at="2026-01-01T00:00:00.000+00:00"))  # before any review below
 
 
 def test_decisions_pair_scores_with_human_decisions_only(store):

@@ -12,7 +12,6 @@ from pathlib import Path
 import fake_batch_api
 import pytest
 
-from tuitune.core.data.samples import Sample
 from tuitune.core.synth import batch as bt
 from tuitune.core.synth import rounds
 from tuitune.core.synth.engine import RoundParams, SynthRound
@@ -20,14 +19,6 @@ from tuitune.core.synth.teacher import Teacher, TeacherConfig
 from tuitune.core.synth.types import SynthError
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def seeded(store):
-    store.set_task(description="Explain made-up words.", system_prompt="You explain words.")
-    store.add_samples([Sample(f"Explain the word blorp{i}", f"Blorp{i} means thing {i}.", origin="seed",
-                              status="accepted") for i in range(3)])
-    return store
 
 
 def _round(store, url, project, n=12, wait=True):

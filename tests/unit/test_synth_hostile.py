@@ -10,20 +10,11 @@ import time
 import fake_teacher as fake  # tests/fake_teacher.py (tests/ is on pytest's pythonpath)
 import pytest
 
-from tuitune.core.data.samples import Sample
 from tuitune.core.synth import rounds
 from tuitune.core.synth.engine import RequestFailed, RoundParams, SampleStored, SynthRound
 from tuitune.core.synth.teacher import Teacher, TeacherConfig
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-def seeded(store):
-    store.set_task(description="Explain made-up words.", system_prompt="You explain words.")
-    store.add_samples([Sample(f"Explain the word blorp{i}", f"Blorp{i} means thing {i}.", origin="seed",
-                              status="accepted") for i in range(3)])
-    return store
 
 
 def _adds_up(c: dict) -> bool:
